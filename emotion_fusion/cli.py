@@ -1,0 +1,174 @@
+"""The command line (DESIGN.md section 6; the contract is firm: other tools call it).
+
+Each command imports what it needs inside its handler, so `fuse` and `sweep` never import torch.
+Bad input ends with one line on stderr (`error: ...`) and exit status 2.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+from .errors import InputError
+
+
+def _print(obj: Any, as_json: bool, text: str) -> None:
+    print(json.dumps(obj, indent=None, default=_jsonable) if as_json else text)
+
+
+def _jsonable(o: Any) -> Any:
+    import numpy as np
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+def _weight(text: str) -> float:
+    try:
+        w = float(text)
+    except ValueError:
+        raise InputError(f"fusion weight {text!r} is not a number; use a value between 0 and 1") from None
+    if not 0.0 <= w <= 1.0:
+        raise InputError(f"fusion weight {w} is outside [0, 1]; use a value between 0 (text only) "
+                         "and 1 (visual only)")
+    return w
+
+
+# --- handlers -------------------------------------------------------------------------------------
+def _cmd_data(a: argparse.Namespace) -> int:
+    from . import data
+    fer_path, go_path = data.resolve_paths(a.fer2013, a.goemotions)
+    fer = data.load_fer2013(fer_path, skip_bad=a.skip_bad, progress=not a.json)
+    go = data.load_goemotions(go_path, mapping=a.label_map, skip_bad=a.skip_bad)
+    summary = data.summarize(fer, go)
+    _print(summary, a.json, data.format_summary(summary))
+    return 0
+
+
+def _cmd_run(a: argparse.Namespace) -> int:
+    from .config import Config
+    from .pipeline import run
+    overrides: dict[str, Any] = {}
+    if a.fusion_weight is not None:
+        overrides["fusion_weight"] = _weight(a.fusion_weight)
+    if a.seed is not None:
+        overrides["seed"] = a.seed
+    cfg = Config.from_profile(a.profile, **overrides).with_overrides(a.set or [])
+    result = run(cfg, fer2013=a.fer2013, goemotions=a.goemotions, out=a.out)
+    _print(result.results, a.json, result.table_text())
+    return 0
+
+
+def _cmd_fuse(a: argparse.Namespace) -> int:
+    from . import runs
+    res = runs.score_run(a.run_dir, weight=_weight(a.weight))
+    _print(res, a.json, runs.format_results(res))
+    return 0
+
+
+def _cmd_sweep(a: argparse.Namespace) -> int:
+    from . import runs
+    res = runs.score_run(a.run_dir)
+    from .plots import plot_sweep
+    fig = plot_sweep(res["sweep"], chosen=res.get("weight"))
+    plot_path = Path(a.run_dir) / "sweep.png"
+    fig.savefig(plot_path, dpi=120, bbox_inches="tight")
+    sweep = res["sweep"]
+    out = {"best_weight": res["best_weight"], "sweep": sweep, "plot": str(plot_path),
+           "rows": [r for r in res["rows"] if r["model"] == "fusion_best_val"]}
+    text = (f"best validation weight: {res['best_weight']:.2f} (macro-F1 on validation)\n"
+            + runs.format_results({**res, "rows": out["rows"]}) + f"\nplot: {plot_path}")
+    _print(out, a.json, text)
+    return 0
+
+
+def _cmd_evaluate(a: argparse.Namespace) -> int:
+    from .pipeline import evaluate_run
+    result = evaluate_run(a.run_dir, fer2013=a.fer2013, goemotions=a.goemotions, out=a.out)
+    _print(result.results, a.json, result.table_text())
+    return 0
+
+
+def _cmd_predict(a: argparse.Namespace) -> int:
+    from .pipeline import predict
+    weight = None if a.weight is None else _weight(a.weight)
+    res = predict(a.run_dir, image=a.image, text=a.text, weight=weight)
+    lines = [f"{k:>8}: {res[k]['label']:<9} " + "  ".join(f"{c} {p:.3f}" for c, p in res[k]["probs"].items())
+             for k in ("visual", "text", "fusion")]
+    _print(res, a.json, "\n".join(lines))
+    return 0
+
+
+# --- parser ---------------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m emotion_fusion",
+                                description="Multimodal emotion recognition with weighted late fusion.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def datasets(sp: argparse.ArgumentParser, required: bool = False) -> None:
+        sp.add_argument("--fer2013", required=required,
+                        help="FER2013 zip or folder (default: $EMOTION_FUSION_DATA, else data/)")
+        sp.add_argument("--goemotions", required=required,
+                        help="GoEmotions TSV folder or HF id (default: $EMOTION_FUSION_DATA, else data/)")
+
+    sp = sub.add_parser("data", help="counts per split and class, duplicates")
+    datasets(sp)
+    sp.add_argument("--label-map", default="ekman", choices=["ekman", "seed"])
+    sp.add_argument("--skip-bad", action="store_true", help="skip unreadable items and report them")
+    sp.add_argument("--json", action="store_true")
+    sp.set_defaults(func=_cmd_data)
+
+    sp = sub.add_parser("run", help="train and evaluate both branches, write RUN_DIR")
+    sp.add_argument("--profile", required=True, choices=["full", "offline", "smoke"])
+    datasets(sp)
+    sp.add_argument("--out", required=True, help="run directory to write")
+    sp.add_argument("--fusion-weight", help="visual share of the fusion, in [0, 1] (default 0.6)")
+    sp.add_argument("--seed", type=int)
+    sp.add_argument("--set", nargs="*", metavar="KEY=VALUE", help="override any config setting")
+    sp.add_argument("--json", action="store_true")
+    sp.set_defaults(func=_cmd_run)
+
+    sp = sub.add_parser("fuse", help="re-score fusion at a weight from cached outputs (no torch)")
+    sp.add_argument("--run-dir", required=True)
+    sp.add_argument("--weight", required=True)
+    sp.add_argument("--json", action="store_true")
+    sp.set_defaults(func=_cmd_fuse)
+
+    sp = sub.add_parser("sweep", help="weight sweep on validation, best weight, its test scores, a plot")
+    sp.add_argument("--run-dir", required=True)
+    sp.add_argument("--json", action="store_true")
+    sp.set_defaults(func=_cmd_sweep)
+
+    sp = sub.add_parser("evaluate", help="score RUN_DIR's trained branches on another test set")
+    sp.add_argument("--run-dir", required=True)
+    datasets(sp)
+    sp.add_argument("--out", required=True)
+    sp.add_argument("--json", action="store_true")
+    sp.set_defaults(func=_cmd_evaluate)
+
+    sp = sub.add_parser("predict", help="one image + one text -> per-branch and fused probabilities")
+    sp.add_argument("--run-dir", required=True)
+    sp.add_argument("--image", required=True)
+    sp.add_argument("--text", required=True)
+    sp.add_argument("--weight")
+    sp.add_argument("--json", action="store_true")
+    sp.set_defaults(func=_cmd_predict)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except InputError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
