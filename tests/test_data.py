@@ -1,0 +1,441 @@
+"""Loaders, duplicates and summaries: tiny synthetic datasets in tmp_path, plus the real data (marked)."""
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import subprocess
+import sys
+import time
+import types
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from conftest import REPO, face, jpeg_bytes, make_fer_tree, make_fer_zip, make_goemotions_dir, snapshot
+from emotion_fusion import data
+from emotion_fusion.data import (drop_duplicates_of, find_duplicates, format_summary, load_fer2013,
+                                 load_goemotions, resolve_paths, stack_pixels, summarize)
+from emotion_fusion.errors import InputError
+from emotion_fusion.labels import CLASSES, GOEMOTIONS_LABELS
+
+
+def _zip_tree(src: Path, dest: Path, prefix: str = "", dir_entries: bool = False) -> Path:
+    """Zip a folder tree (optionally under one extra top folder, optionally with directory entries)."""
+    with zipfile.ZipFile(dest, "w") as z:
+        for p in sorted(src.rglob("*")):
+            rel = prefix + p.relative_to(src).as_posix()
+            if p.is_dir() and dir_entries:
+                z.writestr(rel + "/", b"")
+            elif p.is_file():
+                z.writestr(rel, p.read_bytes())
+    return dest
+
+
+# The dataset authors' ekman_mapping.json (GoEmotions repo, data/ekman_mapping.json).
+EKMAN_JSON = {
+    "anger": ["anger", "annoyance", "disapproval"], "disgust": ["disgust"], "fear": ["fear", "nervousness"],
+    "joy": ["joy", "amusement", "approval", "excitement", "gratitude", "love", "optimism", "relief",
+            "pride", "admiration", "desire", "caring"],
+    "sadness": ["sadness", "disappointment", "embarrassment", "grief", "remorse"],
+    "surprise": ["surprise", "realization", "confusion", "curiosity"],
+}
+
+
+@pytest.fixture
+def fer_dir(tmp_path):
+    return make_fer_tree(tmp_path / "fer", per_class=2)
+
+
+# ---- resolve_paths ---------------------------------------------------------------------------------
+def test_resolve_paths_explicit_env_and_repo_default(tmp_path, monkeypatch):
+    root = tmp_path / "root"
+    root.mkdir()
+    make_fer_zip(root / "fer2013.zip", per_class=1)
+    make_goemotions_dir(root / "goemotions", per_class=1)
+    monkeypatch.setenv("EMOTION_FUSION_DATA", str(root))
+    assert resolve_paths() == (root / "fer2013.zip", root / "goemotions")
+    assert resolve_paths("elsewhere.zip", "go") == (Path("elsewhere.zip"), Path("go"))
+    monkeypatch.delenv("EMOTION_FUSION_DATA")
+    repo_data = tmp_path / "repo_data"
+    make_fer_tree(repo_data / "fer2013", per_class=1)
+    make_goemotions_dir(repo_data / "goemotions", per_class=1)
+    monkeypatch.setattr(data, "REPO_DATA", repo_data)
+    assert resolve_paths() == (repo_data / "fer2013", repo_data / "goemotions")
+
+
+def test_resolve_paths_not_found_says_where_and_how(tmp_path, monkeypatch):
+    monkeypatch.setenv("EMOTION_FUSION_DATA", str(tmp_path))
+    with pytest.raises(InputError, match=r"fer2013\.zip or fer2013/ in EMOTION_FUSION_DATA=.*README\.md"):
+        resolve_paths()
+    with pytest.raises(InputError, match=r"goemotions/ in EMOTION_FUSION_DATA"):
+        resolve_paths(fer2013=tmp_path / "x.zip")
+    monkeypatch.delenv("EMOTION_FUSION_DATA")
+    monkeypatch.setattr(data, "REPO_DATA", tmp_path / "nothing")
+    with pytest.raises(InputError, match=r"repo's .*nothing.*set EMOTION_FUSION_DATA"):
+        resolve_paths()
+
+
+# ---- FER2013 ---------------------------------------------------------------------------------------
+def test_fer_folder_and_zip_read_in_place(tmp_path, fer_dir):
+    zpath = make_fer_zip(tmp_path / "fer.zip", per_class=2)
+    before = {**snapshot(fer_dir), **snapshot(zpath)}
+    a, b = load_fer2013(fer_dir, progress=False), load_fer2013(zpath, progress=False)
+    assert {**snapshot(fer_dir), **snapshot(zpath)} == before
+    assert list(a.columns) == ["split", "label", "y", "source", "hash", "pixels"]
+    assert len(a) == len(b) == 28 and a.attrs["skipped"] == [] and b.attrs["skipped"] == []
+    # same images -> same labels and pixel hashes, whatever the container
+    for col in ("split", "label", "y", "hash"):
+        assert a[col].tolist() == b[col].tolist()
+    assert b["source"].iloc[0] == "train/angry/train_angry_0.jpg"
+    assert a["source"].iloc[0] == str(fer_dir / "train/angry/train_angry_0.jpg")
+    # sorted by split (train first), then class order, then source
+    assert a["split"].tolist() == ["train"] * 14 + ["test"] * 14
+    assert a["y"].tolist()[:14] == sorted(a["y"].tolist()[:14])
+    assert [CLASSES[y] for y in a["y"]] == a["label"].tolist()
+    px = stack_pixels(a)
+    assert px.shape == (28, 48, 48) and px.dtype == np.uint8
+    assert a["hash"].iloc[3] == hashlib.blake2b(px[3].tobytes(), digest_size=16).hexdigest()
+    # the decoded pixels are the JPEG's (lossy, so near the drawn face, never a blank image)
+    assert np.abs(px[0].astype(int) - face(1000, 0).astype(int)).mean() < 8
+
+
+def test_fer_extra_top_folder_and_only_test_split(tmp_path):
+    src = make_fer_tree(tmp_path / "src", per_class=1, splits=("test",))
+    nested = make_fer_tree(tmp_path / "outer" / "fer2013", per_class=1, splits=("test",)).parent
+    zpath = _zip_tree(src, tmp_path / "nested.zip", prefix="fer2013/", dir_entries=True)
+    for path in (src, nested, zpath):
+        df = load_fer2013(path, progress=False)
+        assert df["split"].unique().tolist() == ["test"] and len(df) == 7
+    assert load_fer2013(zpath, progress=False)["source"].iloc[0] == "fer2013/test/angry/test_angry_0.jpg"
+
+
+def test_fer_splits_filter_and_missing_split(fer_dir, tmp_path):
+    df = load_fer2013(fer_dir, splits=["test"], progress=False)
+    assert set(df["split"]) == {"test"} and len(df) == 14
+    assert load_fer2013(fer_dir, splits="test", progress=False)["hash"].tolist() == df["hash"].tolist()
+    only_test = make_fer_tree(tmp_path / "t", per_class=1, splits=("test",))
+    with pytest.raises(InputError, match=r"has no train/ folder \(found: test\)"):
+        load_fer2013(only_test, splits=["train"], progress=False)
+    with pytest.raises(InputError, match=r"unknown FER2013 split 'dev'"):
+        load_fer2013(fer_dir, splits=["dev"], progress=False)
+
+
+def test_fer_colour_and_other_sizes_become_48px_gray(tmp_path):
+    root = make_fer_tree(tmp_path / "fer", per_class=1, splits=("train",))
+    rgb = np.zeros((96, 64, 3), dtype=np.uint8)
+    rgb[..., 0] = 200
+    buf = io.BytesIO()
+    Image.fromarray(rgb, "RGB").save(buf, format="PNG")
+    (root / "train/happy/colour.png").write_bytes(buf.getvalue())
+    df = load_fer2013(root, progress=False)
+    row = df[df["source"].str.endswith("colour.png")].iloc[0]
+    assert row["pixels"].shape == (48, 48) and row["pixels"].dtype == np.uint8
+    # ITU-R 601 luma of pure red 200 is ~60 (grayscale conversion, not a channel pick)
+    assert abs(int(row["pixels"].mean()) - 60) <= 1
+
+
+def test_fer_ignores_os_metadata(fer_dir, tmp_path):
+    (fer_dir / "train/angry/.DS_Store").write_bytes(b"\0junk")
+    (fer_dir / "__MACOSX").mkdir()
+    (fer_dir / "__MACOSX/._x.jpg").write_bytes(b"junk")
+    assert len(load_fer2013(fer_dir, progress=False)) == 28
+
+
+def test_fer_corrupt_image_raises_or_is_skipped(fer_dir, tmp_path):
+    bad = fer_dir / "train/sad/broken.jpg"
+    bad.write_bytes(jpeg_bytes(face(1, 0))[:200])  # truncated JPEG
+    (fer_dir / "test/fear/notes.jpg").write_bytes(b"not an image at all")
+    before = snapshot(fer_dir)
+    with pytest.raises(InputError, match=r"train/sad/broken\.jpg: cannot decode image.*skip_bad=True"):
+        load_fer2013(fer_dir, progress=False)
+    df = load_fer2013(fer_dir, skip_bad=True, progress=False)
+    assert snapshot(fer_dir) == before
+    assert len(df) == 28  # the bad files are gone, never replaced by a blank image
+    assert sorted(Path(s["source"]).name for s in df.attrs["skipped"]) == ["broken.jpg", "notes.jpg"]
+    reasons = {Path(s["source"]).name: s["reason"] for s in df.attrs["skipped"]}
+    assert reasons["notes.jpg"] == "cannot decode image: not a recognised image format"
+    assert reasons["broken.jpg"].startswith("cannot decode image: OSError")
+    zpath = _zip_tree(fer_dir, tmp_path / "bad.zip")
+    with pytest.raises(InputError, match=r"bad\.zip:train/sad/broken\.jpg: cannot decode"):
+        load_fer2013(zpath, progress=False)
+    skipped = load_fer2013(zpath, skip_bad=True, progress=False).attrs["skipped"]
+    assert {s["source"] for s in skipped} == {"train/sad/broken.jpg", "test/fear/notes.jpg"}
+
+
+@pytest.mark.parametrize("as_zip", [False, True])
+def test_fer_structural_problems_raise(tmp_path, as_zip):
+    def check(tree: Path, pattern: str):
+        target = _zip_tree(tree, tmp_path / f"{tree.name}.zip", dir_entries=True) if as_zip else tree
+        before = snapshot(target)
+        for skip in (False, True):  # structural problems raise even with skip_bad
+            with pytest.raises(InputError, match=pattern):
+                load_fer2013(target, skip_bad=skip, progress=False)
+        assert snapshot(target) == before
+
+    typo = make_fer_tree(tmp_path / "typo", per_class=1, splits=("train",))
+    (typo / "train/happy").rename(typo / "train/happyy")
+    check(typo, r"unknown class folder train/happyy/; class folders must be one of angry")
+    empty = make_fer_tree(tmp_path / "empty", per_class=1, splits=("test",))
+    (empty / "train/angry").mkdir(parents=True)
+    check(empty, r"train/ holds no images")
+    neither = make_fer_tree(tmp_path / "neither", per_class=1, splits=("training",))
+    check(neither, r"neither train/ nor test/")
+    loose = make_fer_tree(tmp_path / "loose", per_class=1, splits=("train",))
+    (loose / "train/stray.jpg").write_bytes(jpeg_bytes(face(3)))
+    check(loose, r"unexpected file train/stray\.jpg")
+
+
+def test_fer_missing_or_wrong_kind_of_path(tmp_path):
+    with pytest.raises(InputError, match=r"FER2013 path .*nope\.zip does not exist"):
+        load_fer2013(tmp_path / "nope.zip", progress=False)
+    txt = tmp_path / "fer.txt"
+    txt.write_text("hello")
+    with pytest.raises(InputError, match=r"fer\.txt is neither a folder nor a zip archive"):
+        load_fer2013(txt, progress=False)
+    assert txt.read_text() == "hello"
+
+
+def test_stack_pixels_empty():
+    assert stack_pixels(pd.DataFrame({"pixels": []})).shape == (0, 48, 48)
+
+
+# ---- duplicates ----------------------------------------------------------------------------------
+def _frame(split_hashes: dict[str, list[str]]) -> pd.DataFrame:
+    rows = [(s, h) for s, hs in split_hashes.items() for h in hs]
+    return pd.DataFrame(rows, columns=["split", "hash"])
+
+
+def test_find_duplicates_within_and_across():
+    df = _frame({"test": ["a", "x", "x"], "train": ["a", "a", "b", "c", "c", "c"], "val": ["b", "z"]})
+    assert find_duplicates(df) == {
+        "within": {"train": 3, "val": 0, "test": 1},
+        "across": {"train-val": 1, "train-test": 2, "val-test": 0},
+    }
+    assert json.loads(json.dumps(find_duplicates(df))) == find_duplicates(df)
+
+
+def test_find_duplicates_on_loaded_images(tmp_path):
+    root = make_fer_tree(tmp_path / "fer", per_class=1)
+    (root / "test/sad/copy.jpg").write_bytes((root / "train/sad/train_sad_0.jpg").read_bytes())
+    dup = find_duplicates(load_fer2013(root, progress=False))
+    assert dup == {"within": {"train": 0, "test": 0}, "across": {"train-test": 1}}
+
+
+def test_drop_duplicates_of():
+    df = _frame({"train": ["a", "b", "c", "a"]})
+    out, n = drop_duplicates_of(df, [_frame({"val": ["a"]}), _frame({"test": ["c", "q"]})])
+    assert n == 3 and out["hash"].tolist() == ["b"] and out.index.tolist() == [0]
+    assert drop_duplicates_of(df, [])[1] == 0
+
+
+# ---- GoEmotions ----------------------------------------------------------------------------------
+def test_goemotions_folder(tmp_path):
+    go = make_goemotions_dir(tmp_path / "go", per_class=2)
+    before = snapshot(go)
+    df = load_goemotions(go)
+    assert snapshot(go) == before
+    assert list(df.columns) == ["split", "text", "label_ids", "go_labels", "label", "y", "id"]
+    assert df["split"].value_counts().to_dict() == {"train": 14, "dev": 14, "test": 14}
+    row = df.iloc[0]
+    assert row["label_ids"] == (2,) and row["go_labels"] == ("anger",) and row["label"] == "angry"
+    assert row["y"] == 0 and row["id"] == "id0" and row["text"] == "This makes me so angry (train 0)"
+    assert df.attrs["skipped"] == [] and df.attrs["mapping"] == "ekman"
+    assert set(load_goemotions(go, splits=["dev"])["split"]) == {"dev"}
+
+
+def _go_with_lines(tmp_path: Path, lines: list[str], name: str = "train.tsv", newline: str = "\n") -> Path:
+    go = make_goemotions_dir(tmp_path / "go", per_class=1, splits=())
+    (go / name).write_bytes((newline.join(lines) + newline).encode("utf-8"))
+    return go
+
+
+def test_goemotions_multilabel_rules_quotes_and_line_endings(tmp_path):
+    lines = ['He said "wow" and \'no\'\t17,1\ta',      # joy + amusement: both happy
+             "mixed feelings\u2028here\t17,25\tb",     # joy + sadness: classes disagree
+             "just a fact\t27\tc"]
+    go = _go_with_lines(tmp_path, lines, newline="\r\n")
+    agree = load_goemotions(go)
+    assert agree["text"].tolist() == ['He said "wow" and \'no\'', "mixed feelings\u2028here", "just a fact"]
+    assert agree["label"].tolist() == ["happy", None, "neutral"]
+    assert agree["y"].tolist() == [3, -1, 4] and agree["label_ids"].iloc[1] == (17, 25)
+    first = load_goemotions(go, multi_label="first")
+    assert first["label"].tolist() == ["happy", "happy", "neutral"]
+    # the seed map sends embarrassment to disgust, ekman to sad
+    (go / "train.tsv").write_text("so awkward\t12\tz\n")
+    assert load_goemotions(go, mapping="seed")["label"].tolist() == ["disgust"]
+    assert load_goemotions(go)["label"].tolist() == ["sad"]
+
+
+def test_goemotions_uses_folder_ekman_json(tmp_path):
+    go = _go_with_lines(tmp_path, ["I care\t5\ta"])
+    assert load_goemotions(go)["label"].tolist() == ["happy"]
+    ekman = {k: list(v) for k, v in EKMAN_JSON.items()}
+    ekman["joy"].remove("caring")
+    ekman["sadness"].append("caring")
+    (go / "ekman_mapping.json").write_text(json.dumps(ekman))
+    assert load_goemotions(go)["label"].tolist() == ["sad"]
+    (go / "ekman_mapping.json").write_text("{not json")
+    with pytest.raises(InputError, match=r"ekman_mapping\.json: not valid JSON"):
+        load_goemotions(go)
+
+
+@pytest.mark.parametrize("line, problem", [
+    ("only text\t3", r"expected 3 tab-separated columns .* got 2"),
+    ("too\tmany\t3\tx", r"expected 3 tab-separated columns .* got 4"),
+    ("text\t28\tx", r"label id 28 is outside 0-27"),
+    ("text\t-1\tx", r"label id -1 is outside"),
+    ("text\t3,x\tx", r"label ids '3,x' are not comma-separated integers"),
+    ("text\t--3\tx", r"label ids '--3' are not comma-separated integers"),
+    ("text\t3_0\tx", r"label ids '3_0' are not"),
+    ("text\t\tx", r"label ids '' are not"),
+    ("   \t3\tx", r"empty text"),
+])
+def test_goemotions_bad_rows(tmp_path, line, problem):
+    go = _go_with_lines(tmp_path, ["fine text\t3\ta", line, "also fine\t4\tb"])
+    before = snapshot(go)
+    with pytest.raises(InputError, match=r"train\.tsv:2: " + problem + r".*skip_bad=True"):
+        load_goemotions(go)
+    df = load_goemotions(go, skip_bad=True)
+    assert snapshot(go) == before
+    assert df["text"].tolist() == ["fine text", "also fine"]
+    assert df.attrs["skipped"][0]["source"] == "train.tsv:2"
+    assert len(df.attrs["skipped"]) == 1
+
+
+def test_goemotions_bad_folders(tmp_path):
+    go = make_goemotions_dir(tmp_path / "go", per_class=1, splits=("dev",))
+    (go / "emotions.txt").unlink()
+    with pytest.raises(InputError, match=r"emotions\.txt is missing"):
+        load_goemotions(go)
+    (go / "emotions.txt").write_text("\n".join(GOEMOTIONS_LABELS[:27]) + "\nneutrality\n")
+    with pytest.raises(InputError, match=r"emotions\.txt: not the 28 GoEmotions labels .* line 28"):
+        load_goemotions(go)
+    (go / "emotions.txt").write_text("\n".join(GOEMOTIONS_LABELS) + "\n")
+    with pytest.raises(InputError, match=r"has no test split \(found: dev\)"):
+        load_goemotions(go, splits=["test"])
+    with pytest.raises(InputError, match=r"unknown GoEmotions split 'validation'"):
+        load_goemotions(go, splits=["validation"])
+    with pytest.raises(InputError, match=r"unknown label map 'plutchik'"):
+        load_goemotions(go, mapping="plutchik")
+    with pytest.raises(InputError, match=r"unknown multi-label rule 'any'"):
+        load_goemotions(go, multi_label="any")
+    (go / "dev.tsv").unlink()
+    with pytest.raises(InputError, match=r"go: no train\.tsv, dev\.tsv or test\.tsv found"):
+        load_goemotions(go)
+    with pytest.raises(InputError, match=r"GoEmotions path .*missing does not exist"):
+        load_goemotions(tmp_path / "missing")
+    with pytest.raises(InputError, match=r"emotions\.txt is not a folder"):
+        load_goemotions(go / "emotions.txt")
+
+
+def test_goemotions_hf_id_without_library_or_network(monkeypatch):
+    monkeypatch.setitem(sys.modules, "datasets", None)  # import datasets -> ImportError
+    with pytest.raises(InputError, match=r"'datasets' library, which is not installed.*GoEmotions TSVs"):
+        load_goemotions("google-research-datasets/go_emotions")
+    fake = types.ModuleType("datasets")
+    fake.load_dataset = lambda *a, **k: (_ for _ in ()).throw(ConnectionError("no route"))
+    monkeypatch.setitem(sys.modules, "datasets", fake)
+    monkeypatch.setattr(data, "_hub_unreachable", lambda endpoint: True)
+    with pytest.raises(InputError, match=r"'go_emotions': the Hugging Face hub is unreachable"):
+        load_goemotions("go_emotions")
+    monkeypatch.setattr(data, "_hub_unreachable", lambda endpoint: False)
+    with pytest.raises(InputError, match=r"loaded \(ConnectionError: no route\); go online, or pass a folder"):
+        load_goemotions("go_emotions")
+
+
+def test_goemotions_hf_rows(monkeypatch):
+    calls = []
+
+    def load_dataset(name, config):
+        calls.append((name, config))
+        return {"train": [{"text": "yay", "labels": [17], "id": "a"}],
+                "validation": [{"text": "hmm", "labels": [6, 7], "id": "b"},
+                               {"text": " ", "labels": [27], "id": "c"}]}
+    monkeypatch.setitem(sys.modules, "datasets", types.SimpleNamespace(load_dataset=load_dataset))
+    monkeypatch.setattr(data, "_hub_unreachable", lambda endpoint: False)
+    df = load_goemotions("google-research-datasets/go_emotions", skip_bad=True)
+    assert calls == [("google-research-datasets/go_emotions", "simplified")]
+    assert df["split"].tolist() == ["train", "dev"] and df["label"].tolist() == ["happy", "surprise"]
+    assert df.attrs["skipped"] == [{"source": "validation:1", "reason": "empty text"}]
+    assert load_goemotions("go_emotions", splits=["train"])["text"].tolist() == ["yay"]
+    with pytest.raises(InputError, match=r"go_emotions: has no test split \(found: train, dev\)"):
+        load_goemotions("go_emotions", splits=["test"])
+    with pytest.raises(InputError, match=r"go_emotions validation:1: empty text"):
+        load_goemotions("go_emotions")
+
+
+def test_hub_unreachable_probe_is_quick_here():
+    t = time.perf_counter()
+    data._hub_unreachable("https://huggingface.co")
+    assert time.perf_counter() - t < 10
+
+
+# ---- summaries -------------------------------------------------------------------------------------
+def test_summarize_and_format(tmp_path):
+    fer = load_fer2013(make_fer_tree(tmp_path / "fer", per_class=2), progress=False)
+    go = load_goemotions(_go_with_lines(tmp_path, ["yay\t17\ta", "mixed\t17,25\tb", "meh\t27\tc"]))
+    s = summarize(fer, go)
+    assert json.loads(json.dumps(s)) == s
+    assert s["fer2013"]["rows"] == {"train": 14, "test": 14}
+    assert s["fer2013"]["classes"]["test"]["disgust"] == 2
+    assert s["fer2013"]["duplicates"] == {"within": {"train": 0, "test": 0}, "across": {"train-test": 0}}
+    g = s["goemotions"]
+    assert g["rows"] == {"train": 3} and g["dropped"] == {"train": 1}
+    assert g["classes"]["train"]["happy"] == 1 and g["classes"]["train"]["neutral"] == 1
+    assert g["go_labels"]["train"]["joy"] == 2 and g["go_labels"]["train"]["sadness"] == 1
+    text = format_summary(s)
+    assert "FER2013" in text and "GoEmotions" in text and "dropped by the multi-label rule: train 1" in text
+    assert any(line.split() == ["disgust", "2", "2"] for line in text.splitlines())
+    assert set(summarize(None, go)) == {"goemotions"}
+
+
+def test_data_module_does_not_import_torch():
+    code = "import sys, emotion_fusion.data; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+# ---- the real datasets -----------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def real(fer_path, go_path):
+    t = time.perf_counter()
+    fer = load_fer2013(fer_path, progress=False)
+    go = load_goemotions(go_path)
+    return fer, go, time.perf_counter() - t
+
+
+@pytest.mark.data
+def test_real_fer2013_counts(real):
+    fer, _, seconds = real
+    assert seconds < 60
+    counts = fer.groupby(["split", "label"]).size()
+    assert counts["train"].to_dict() == {"angry": 3995, "disgust": 436, "fear": 4097, "happy": 7215,
+                                         "neutral": 4965, "sad": 4830, "surprise": 3171}
+    assert counts["test"].to_dict() == {"angry": 467, "disgust": 56, "fear": 496, "happy": 895,
+                                        "neutral": 607, "sad": 653, "surprise": 415}
+    assert (fer["split"] == "train").sum() == 28709 and (fer["split"] == "test").sum() == 3589
+    assert fer.attrs["skipped"] == []
+
+
+@pytest.mark.data
+def test_real_goemotions_counts(real):
+    _, go, _ = real
+    assert go["split"].value_counts().to_dict() == {"train": 43410, "dev": 5426}
+    assert go["text"].str.strip().ne("").all() and go.attrs["skipped"] == []
+
+
+@pytest.mark.data
+def test_real_duplicates_and_summary(real):
+    fer, go, _ = real
+    dup = find_duplicates(fer)
+    # measured on the Kaggle archive: FER2013 repeats some faces, also across train and test
+    assert dup == {"within": {"train": 1236, "test": 26}, "across": {"train-test": 351}}
+    s = summarize(fer, go)
+    assert json.loads(json.dumps(s)) == s
+    assert s["goemotions"]["rows"] == {"train": 43410, "dev": 5426}
+    assert "28709" in format_summary(s)
