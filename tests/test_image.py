@@ -1,0 +1,182 @@
+"""Image branch: building, weights lookup, preprocessing, training, prediction, checkpoints."""
+from __future__ import annotations
+
+import copy
+import io
+import socket
+import time
+import zipfile
+
+import numpy as np
+import pytest
+import torch
+import torchvision
+from PIL import Image
+
+from conftest import face
+from emotion_fusion.errors import InputError
+from emotion_fusion.image import (load_image_model, predict_proba, save_image_model,
+                                  train_image_model)
+from emotion_fusion.labels import CLASSES
+from emotion_fusion.weights import is_online
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    """A random-init model at 32 px (fast on CPU) and 4 synthetic faces per class."""
+    x = np.stack([face(i, i % 7) for i in range(28)])
+    y = np.arange(28) % 7
+    return load_image_model(None, image_size=32, device="cpu"), x, y
+
+
+def _weighted_ce(model, pp, x, y) -> float:
+    p = predict_proba(model, pp, x, fast=False, progress=False)
+    w = len(y) / (7 * np.bincount(y, minlength=7))
+    return float(np.sum(w[y] * -np.log(p[np.arange(len(y)), y])) / np.sum(w[y]))
+
+
+def test_random_init_shapes_and_probabilities(tiny):
+    (model, pp), x, _ = tiny
+    assert model.weights_label == "random init"
+    assert pp(x[0]).shape == (1, 3, 32, 32) and pp(x).dtype == torch.float32
+    p = predict_proba(model, pp, x[:5], progress=False)
+    assert p.shape == (5, len(CLASSES)) and p.dtype == np.float32
+    np.testing.assert_allclose(p.sum(axis=1), 1.0, atol=1e-5)
+
+
+def test_preprocess_normalises_like_imagenet():
+    _, pp = load_image_model(None, image_size=48)
+    out = pp(np.full((2, 48, 48), 255, dtype=np.uint8))
+    expected = (1 - torch.tensor([0.485, 0.456, 0.406])) / torch.tensor([0.229, 0.224, 0.225])
+    torch.testing.assert_close(out[0, :, 0, 0], expected)
+    with pytest.raises(InputError, match="uint8"):
+        pp(np.zeros((2, 48, 48), dtype=np.float32))
+
+
+def test_unknown_weights_name_lists_choices():
+    with pytest.raises(InputError, match="'imagenet', 'imagenet_v2'.*None"):
+        load_image_model("imagenet1k")
+
+
+def test_missing_weights_offline_fails_fast_with_a_useful_line(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    monkeypatch.setenv("EMOTION_FUSION_OFFLINE", "1")
+    start = time.perf_counter()
+    with pytest.raises(InputError) as err:
+        load_image_model("imagenet")
+    assert time.perf_counter() - start < 10
+    msg = str(err.value)
+    assert "\n" not in msg
+    for part in ("ResNet-50", "IMAGENET1K_V1", "resnet50-0676ba61.pth", str(tmp_path / "hub" / "checkpoints"),
+                 "https://download.pytorch.org/models/resnet50-0676ba61.pth", "weights=<path.pth>",
+                 "--set image_weights=PATH"):
+        assert part in msg
+
+
+def test_probe_gives_up_on_a_hanging_network(monkeypatch):
+    monkeypatch.delenv("EMOTION_FUSION_OFFLINE", raising=False)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(socket, "create_connection", lambda *a, **k: time.sleep(30))
+    start = time.perf_counter()
+    assert is_online("https://example.invalid/file.pth", timeout=1.0) is False
+    assert time.perf_counter() - start < 3
+
+
+def test_cached_hub_weights_load_without_network(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    monkeypatch.setenv("EMOTION_FUSION_OFFLINE", "1")
+    ref = torchvision.models.resnet50().state_dict()
+    (tmp_path / "hub" / "checkpoints").mkdir(parents=True)
+    torch.save(ref, tmp_path / "hub" / "checkpoints" / "resnet50-0676ba61.pth")
+    model, _ = load_image_model("imagenet", image_size=64)
+    assert model.weights_label == "ImageNet IMAGENET1K_V1"
+    torch.testing.assert_close(model.conv1.weight, ref["conv1.weight"])
+    assert model.fc[-1].out_features == 7
+
+
+def test_plain_state_dict_file_loads_backbone_only(tmp_path):
+    ref = torchvision.models.resnet50().state_dict()
+    torch.save(ref, tmp_path / "resnet.pth")
+    model, _ = load_image_model(tmp_path / "resnet.pth")
+    assert model.weights_label == "file resnet.pth"
+    torch.testing.assert_close(model.layer4[2].conv3.weight, ref["layer4.2.conv3.weight"])
+    torch.save({"conv1.weight": torch.zeros(3)}, tmp_path / "bad.pth")
+    with pytest.raises(InputError, match="bad.pth"):
+        load_image_model(tmp_path / "bad.pth")
+    with pytest.raises(InputError, match="does not exist"):
+        load_image_model(tmp_path / "absent.pth")
+
+
+def test_save_load_round_trip(tmp_path, tiny):
+    (model, pp), x, _ = tiny
+    path = save_image_model(model, tmp_path / "ckpt" / "image.pth", epochs=3)
+    loaded, pp2 = load_image_model(path, image_size=224)       # the checkpoint's size wins
+    assert pp2.image_size == 32 and loaded.checkpoint_meta == {"epochs": 3}
+    assert loaded.weights_label == "file image.pth (from random init)"
+    for k, v in model.state_dict().items():
+        torch.testing.assert_close(loaded.state_dict()[k], v, rtol=0, atol=0)
+    np.testing.assert_array_equal(predict_proba(model, pp, x, fast=False, progress=False),
+                                  predict_proba(loaded, pp2, x, fast=False, progress=False))
+
+
+def test_frozen_mode_trains_only_the_head(tiny):
+    (model, pp), x, y = tiny
+    model = copy.deepcopy(model)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    hist = train_image_model(model, pp, x, y, x[:7], y[:7], epochs=1, batch_size=14, lr=1e-2,
+                             mode="frozen", progress=False)
+    after = model.state_dict()
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert changed and all(k.startswith("fc.") for k in changed)    # BN statistics included
+    assert hist["mode"] == "frozen" and len(hist["train_loss"]) == 1
+
+
+def test_training_is_deterministic_for_a_seed(tiny):
+    (model, pp), x, y = tiny
+    runs = []
+    for _ in range(2):
+        m = copy.deepcopy(model)
+        hist = train_image_model(m, pp, x, y, x[:7], y[:7], epochs=1, batch_size=14, seed=3, progress=False)
+        runs.append((hist["train_loss"], m.fc[1].weight.detach().clone()))
+    assert runs[0][0] == runs[1][0]
+    torch.testing.assert_close(runs[0][1], runs[1][1], rtol=0, atol=0)
+
+
+def test_training_rejects_bad_input(tiny):
+    (model, pp), x, y = tiny
+    with pytest.raises(InputError, match="unknown training mode 'linear'"):
+        train_image_model(model, pp, x, y, x, y, mode="linear")
+    with pytest.raises(InputError, match="labels must be ints in 0..6"):
+        train_image_model(model, pp, x, y + 7, x, y)
+
+
+def _fer_subset(fer_path, per_class: int):
+    """The first `per_class` train images per class, read straight from the zip (or folder)."""
+    xs, ys = [], []
+    if zipfile.is_zipfile(fer_path):
+        with zipfile.ZipFile(fer_path) as z:
+            names = sorted(z.namelist())
+            for ci, c in enumerate(CLASSES):
+                for n in [n for n in names if n.startswith(f"train/{c}/")][:per_class]:
+                    xs.append(np.array(Image.open(io.BytesIO(z.read(n))).convert("L")))
+                    ys.append(ci)
+    else:
+        for ci, c in enumerate(CLASSES):
+            for p in sorted((fer_path / "train" / c).glob("*.jpg"))[:per_class]:
+                xs.append(np.array(Image.open(p).convert("L")))
+                ys.append(ci)
+    return np.stack(xs), np.array(ys)
+
+
+@pytest.mark.data
+@pytest.mark.slow
+def test_short_training_on_real_faces_lowers_the_loss(fer_path):
+    x, y = _fer_subset(fer_path, 20)
+    assert x.shape == (140, 48, 48) and x.dtype == np.uint8
+    model, pp = load_image_model(None, image_size=48, device="cpu")
+    loss_before = _weighted_ce(model, pp, x, y)
+    hist = train_image_model(model, pp, x, y, x[::5], y[::5], epochs=2, batch_size=35, lr=1e-3,
+                             augment=False, progress=False)
+    assert _weighted_ce(model, pp, x, y) < loss_before
+    assert hist["img_per_s"] > 0 and hist["precision"] in ("fp32", "bf16 autocast")
+    assert set(hist) >= {"train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds", "best_epoch"}

@@ -1,0 +1,52 @@
+"""The notebook runs top to bottom under the smoke profile; its table equals results.json; a re-run
+with another FUSION_WEIGHT reuses the cached branch outputs."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from conftest import REPO
+from emotion_fusion import runs
+
+pytestmark = [pytest.mark.data, pytest.mark.slow]
+
+
+def _cell_text(nb: dict, tag: str) -> str:
+    for cell in nb["cells"]:
+        if tag in cell.get("metadata", {}).get("tags", []):
+            return "".join(o.get("data", {}).get("text/plain", "") if "data" in o else o.get("text", "")
+                           for o in cell.get("outputs", []))
+    raise AssertionError(f"no cell tagged {tag}")
+
+
+def test_committed_notebook_has_no_outputs_and_a_parameters_cell():
+    nb = json.loads((REPO / "HAICAI_2026.ipynb").read_text())
+    assert not any(c.get("outputs") for c in nb["cells"] if c["cell_type"] == "code")
+    params = [c for c in nb["cells"] if "parameters" in c.get("metadata", {}).get("tags", [])]
+    assert len(params) == 1 and "FUSION_WEIGHT = 0.6" in "".join(params[0]["source"])
+
+
+def test_notebook_smoke_end_to_end(tmp_path, data_root, fer_path, go_path):
+    import papermill as pm
+    run_dir = tmp_path / "run"
+    params = dict(PROFILE="smoke", RUN_DIR=str(run_dir), FER2013=str(fer_path), GOEMOTIONS=str(go_path),
+                  OVERRIDES=["progress=false"])
+    nb = pm.execute_notebook(str(REPO / "HAICAI_2026.ipynb"), str(tmp_path / "out.ipynb"),
+                             parameters=params, cwd=str(REPO), progress_bar=False, kernel_name="python3")
+    results = json.loads((run_dir / "results.json").read_text())
+    table = _cell_text(nb, "results-table")
+    shown = runs.results_table(results)
+    for value in shown.astype(str).to_numpy().ravel():   # every figure of the table is shown as is
+        assert value in table, value
+    assert "RANDOM-INIT" in results["title"]
+
+    # a second execution with another weight reuses the branch outputs (seconds, no model built)
+    nb2 = pm.execute_notebook(str(REPO / "HAICAI_2026.ipynb"), str(tmp_path / "out2.ipynb"),
+                              parameters={**params, "FUSION_WEIGHT": 0.3}, cwd=str(REPO),
+                              progress_bar=False, kernel_name="python3")
+    printed = "".join(o.get("text", "") for c in nb2["cells"] for o in c.get("outputs", []))
+    assert "reused cached branch outputs: True" in printed
+    again = json.loads((run_dir / "results.json").read_text())
+    fusion = [r for r in again["rows"] if r["model"] == "fusion" and r["split"] == "test"][0]
+    assert fusion["weight"] == 0.3
