@@ -6,6 +6,7 @@ Bad input ends with one line on stderr (`error: ...`) and exit status 2.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 from pathlib import Path
@@ -14,19 +15,9 @@ from typing import Any, Sequence
 from .errors import InputError
 
 
-def _print(obj: Any, as_json: bool, text: str) -> None:
-    print(json.dumps(obj, indent=None, default=_jsonable) if as_json else text)
-
-
-def _jsonable(o: Any) -> Any:
-    import numpy as np
-    if isinstance(o, np.generic):
-        return o.item()
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    if isinstance(o, Path):
-        return str(o)
-    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+def _print(obj: Any, as_json: bool, text: str, out) -> None:
+    from .runs import to_jsonable
+    print(json.dumps(obj, default=to_jsonable, allow_nan=False) if as_json else text, file=out)
 
 
 def _weight(text: str) -> float:
@@ -41,17 +32,17 @@ def _weight(text: str) -> float:
 
 
 # --- handlers -------------------------------------------------------------------------------------
-def _cmd_data(a: argparse.Namespace) -> int:
+def _cmd_data(a: argparse.Namespace, out) -> int:
     from . import data
     fer_path, go_path = data.resolve_paths(a.fer2013, a.goemotions)
     fer = data.load_fer2013(fer_path, skip_bad=a.skip_bad, progress=not a.json)
     go = data.load_goemotions(go_path, mapping=a.label_map, skip_bad=a.skip_bad)
     summary = data.summarize(fer, go)
-    _print(summary, a.json, data.format_summary(summary))
+    _print(summary, a.json, data.format_summary(summary), out)
     return 0
 
 
-def _cmd_run(a: argparse.Namespace) -> int:
+def _cmd_run(a: argparse.Namespace, out) -> int:
     from .config import Config
     from .pipeline import run
     overrides: dict[str, Any] = {}
@@ -61,55 +52,64 @@ def _cmd_run(a: argparse.Namespace) -> int:
         overrides["seed"] = a.seed
     cfg = Config.from_profile(a.profile, **overrides).with_overrides(a.set or [])
     result = run(cfg, fer2013=a.fer2013, goemotions=a.goemotions, out=a.out)
-    _print(result.results, a.json, result.table_text())
+    _print(result.results, a.json, result.table_text(), out)
     return 0
 
 
-def _cmd_fuse(a: argparse.Namespace) -> int:
+def _cmd_fuse(a: argparse.Namespace, out) -> int:
     from . import runs
     res = runs.score_run(a.run_dir, weight=_weight(a.weight))
-    _print(res, a.json, runs.format_results(res))
+    _print(res, a.json, runs.format_results(res), out)
     return 0
 
 
-def _cmd_sweep(a: argparse.Namespace) -> int:
+def _cmd_sweep(a: argparse.Namespace, out) -> int:
+    import matplotlib.pyplot as plt
+
     from . import runs
-    res = runs.score_run(a.run_dir)
     from .plots import plot_sweep
+    res = runs.score_run(a.run_dir)
     fig = plot_sweep(res["sweep"], chosen=res.get("weight"))
     plot_path = Path(a.run_dir) / "sweep.png"
     fig.savefig(plot_path, dpi=120, bbox_inches="tight")
-    sweep = res["sweep"]
-    out = {"best_weight": res["best_weight"], "sweep": sweep, "plot": str(plot_path),
-           "rows": [r for r in res["rows"] if r["model"] == "fusion_best_val"]}
+    plt.close(fig)
+    summary = {"best_weight": res["best_weight"], "sweep": res["sweep"], "plot": str(plot_path),
+               "rows": [r for r in res["rows"] if r["model"] == "fusion_best_val"]}
     text = (f"best validation weight: {res['best_weight']:.2f} (macro-F1 on validation)\n"
-            + runs.format_results({**res, "rows": out["rows"]}) + f"\nplot: {plot_path}")
-    _print(out, a.json, text)
+            + runs.format_results({**res, "rows": summary["rows"]}) + f"\nplot: {plot_path}")
+    _print(summary, a.json, text, out)
     return 0
 
 
-def _cmd_evaluate(a: argparse.Namespace) -> int:
+def _cmd_evaluate(a: argparse.Namespace, out) -> int:
     from .pipeline import evaluate_run
     result = evaluate_run(a.run_dir, fer2013=a.fer2013, goemotions=a.goemotions, out=a.out)
-    _print(result.results, a.json, result.table_text())
+    _print(result.results, a.json, result.table_text(), out)
     return 0
 
 
-def _cmd_predict(a: argparse.Namespace) -> int:
+def _cmd_predict(a: argparse.Namespace, out) -> int:
     from .pipeline import predict
     weight = None if a.weight is None else _weight(a.weight)
     res = predict(a.run_dir, image=a.image, text=a.text, weight=weight)
     lines = [f"{k:>8}: {res[k]['label']:<9} " + "  ".join(f"{c} {p:.3f}" for c, p in res[k]["probs"].items())
              for k in ("visual", "text", "fusion")]
-    _print(res, a.json, "\n".join(lines))
+    _print(res, a.json, "\n".join(lines), out)
     return 0
 
 
 # --- parser ---------------------------------------------------------------------------------------
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line on stderr (the contract), pointing at --help."""
+
+    def error(self, message: str):
+        self.exit(2, f"error: {message} (see `{self.prog} --help`)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m emotion_fusion",
+    p = _Parser(prog="python -m emotion_fusion",
                                 description="Multimodal emotion recognition with weighted late fusion.")
-    sub = p.add_subparsers(dest="command", required=True)
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     def datasets(sp: argparse.ArgumentParser, required: bool = False) -> None:
         sp.add_argument("--fer2013", required=required,
@@ -164,10 +164,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    stdout = sys.stdout
     try:
-        return args.func(args)
+        if getattr(args, "json", False):
+            # progress lines (tqdm.write, library chatter) go to stderr: stdout carries one JSON object
+            with contextlib.redirect_stdout(sys.stderr):
+                return args.func(args, stdout)
+        return args.func(args, stdout)
     except InputError as e:
         print(f"error: {e}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:   # stdout closed early (`| head`): nothing left to say
+        return 0
+    except OSError as e:   # a full disk or an unwritable --out: say which file, no traceback
+        print(f"error: {e.strerror or e} ({e.filename or ''}); check the path and its permissions",
+              file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)

@@ -19,6 +19,7 @@ PROTOCOLS = ("holdout", "seed")
 FUSION_RULES = ("linear", "loglinear")
 TEXT_HEADS = ("auto", "zeroshot", "probe")
 IMAGE_MODES = ("finetune", "frozen")
+LR_SCHEDULES = ("plateau", "onecycle")
 
 
 @dataclass
@@ -33,9 +34,12 @@ class Config:
     multi_label: str = "agree"         # keep a multi-label text only if all labels agree; or "first"
     val_fraction: float = 0.1          # stratified slice of each train split held back for validation
     drop_train_duplicates: bool = True  # drop train images whose pixels equal a val/test image
-    train_per_class: int | None = None  # caps (None = all); the smoke profile uses small ones
+    train_per_class: int | None = None  # caps (None = all) on train images; smoke/offline use them
+    text_train_per_class: int | None = None  # cap on train texts (encoding 40k texts costs minutes on CPU)
     val_per_class: int | None = None
     test_per_class: int | None = None
+    seed_image_target: int = 650       # protocol=seed: images per class in the pool
+    seed_text_target: int = 1500       # protocol=seed: texts per class in the pool
     # --- image branch ---------------------------------------------------------------------------
     image_weights: str | None = "imagenet"  # imagenet, imagenet_v2, a .pth path, or None (random init)
     image_mode: str = "finetune"       # finetune everything, or frozen backbone + head
@@ -45,6 +49,7 @@ class Config:
     lr: float = 1e-4
     weight_decay: float = 1e-4
     patience: int = 3
+    lr_schedule: str = "plateau"       # plateau (the original) or onecycle (per step; for short runs)
     augment: bool = True
     fast: bool = True                  # channels_last (+ bf16 autocast where the CPU has it natively), AMP on GPU
     # --- text branch ----------------------------------------------------------------------------
@@ -65,23 +70,37 @@ class Config:
         _choice("label_map", self.label_map, MAPPINGS)
         _choice("multi_label", self.multi_label, MULTI_LABEL_RULES)
         _choice("image_mode", self.image_mode, IMAGE_MODES)
+        _choice("lr_schedule", self.lr_schedule, LR_SCHEDULES)
         _choice("text_head", self.text_head, TEXT_HEADS)
         _choice("fusion_rule", self.fusion_rule, FUSION_RULES)
-        if not isinstance(self.fusion_weight, (int, float)) or not 0.0 <= self.fusion_weight <= 1.0:
+        if self.protocol == "seed" and self.text_model != "ViT-B/32":
+            raise InputError(f"protocol=seed pairs faces and texts by CLIP similarity and needs "
+                             f"text_model=ViT-B/32 (got {self.text_model!r})")
+        ints = ("seed", "epochs", "batch_size", "image_size", "patience", "n_boot", "seed_image_target",
+                "seed_text_target", "train_per_class", "text_train_per_class", "val_per_class", "test_per_class")
+        for name in ints:
+            v = getattr(self, name)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, int)):
+                raise InputError(f"{name} must be an integer, got {v!r}")
+        if self.seed < 0:
+            raise InputError(f"seed must be >= 0, got {self.seed}")
+        if (isinstance(self.fusion_weight, bool) or not isinstance(self.fusion_weight, (int, float))
+                or not 0.0 <= self.fusion_weight <= 1.0):
             raise InputError(f"fusion_weight {self.fusion_weight!r} is outside [0, 1]; use a value "
                              "between 0 (text only) and 1 (visual only)")
         if not 0.0 < self.val_fraction < 0.5:
             raise InputError(f"val_fraction {self.val_fraction!r} must be in (0, 0.5)")
-        for name in ("epochs", "batch_size", "image_size", "patience", "n_boot"):
+        for name in ("epochs", "batch_size", "image_size", "patience", "n_boot", "seed_image_target",
+                     "seed_text_target"):
             if int(getattr(self, name)) < 1:
                 raise InputError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
         if self.image_size < 32:
             raise InputError(f"image_size {self.image_size} is too small for ResNet-50; use >= 32")
-        for name in ("train_per_class", "val_per_class", "test_per_class"):
+        for name in ("train_per_class", "text_train_per_class", "val_per_class", "test_per_class"):
             v = getattr(self, name)
             if v is not None and int(v) < 1:
                 raise InputError(f"{name} must be a positive integer or None, got {v!r}")
-        if self.lr <= 0 or self.weight_decay < 0:
+        if not (self.lr > 0 and self.weight_decay >= 0):     # also rejects NaN
             raise InputError(f"lr must be > 0 and weight_decay >= 0 (got {self.lr}, {self.weight_decay})")
 
     # -- construction --------------------------------------------------------------------------
@@ -102,7 +121,7 @@ class Config:
         for pair in pairs:
             key, sep, raw = pair.partition("=")
             key = key.strip()
-            if not sep or key not in types:
+            if not sep or key not in types or key == "profile":
                 raise InputError(f"bad --set {pair!r}; use key=value with key one of: {', '.join(types)}")
             values[key] = _parse(key, raw.strip(), types[key])
         return dataclasses.replace(self, **values)
@@ -145,11 +164,14 @@ _PROFILE_OVERRIDES: dict[str, dict[str, Any]] = {
     # The original system: ImageNet ResNet-50 fine-tuned at 224 px, CLIP ViT-B/32 with OpenAI weights.
     "full": {},
     # No network, 2 CPU cores, <= 15 min: ResNet-50 from scratch at low resolution, MiniLM + probe.
-    "offline": dict(image_weights=None, image_size=64, epochs=6, batch_size=128, lr=1e-3, patience=2,
+    # Measured budget on this CPU (no native bf16): ~80 img/s training at 48 px, ~225 MiniLM texts/s.
+    "offline": dict(image_weights=None, image_size=48, epochs=2, batch_size=32, lr=1e-3,
+                    lr_schedule="onecycle", train_per_class=3200, text_train_per_class=2500,
                     text_model="minilm", text_weights=None, text_head="probe", fusion_rule="loglinear"),
     # Minutes on CPU, for tests: tiny subsets, random-init ResNet-50 and random-init CLIP ViT-B/32.
     "smoke": dict(image_weights=None, image_size=48, epochs=1, batch_size=32, text_weights=None,
-                  train_per_class=24, val_per_class=10, test_per_class=10, n_boot=200),
+                  train_per_class=24, text_train_per_class=24, val_per_class=10, test_per_class=10,
+                  n_boot=200),
 }
 
 
@@ -163,4 +185,7 @@ def load_config(path: str | Path) -> Config:
     except json.JSONDecodeError as e:
         raise InputError(f"{p} is not valid JSON ({e}); re-run `python -m emotion_fusion run`") from None
     known = {f.name for f in fields(Config)}
-    return Config(**{k: v for k, v in data.items() if k in known})
+    try:
+        return Config(**{k: v for k, v in data.items() if k in known})
+    except TypeError as e:
+        raise InputError(f"{p} holds a value of the wrong type ({e}); re-run `python -m emotion_fusion run`") from None

