@@ -4,6 +4,7 @@ VENV       ?= .venv
 PY         := $(VENV)/bin/python
 RUN_DIR    ?= runs/offline
 PROFILE    ?= offline
+FUSION_WEIGHT ?= 0.6
 
 .PHONY: demo test venv data benchmarks clean-venv
 
@@ -20,7 +21,9 @@ $(VENV)/.installed: requirements.txt
 demo: venv
 	$(PY) -m emotion_fusion data
 	mkdir -p $(dir $(RUN_DIR))
-	$(PY) -m papermill HAICAI_2026.ipynb $(RUN_DIR).executed.ipynb -p PROFILE $(PROFILE) -p RUN_DIR $(RUN_DIR)
+	$(PY) -m papermill HAICAI_2026.ipynb $(RUN_DIR).executed.ipynb \
+		-p PROFILE $(PROFILE) -p RUN_DIR $(RUN_DIR) -p FUSION_WEIGHT $(FUSION_WEIGHT)
+	$(PY) -m emotion_fusion fuse --run-dir $(RUN_DIR) --weight $(FUSION_WEIGHT)
 	@echo "Executed notebook: $(RUN_DIR).executed.ipynb   run dir: $(RUN_DIR)"
 
 test: venv

@@ -36,6 +36,7 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 MODES = ("finetune", "frozen")
 LR_FACTOR, LR_PATIENCE = 0.5, 1          # ReduceLROnPlateau on validation loss
 LR_SCHEDULES = ("plateau", "onecycle")
+ONECYCLE_WARMUP = 0.1                     # share of the steps spent warming up to the peak rate
 AUG_ROTATE_DEG, AUG_SHIFT, AUG_BRIGHTNESS, AUG_CONTRAST = 10.0, 0.08, 0.15, 0.2
 CKPT_FORMAT = "emotion_fusion.image/1"
 WEIGHTS_OPTION = "weights=<path.pth> (CLI: --set image_weights=PATH)"
@@ -70,7 +71,7 @@ class ImagePreprocess:
                              f"{x.shape}: load faces with emotion_fusion.load_fer2013")
         if x.ndim == 2:
             x = x[None]
-        return torch.from_numpy(np.ascontiguousarray(x)).unsqueeze(1).float().div_(255.0)
+        return torch.from_numpy(np.array(x, copy=True)).unsqueeze(1).float().div_(255.0)  # a writable copy
 
     def finish(self, t: torch.Tensor) -> torch.Tensor:
         """(N,1,H,W) in [0,1] -> (N,3,S,S) normalised."""
@@ -295,7 +296,7 @@ def train_image_model(model: nn.Module, preprocess: ImagePreprocess, x_train, y_
     opt = torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
     sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="min", factor=LR_FACTOR, patience=LR_PATIENCE)
     steps = epochs * -(-len(x_train) // batch_size)
-    step_sched = (torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.2)
+    step_sched = (torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=ONECYCLE_WARMUP)
                   if lr_schedule == "onecycle" else None)
     scaler = torch.amp.GradScaler("cuda", enabled=fast and dev.type == "cuda")
 

@@ -30,19 +30,19 @@ def _branch(n, seed):
 def run_dir(tmp_path):
     d = tmp_path / "run"
     for split, n, seed in (("val", 300, 1), ("test", 350, 2)):
-        write_outputs(d, split, *_branch(n, seed), key=f"key-{split}", extra={"image_idx": np.arange(n)})
+        write_outputs(d, split, *_branch(n, seed), key="key", extra={"image_idx": np.arange(n)})
     write_json(d / "config.json", {"fusion_weight": 0.6, "fusion_rule": "linear", "seed": 0})
     return d
 
 
 def test_write_then_load_round_trip(run_dir):
-    out = load_outputs(run_dir, "test", key="key-test")
+    out = load_outputs(run_dir, "test", key="key")
     pv, pt, y = _branch(350, 2)
     np.testing.assert_array_equal(out["p_visual"], pv)
     np.testing.assert_array_equal(out["p_text"], pt)
     np.testing.assert_array_equal(out["y"], y)
     np.testing.assert_array_equal(out["image_idx"], np.arange(350))
-    assert out["classes"] == CLASSES and out["key"] == "key-test"
+    assert out["classes"] == CLASSES and out["key"] == "key"
     manifest = json.loads((run_dir / "outputs" / "manifest.json").read_text())
     assert set(manifest) == {"val", "test"} and len(manifest["test"]["sha256"]) == 64
     with np.load(run_dir / "outputs" / "test.npz") as z:
@@ -162,3 +162,12 @@ def test_format_results_text(run_dir):
     assert "Fusion, w = 0.60" in text and "McNemar, fusion vs visual on test" in text
     r = res["rows"][0]
     assert f"{100 * r['accuracy']:.1f} [{100 * r['accuracy_ci'][0]:.1f}" in lines[2]
+
+
+def test_score_run_refuses_val_and_test_from_different_runs(run_dir):
+    y = np.arange(40) % 7
+    rng = np.random.default_rng(1)
+    p = rng.dirichlet(np.ones(7), size=40)
+    write_outputs(run_dir, "test", p, p, y, key="another run")
+    with pytest.raises(InputError, match="val.npz and test.npz come from different runs"):
+        score_run(run_dir)
