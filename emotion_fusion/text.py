@@ -122,6 +122,21 @@ def load_text_model(name: str = "ViT-B/32", weights: str | os.PathLike | None = 
     return TextModel(name, net, label, float(net.logit_scale.exp().item())), tokenize
 
 
+def locate_weights(name: str = "ViT-B/32", weights=CLIP_TAG, cache_dir=None) -> Path | None:
+    """Where the text weights will be read from; the missing-weights InputError at once when the
+    OpenAI file is neither cached nor downloadable (checked before a run spends minutes on data)."""
+    if name not in MODELS:
+        raise InputError(f"unknown text model {name!r}; available: {', '.join(available_models())}")
+    if name == "minilm" or weights is None:
+        return None
+    if weights == CLIP_TAG:
+        return _find_openai(cache_dir)
+    if not Path(weights).is_file():
+        raise InputError(f"unknown text weights {weights!r}; valid: 'openai', a path to an existing "
+                         f"checkpoint file, or None (random init)")
+    return Path(weights)
+
+
 def _find_openai(cache_dir) -> Path | None:
     """The cached OpenAI ViT-B/32 file, or None when absent but downloadable; else InputError."""
     from huggingface_hub import try_to_load_from_cache

@@ -52,9 +52,10 @@ def test_fuse_json_equals_independent_recomputation(run_dir):
     assert row["macro_f1"] == pytest.approx(f1_score(y, fused.argmax(1), average="macro"))
 
 
-def test_fuse_imports_no_torch(run_dir):
-    code = ("import sys; from emotion_fusion.cli import main; "
-            f"rc = main(['fuse', '--run-dir', {str(run_dir)!r}, '--weight', '0.5', '--json']); "
+@pytest.mark.parametrize("args", [["fuse", "--weight", "0.5"], ["sweep"]])
+def test_fuse_and_sweep_import_no_torch(run_dir, args):
+    argv = [args[0], "--run-dir", str(run_dir), *args[1:], "--json"]
+    code = (f"import sys; from emotion_fusion.cli import main; rc = main({argv!r}); "
             "assert 'torch' not in sys.modules, 'torch was imported'; sys.exit(rc)")
     p = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
     assert p.returncode == 0, p.stderr
@@ -119,14 +120,6 @@ def test_usage_errors_are_one_line(args):
     p = cli(*args, check=False)
     lines = p.stderr.strip().splitlines()
     assert p.returncode == 2 and len(lines) == 1 and lines[0].startswith("error: "), p.stderr
-
-
-def test_sweep_imports_no_torch(run_dir):
-    code = ("import sys; from emotion_fusion.cli import main; "
-            f"rc = main(['sweep', '--run-dir', {str(run_dir)!r}, '--json']); "
-            "assert 'torch' not in sys.modules, 'torch was imported'; sys.exit(rc)")
-    p = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
-    assert p.returncode == 0, p.stderr
 
 
 def test_run_json_stdout_is_one_object(tmp_path, monkeypatch, capsys):

@@ -180,3 +180,16 @@ def test_short_training_on_real_faces_lowers_the_loss(fer_path):
     assert _weighted_ce(model, pp, x, y) < loss_before
     assert hist["img_per_s"] > 0 and hist["precision"] in ("fp32", "bf16 autocast")
     assert set(hist) >= {"train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds", "best_epoch"}
+
+
+def test_tta_averages_the_face_and_its_mirror():
+    from conftest import face
+    from emotion_fusion.image import load_image_model, predict_proba
+    model, pre = load_image_model(weights=None, image_size=48, seed=0)
+    x = np.stack([face(i, i) for i in range(4)])
+    plain = predict_proba(model, pre, x, progress=False)
+    mirror = predict_proba(model, pre, x[:, :, ::-1].copy(), progress=False)
+    tta = predict_proba(model, pre, x, progress=False, tta=True)
+    np.testing.assert_allclose(tta, (plain + mirror) / 2, atol=1e-6)
+    np.testing.assert_allclose(tta.sum(1), 1, atol=1e-5)
+    assert not np.allclose(plain, mirror)          # the mirror really is a second view

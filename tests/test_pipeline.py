@@ -10,7 +10,7 @@ from emotion_fusion import image, pipeline, runs, text
 from emotion_fusion.config import Config
 from emotion_fusion.errors import InputError
 
-pytestmark = [pytest.mark.data, pytest.mark.slow]
+
 
 
 def _stable(results: dict) -> dict:
@@ -25,6 +25,8 @@ def smoke(tmp_path_factory, fer_path, go_path):
     return pipeline.run(cfg, fer2013=fer_path, goemotions=go_path, out=out)
 
 
+@pytest.mark.data
+@pytest.mark.slow
 def test_run_dir_is_complete(smoke):
     d = smoke.dir
     for f in ("config.json", "results.json", "run_info.json", "outputs/val.npz", "outputs/test.npz",
@@ -52,6 +54,8 @@ def smoke_copy(smoke, tmp_path):
     return shutil.copytree(smoke.dir, tmp_path / "copy")
 
 
+@pytest.mark.data
+@pytest.mark.slow
 def test_rerun_with_other_weight_builds_no_model(smoke, smoke_copy, monkeypatch, fer_path, go_path):
     calls = {"image": 0, "text": 0}
 
@@ -76,6 +80,8 @@ def test_rerun_with_other_weight_builds_no_model(smoke, smoke_copy, monkeypatch,
             assert r == first[(r["model"], r["split"])]
 
 
+@pytest.mark.data
+@pytest.mark.slow
 def test_changed_setting_recomputes(smoke_copy, fer_path, go_path, monkeypatch):
     calls = []
     monkeypatch.setattr(image, "load_image_model",
@@ -86,6 +92,8 @@ def test_changed_setting_recomputes(smoke_copy, fer_path, go_path, monkeypatch):
     assert calls == [1]
 
 
+@pytest.mark.data
+@pytest.mark.slow
 def test_same_seed_gives_identical_results(smoke, tmp_path, fer_path, go_path):
     other = pipeline.run(Config.from_profile("smoke", progress=False), fer2013=fer_path,
                          goemotions=go_path, out=tmp_path / "again")
@@ -98,6 +106,8 @@ def test_same_seed_gives_identical_results(smoke, tmp_path, fer_path, go_path):
             np.testing.assert_array_equal(x[k], y[k])
 
 
+@pytest.mark.data
+@pytest.mark.slow
 def test_evaluate_on_another_test_set(smoke, tmp_path, fer_path, go_path):
     """Scores the trained branches on every FER2013 test image; the new dir serves predict too."""
     res = pipeline.evaluate_run(smoke.dir, fer2013=fer_path, goemotions=go_path, out=tmp_path / "eval")
@@ -110,6 +120,8 @@ def test_evaluate_on_another_test_set(smoke, tmp_path, fer_path, go_path):
     assert pipeline.predict(tmp_path / "eval", image=_face_file(tmp_path), text="so happy")["fusion"]["label"]
 
 
+@pytest.mark.data
+@pytest.mark.slow
 def test_evaluate_on_a_test_only_source(smoke, tmp_path):
     from conftest import make_fer_zip, make_goemotions_dir
     fer = make_fer_zip(tmp_path / "fer.zip", per_class=2, splits=("test",))
@@ -126,6 +138,8 @@ def _face_file(tmp_path):
     return f
 
 
+@pytest.mark.data
+@pytest.mark.slow
 def test_predict_reproduces_a_stored_test_pair(smoke, tmp_path):
     """predict rebuilds the same branches (random-init CLIP included) as the run that scored the pair."""
     from PIL import Image
@@ -139,6 +153,8 @@ def test_predict_reproduces_a_stored_test_pair(smoke, tmp_path):
     np.testing.assert_allclose(list(out["text"]["probs"].values()), test["p_text"][i], atol=2e-3)
 
 
+@pytest.mark.data
+@pytest.mark.slow
 def test_predict_one_pair(smoke, tmp_path):
     from conftest import face, jpeg_bytes
     f = tmp_path / "face.jpg"
@@ -153,6 +169,8 @@ def test_predict_one_pair(smoke, tmp_path):
         pipeline.predict(smoke.dir, image=f, text="   ")
 
 
+@pytest.mark.data
+@pytest.mark.slow
 def test_out_dir_inside_input_is_refused(tmp_path, go_path, fer_path):
     from conftest import make_fer_tree
     fer = make_fer_tree(tmp_path / "fer")
@@ -161,6 +179,8 @@ def test_out_dir_inside_input_is_refused(tmp_path, go_path, fer_path):
                      out=fer / "runs")
 
 
+@pytest.mark.data
+@pytest.mark.slow
 def test_seed_protocol_pairs_by_clip_similarity(tmp_path, fer_path, go_path):
     cfg = Config.from_profile("smoke", progress=False, protocol="seed", label_map="seed",
                               multi_label="first", seed_image_target=10, seed_text_target=20)
@@ -174,3 +194,20 @@ def test_seed_protocol_pairs_by_clip_similarity(tmp_path, fer_path, go_path):
     assert len(test["y"]) == info["sizes"]["images"]["test"]
 
 
+
+
+@pytest.mark.parametrize("override, message", [
+    ({}, r"ResNet-50 \(torchvision ResNet50_Weights.IMAGENET1K_V1\) weights not found"),
+    ({"image_weights": None}, r"CLIP ViT-B/32 .* not found"),
+])
+def test_full_profile_without_weights_fails_before_reading_data(tmp_path, monkeypatch, override, message):
+    """Offline and uncached: the run stops at once, naming the weights, before any dataset is decoded."""
+    from conftest import make_goemotions_dir
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    monkeypatch.setenv("EMOTION_FUSION_OFFLINE", "1")
+    monkeypatch.setattr("emotion_fusion.data.load_fer2013",
+                        lambda *a, **k: (_ for _ in ()).throw(AssertionError("data was read")))
+    with pytest.raises(InputError, match=message):
+        pipeline.run(Config.from_profile("full", progress=False, **override), fer2013=tmp_path / "fer.zip",
+                     goemotions=make_goemotions_dir(tmp_path / "go"), out=tmp_path / "run")
