@@ -76,10 +76,19 @@ def test_missing_weights_offline_fails_fast_with_a_useful_line(tmp_path, monkeyp
 def test_probe_gives_up_on_a_hanging_network(monkeypatch):
     monkeypatch.delenv("EMOTION_FUSION_OFFLINE", raising=False)
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
-    monkeypatch.setattr(socket, "create_connection", lambda *a, **k: time.sleep(30))
+    import threading
+    release = threading.Event()
+
+    def hanging(*a, **k):          # a connection that never answers (until the test lets it go)
+        release.wait(30)
+        raise OSError("connection abandoned by the test")
+    monkeypatch.setattr(socket, "create_connection", hanging)
     start = time.perf_counter()
-    assert is_online("https://example.invalid/file.pth", timeout=1.0) is False
-    assert time.perf_counter() - start < 3
+    try:
+        assert is_online("https://example.invalid/file.pth", timeout=1.0) is False
+        assert time.perf_counter() - start < 3
+    finally:
+        release.set()              # end the probe thread cleanly instead of leaving it to a later test
 
 
 def test_cached_hub_weights_load_without_network(tmp_path, monkeypatch):
