@@ -69,19 +69,25 @@ def _synthetic_run(root: Path) -> Path:
     return root
 
 
+def _rule(run_dir: Path) -> str:
+    return runs.read_config(run_dir).get("fusion_rule", "linear")   # the rule the run scores with
+
+
 def bench_rescore(run_dir: Path) -> float:
+    rule = _rule(run_dir)
+
     def once():
         d = runs.load_outputs(run_dir, "test")
-        evaluate(d["y"], fuse(d["p_visual"], d["p_text"], WEIGHT), n_boot=0)
+        evaluate(d["y"], fuse(d["p_visual"], d["p_text"], WEIGHT, rule), n_boot=0)
     return _best(once, REPEATS_FAST)
 
 
 def bench_sweep(run_dir: Path) -> tuple[float, float]:
     val, test = runs.load_outputs(run_dir, "val"), runs.load_outputs(run_dir, "test")
-    out = {}
+    rule, out = _rule(run_dir), {}
 
     def once():
-        out.update(sweep(val, test, n_boot=1000))
+        out.update(sweep(val, test, rule=rule, n_boot=1000))
     return _best(once, REPEATS_SLOW), out["best_weight"]
 
 

@@ -20,7 +20,7 @@ from urllib.parse import urlparse
 import numpy as np
 import pandas as pd
 from PIL import Image
-from tqdm.auto import tqdm
+from tqdm import tqdm  # text bars: work in a terminal, Jupyter and papermill alike
 
 from .errors import InputError
 from .labels import (CLASS_INDEX, CLASSES, GOEMOTIONS_LABELS, MAPPINGS, MULTI_LABEL_RULES,

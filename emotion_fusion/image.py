@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from sklearn.utils.class_weight import compute_class_weight
 from torch import nn
 from torchvision.models import ResNet50_Weights, resnet50
-from tqdm.auto import tqdm
+from tqdm import tqdm  # text bars: work in a terminal, Jupyter and papermill alike
 
 from .errors import InputError
 from .labels import NUM_CLASSES
@@ -329,7 +329,7 @@ def train_image_model(model: nn.Module, preprocess: ImagePreprocess, x_train, y_
         _set_mode(model, mode)
         order = torch.randperm(len(x_train), generator=gen).numpy()
         loss_sum, correct = 0.0, 0
-        bar = tqdm(range(0, len(order), batch_size), desc=f"epoch {epoch}/{epochs}",
+        bar = tqdm(range(0, len(order), batch_size), desc=f"epoch {epoch}/{epochs}", mininterval=2,
                    disable=not progress, leave=False)
         for start in bar:
             idx = order[start:start + batch_size]

@@ -50,7 +50,7 @@ def clip_image_embeddings(model, pixels: np.ndarray, batch_size: int = 128, prog
     """L2-normalised CLIP image embeddings of 48x48 grayscale faces (resized to CLIP's input size)."""
     import torch
     import torch.nn.functional as F
-    from tqdm.auto import tqdm
+    from tqdm import tqdm  # text bars: work in a terminal, Jupyter and papermill alike
     net = model.net
     size = net.visual.image_size
     size = size[0] if isinstance(size, (tuple, list)) else size

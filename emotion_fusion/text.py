@@ -244,7 +244,7 @@ def encode_texts(model: TextModel, tokenize, texts, *, batch_size: int = 256, fa
             emb = model.net.encode(texts, batch_size=batch_size, normalize_embeddings=True,
                                    convert_to_numpy=True, show_progress_bar=progress)
         return emb.astype(np.float32)
-    from tqdm.auto import tqdm
+    from tqdm import tqdm  # text bars: work in a terminal, Jupyter and papermill alike
 
     tokens = tokenize(texts)
     lengths = tokens.argmax(dim=1) + 1               # the EOT token has the largest id

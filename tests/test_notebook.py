@@ -27,8 +27,9 @@ def test_committed_notebook_has_no_outputs_and_a_parameters_cell():
     assert len(params) == 1 and "FUSION_WEIGHT = 0.6" in "".join(params[0]["source"])
 
 
-def test_notebook_smoke_end_to_end(tmp_path, data_root, fer_path, go_path):
+def test_notebook_smoke_end_to_end(tmp_path, data_root, fer_path, go_path, monkeypatch):
     import papermill as pm
+    monkeypatch.delenv("MPLBACKEND", raising=False)     # the kernel must use Jupyter's inline backend
     run_dir = tmp_path / "run"
     params = dict(PROFILE="smoke", RUN_DIR=str(run_dir), FER2013=str(fer_path), GOEMOTIONS=str(go_path),
                   OVERRIDES=["progress=false"])
@@ -40,6 +41,11 @@ def test_notebook_smoke_end_to_end(tmp_path, data_root, fer_path, go_path):
     for value in shown.astype(str).to_numpy().ravel():   # every figure of the table is shown as is
         assert value in table, value
     assert "RANDOM-INIT" in results["title"]
+    # the plots are shown inline: every cell that draws one carries a PNG
+    plot_cells = [c for c in nb["cells"] if c["cell_type"] == "code" and "plots.plot_" in "".join(c["source"])]
+    assert len(plot_cells) == 5
+    for c in plot_cells:
+        assert any("image/png" in o.get("data", {}) for o in c["outputs"]), "".join(c["source"])
 
     # a second execution with another weight reuses the branch outputs (seconds, no model built)
     nb2 = pm.execute_notebook(str(REPO / "HAICAI_2026.ipynb"), str(tmp_path / "out2.ipynb"),

@@ -20,7 +20,8 @@ cells = [
          "GOEMOTIONS = None        # GoEmotions TSV folder or HF id; None: as above\n"
          'RUN_DIR = "runs/offline"  # branch outputs are cached here\n'
          "SEED = 0\n"
-         'OVERRIDES = []           # any setting, e.g. ["epochs=3", "image_size=48"]',
+         '# OVERRIDES: any other setting as "key=value" strings, e.g. ["epochs=3", "image_size=48"]\n'
+         "OVERRIDES = []",
          metadata={"tags": ["parameters"]}),
     md("## 1. Configuration\nEvery knob lives in one validated `Config`; a profile is a named preset."),
     code("import pandas as pd\n"
