@@ -11,11 +11,9 @@ import io
 import json
 import os
 import re
-import socket
 import zipfile
 from multiprocessing.pool import ThreadPool
 from pathlib import Path
-from urllib.parse import urlparse
 
 import numpy as np
 import pandas as pd
@@ -289,12 +287,8 @@ def _hub_unreachable(endpoint: str) -> bool:
     if any(os.environ.get(v, "").lower() in ("1", "true", "yes", "on")
            for v in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")):
         return False
-    host = urlparse(endpoint).hostname or "huggingface.co"
-    try:
-        socket.create_connection((host, 443), timeout=3).close()
-        return False
-    except OSError:
-        return True
+    from .weights import is_online      # the same bounded probe as the weight lookups (DNS included)
+    return not is_online(endpoint)
 
 
 def _read_hf(name: str) -> list[tuple]:

@@ -367,6 +367,9 @@ def train_image_model(model: nn.Module, preprocess: ImagePreprocess, x_train, y_
             best = (val_loss, epoch, copy.deepcopy(model.state_dict()))
         elif epoch - best[1] >= patience:
             break
+    if best[2] is None:     # every validation loss was NaN/inf: the run diverged
+        raise InputError(f"training diverged: validation loss {hist['val_loss'][-1]} after "
+                         f"{len(hist['val_loss'])} epoch(s); lower the learning rate (lr={lr})")
     model.load_state_dict(best[2])
     model.eval()
     return {**hist, "best_epoch": best[1], "epochs_run": len(hist["val_loss"]),

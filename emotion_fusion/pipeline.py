@@ -156,7 +156,7 @@ def evaluate_run(run_dir: str | Path, *, fer2013: str | Path | None = None,
 
 def predict(run_dir: str | Path, *, image: str | Path, text: str, weight: float | None = None) -> dict:
     """One face image + one text -> each branch's and the fused probabilities and labels."""
-    from PIL import Image, UnidentifiedImageError
+    from PIL import UnidentifiedImageError
 
     from .fusion import apply_temperature, fuse
     src = Path(run_dir)
@@ -164,9 +164,8 @@ def predict(run_dir: str | Path, *, image: str | Path, text: str, weight: float 
     info = _runs.read_json(src / "run_info.json")
     if not str(text).strip():
         raise InputError("the text is empty; pass a non-empty --text")
-    try:
-        with Image.open(image) as im:
-            pixels = np.asarray(im.convert("L").resize((48, 48), Image.BILINEAR), dtype=np.uint8)
+    try:      # decoded exactly as the training faces were (grayscale, 48x48)
+        pixels = _data._decode(Path(image).read_bytes())
     except FileNotFoundError:
         raise InputError(f"image {image} not found; pass an existing image file") from None
     except (UnidentifiedImageError, OSError) as e:
@@ -365,7 +364,8 @@ def _signature(path: Path) -> list:
     if not path.exists():
         return [str(path)]      # e.g. a HF dataset id
     files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
-    return [[str(p.relative_to(path.parent)), p.stat().st_size, p.stat().st_mtime_ns] for p in files]
+    stats = [(p, p.stat()) for p in files]
+    return [[str(p.relative_to(path.parent)), st.st_size, st.st_mtime_ns] for p, st in stats]
 
 
 def _describe(path: Path) -> str:

@@ -11,19 +11,13 @@ from __future__ import annotations
 import numpy as np
 
 from . import pairing as _pairing
-from .errors import InputError
 
-# CLIP's image normalisation (OpenAI's values, as in open_clip.constants).
-_CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
-_CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
 
 def seed_split(cfg, fer, go) -> dict:
     """Train/val/test frames for both modalities and the val/test pairs, the seed protocol's way."""
     from . import text as _text
-    if cfg.text_model != "ViT-B/32":
-        raise InputError(f"protocol=seed pairs faces and texts by CLIP similarity and needs "
-                         f"text_model=ViT-B/32 (got {cfg.text_model!r})")
+    # Config already guarantees text_model == 'ViT-B/32' for this protocol.
     images = fer.drop_duplicates("hash").reset_index(drop=True)
     images = images.iloc[_pairing.cap_per_class(images.y.to_numpy(), cfg.seed_image_target, cfg.seed)]
     texts = go[(go.y >= 0) & _pairing.seed_text_filter(go.text.tolist())].reset_index(drop=True)
@@ -54,8 +48,9 @@ def clip_image_embeddings(model, pixels: np.ndarray, batch_size: int = 128, prog
     net = model.net
     size = net.visual.image_size
     size = size[0] if isinstance(size, (tuple, list)) else size
-    mean = torch.tensor(_CLIP_MEAN).view(1, 3, 1, 1)
-    std = torch.tensor(_CLIP_STD).view(1, 3, 1, 1)
+    from open_clip.constants import OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
+    mean = torch.tensor(OPENAI_DATASET_MEAN).view(1, 3, 1, 1)
+    std = torch.tensor(OPENAI_DATASET_STD).view(1, 3, 1, 1)
     out = []
     net.eval()
     for start in tqdm(range(0, len(pixels), batch_size), desc="CLIP images", disable=not progress, leave=False):

@@ -100,16 +100,17 @@ def load_text_model(name: str = "ViT-B/32", weights: str | os.PathLike | None = 
     # look for the file before building the network, so a missing file fails in well under a second
     path = _find_openai(cache_dir) if weights == CLIP_TAG else None
     import torch
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        net = open_clip.create_model(MODELS[name], pretrained=None, force_quick_gelu=CLIP_QUICK_GELU)
+    if weights == CLIP_TAG and path is None:     # not cached but online: open_clip downloads to the HF cache
+        net = open_clip.create_model(MODELS[name], pretrained=CLIP_TAG, force_quick_gelu=CLIP_QUICK_GELU,
+                                     cache_dir=str(cache_dir or hf_hub_cache()))
+    else:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            net = open_clip.create_model(MODELS[name], pretrained=None, force_quick_gelu=CLIP_QUICK_GELU)
     if weights is None:
         label = "CLIP ViT-B/32 (random init)"
     elif weights == CLIP_TAG:
-        if path is None:     # not cached but online: let open_clip download into the HF cache
-            net = open_clip.create_model(MODELS[name], pretrained=CLIP_TAG, force_quick_gelu=CLIP_QUICK_GELU,
-                                         cache_dir=str(cache_dir or hf_hub_cache()))
-        else:
+        if path is not None:
             _load_clip_file(net, path)
         label = "CLIP ViT-B/32 (openai)"
     elif isinstance(weights, (str, os.PathLike)) and Path(weights).is_file():
@@ -392,8 +393,12 @@ def fit_probe(emb_train, y_train, emb_val, y_val, Cs=PROBE_CS, class_weight="bal
     W = np.zeros((emb_train.shape[1], len(CLASSES)), dtype=np.float32)
     # a class absent from training gets probability 0 (bias -inf) rather than a made-up score
     b = np.full(len(CLASSES), -np.inf, dtype=np.float32)
-    W[:, clf.classes_] = clf.coef_.T
-    b[clf.classes_] = clf.intercept_
+    if len(clf.classes_) == 2:    # sklearn keeps one row for two classes: logit(second) - logit(first)
+        W[:, clf.classes_[1]], b[clf.classes_[1]] = clf.coef_[0], clf.intercept_[0]
+        b[clf.classes_[0]] = 0.0
+    else:
+        W[:, clf.classes_] = clf.coef_.T
+        b[clf.classes_] = clf.intercept_
     missing = sorted(set(range(len(CLASSES))) - set(clf.classes_.tolist()))
     info = {"C": C, "val_macro_f1_by_C": scores, "class_weight": class_weight,
             "missing_classes": [CLASSES[i] for i in missing]}

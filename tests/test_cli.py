@@ -55,8 +55,11 @@ def test_fuse_json_equals_independent_recomputation(run_dir):
 @pytest.mark.parametrize("args", [["fuse", "--weight", "0.5"], ["sweep"]])
 def test_fuse_and_sweep_import_no_torch(run_dir, args):
     argv = [args[0], "--run-dir", str(run_dir), *args[1:], "--json"]
+    # fuse must start fast: no torch, and none of the heavy scientific stacks either
+    heavy = ["torch"] + (["sklearn", "scipy", "statsmodels", "pandas"] if args[0] == "fuse" else [])
     code = (f"import sys; from emotion_fusion.cli import main; rc = main({argv!r}); "
-            "assert 'torch' not in sys.modules, 'torch was imported'; sys.exit(rc)")
+            f"bad = [m for m in {heavy!r} if m in sys.modules]; "
+            "assert not bad, f'imported {bad}'; sys.exit(rc)")
     p = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
     assert p.returncode == 0, p.stderr
 

@@ -202,3 +202,15 @@ def test_tta_averages_the_face_and_its_mirror():
     np.testing.assert_allclose(tta, (plain + mirror) / 2, atol=1e-6)
     np.testing.assert_allclose(tta.sum(1), 1, atol=1e-5)
     assert not np.allclose(plain, mirror)          # the mirror really is a second view
+
+
+def test_diverged_training_is_a_clear_error(monkeypatch):
+    from conftest import face
+    from emotion_fusion import image
+    from emotion_fusion.errors import InputError
+    model, pre = image.load_image_model(weights=None, image_size=32, seed=0)
+    x = np.stack([face(i, i % 7) for i in range(14)])
+    y = np.arange(14) % 7
+    monkeypatch.setattr(image, "_evaluate", lambda *a, **k: (float("nan"), 0.0))
+    with pytest.raises(InputError, match="training diverged: validation loss nan .* lower the learning rate"):
+        image.train_image_model(model, pre, x, y, x, y, epochs=1, batch_size=7, progress=False)

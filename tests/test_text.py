@@ -197,3 +197,15 @@ def test_local_clip_checkpoint_round_trip(clip, tmp_path):
 def test_minilm_rejects_a_weights_file(tmp_path):
     with pytest.raises(InputError, match="cannot be used with 'minilm'"):
         load_text_model("minilm", weights=tmp_path / "x.pt")
+
+
+def test_probe_with_two_classes_separates_them():
+    """sklearn keeps a single row of coefficients for two classes; the head must still tell them apart."""
+    from emotion_fusion.text import fit_probe
+    rng = np.random.default_rng(0)
+    y = np.repeat([1, 4], 40)
+    emb = rng.normal(size=(80, 16)).astype(np.float32)
+    emb[:, 0] += np.where(y == 1, 3.0, -3.0)
+    head = fit_probe(emb[::2], y[::2], emb[1::2], y[1::2])
+    pred = head.predict_proba(emb[1::2]).argmax(1)
+    assert set(pred) == {1, 4} and (pred == y[1::2]).mean() > 0.9
