@@ -21,14 +21,13 @@ def _print(obj: Any, as_json: bool, text: str, out) -> None:
 
 
 def _weight(text: str) -> float:
+    """Parse a --weight value; the range check is fusion's own (one rule, one message)."""
+    from .fusion import check_weight
     try:
         w = float(text)
     except ValueError:
         raise InputError(f"fusion weight {text!r} is not a number; use a value between 0 and 1") from None
-    if not 0.0 <= w <= 1.0:
-        raise InputError(f"fusion weight {w} is outside [0, 1]; use a value between 0 (text only) "
-                         "and 1 (visual only)")
-    return w
+    return check_weight(w)
 
 
 # --- handlers -------------------------------------------------------------------------------------
