@@ -49,6 +49,8 @@ def _cmd_run(a: argparse.Namespace, out) -> int:
         overrides["fusion_weight"] = _weight(a.fusion_weight)
     if a.seed is not None:
         overrides["seed"] = a.seed
+    if a.skip_bad:
+        overrides["skip_bad"] = True
     cfg = Config.from_profile(a.profile, **overrides).with_overrides(a.set or [])
     result = run(cfg, fer2013=a.fer2013, goemotions=a.goemotions, out=a.out)
     _print(result.results, a.json, result.table_text(), out)
@@ -56,18 +58,18 @@ def _cmd_run(a: argparse.Namespace, out) -> int:
 
 
 def _cmd_fuse(a: argparse.Namespace, out) -> int:
-    from . import runs
-    res = runs.score_run(a.run_dir, weight=_weight(a.weight))
-    _print(res, a.json, runs.format_results(res), out)
+    from . import report
+    res = report.score_run(a.run_dir, weight=_weight(a.weight))
+    _print(res, a.json, report.format_results(res), out)
     return 0
 
 
 def _cmd_sweep(a: argparse.Namespace, out) -> int:
     import matplotlib.pyplot as plt
 
-    from . import runs
+    from . import report
     from .plots import plot_sweep
-    res = runs.score_run(a.run_dir)
+    res = report.score_run(a.run_dir)
     fig = plot_sweep(res["sweep"], chosen=res.get("weight"))
     plot_path = Path(a.run_dir) / "sweep.png"
     fig.savefig(plot_path, dpi=120, bbox_inches="tight")
@@ -75,20 +77,20 @@ def _cmd_sweep(a: argparse.Namespace, out) -> int:
     summary = {"best_weight": res["best_weight"], "sweep": res["sweep"], "plot": str(plot_path),
                "rows": [r for r in res["rows"] if r["model"] == "fusion_best_val"]}
     text = (f"best validation weight: {res['best_weight']:.2f} (macro-F1 on validation)\n"
-            + runs.format_results({**res, "rows": summary["rows"]}) + f"\nplot: {plot_path}")
+            + report.format_results({**res, "rows": summary["rows"]}) + f"\nplot: {plot_path}")
     _print(summary, a.json, text, out)
     return 0
 
 
 def _cmd_evaluate(a: argparse.Namespace, out) -> int:
-    from .pipeline import evaluate_run
-    result = evaluate_run(a.run_dir, fer2013=a.fer2013, goemotions=a.goemotions, out=a.out)
+    from .inference import evaluate_run
+    result = evaluate_run(a.run_dir, fer2013=a.fer2013, goemotions=a.goemotions, out=a.out, skip_bad=a.skip_bad)
     _print(result.results, a.json, result.table_text(), out)
     return 0
 
 
 def _cmd_predict(a: argparse.Namespace, out) -> int:
-    from .pipeline import predict
+    from .inference import predict
     weight = None if a.weight is None else _weight(a.weight)
     res = predict(a.run_dir, image=a.image, text=a.text, weight=weight)
     lines = [f"{k:>8}: {res[k]['label']:<9} " + "  ".join(f"{c} {p:.3f}" for c, p in res[k]["probs"].items())
@@ -130,6 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--fusion-weight", help="visual share of the fusion, in [0, 1] (default 0.6)")
     sp.add_argument("--seed", type=int)
     sp.add_argument("--set", nargs="*", metavar="KEY=VALUE", help="override any config setting")
+    sp.add_argument("--skip-bad", action="store_true", help="skip unreadable images / malformed rows, report them")
     sp.add_argument("--json", action="store_true")
     sp.set_defaults(func=_cmd_run)
 
@@ -148,6 +151,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--run-dir", required=True)
     datasets(sp)
     sp.add_argument("--out", required=True)
+    sp.add_argument("--skip-bad", action="store_true", help="skip unreadable images / malformed rows, report them")
     sp.add_argument("--json", action="store_true")
     sp.set_defaults(func=_cmd_evaluate)
 

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
+import re
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -15,6 +17,7 @@ from .errors import InputError
 from .labels import MAPPINGS, MULTI_LABEL_RULES
 
 PROFILES = ("full", "offline", "smoke")
+_DEVICE = re.compile(r"cpu|cuda(:[0-9]+)?|mps")
 PROTOCOLS = ("holdout", "seed")
 FUSION_RULES = ("linear", "loglinear")
 TEXT_HEADS = ("auto", "zeroshot", "probe")
@@ -62,6 +65,10 @@ class Config:
     fusion_rule: str = "linear"        # linear (the original) or loglinear (product of experts)
     calibrate: bool = True             # per-branch temperature scaling fitted on validation
     n_boot: int = 1000                 # bootstrap resamples for the 95% CIs
+    pairing_draws: int = 200           # seeded re-pairings of val/test scored for the headline table
+    # --- input handling and runtime -------------------------------------------------------------
+    skip_bad: bool = False             # skip unreadable images / malformed TSV rows (and report them)
+    allow_empty_classes: bool = False  # accept a FER2013 class folder with no images
     device: str | None = None          # None = cuda when available, else cpu (chosen at run time)
     progress: bool = True
 
@@ -74,15 +81,21 @@ class Config:
         _choice("lr_schedule", self.lr_schedule, LR_SCHEDULES)
         _choice("text_head", self.text_head, TEXT_HEADS)
         _choice("fusion_rule", self.fusion_rule, FUSION_RULES)
+        from .encoders import ENCODERS
+        _choice("text_model", self.text_model, tuple(ENCODERS))
         if self.protocol == "seed" and self.text_model != "ViT-B/32":
             raise InputError(f"protocol=seed pairs faces and texts by CLIP similarity and needs "
                              f"text_model=ViT-B/32 (got {self.text_model!r})")
-        ints = ("seed", "epochs", "batch_size", "image_size", "patience", "n_boot", "seed_image_target",
+        ints = ("seed", "epochs", "batch_size", "image_size", "patience", "n_boot", "pairing_draws", "seed_image_target",
                 "seed_text_target", "train_per_class", "text_train_per_class", "val_per_class", "test_per_class")
         for name in ints:
             v = getattr(self, name)
             if v is not None and (isinstance(v, bool) or not isinstance(v, int)):
                 raise InputError(f"{name} must be an integer, got {v!r}")
+        for name in ("lr", "weight_decay", "val_fraction", "fusion_weight"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+                raise InputError(f"{name} must be a finite number, got {v!r}")
         if self.seed < 0:
             raise InputError(f"seed must be >= 0, got {self.seed}")
         if (isinstance(self.fusion_weight, bool) or not isinstance(self.fusion_weight, (int, float))
@@ -91,7 +104,7 @@ class Config:
                              "between 0 (text only) and 1 (visual only)")
         if not 0.0 < self.val_fraction < 0.5:
             raise InputError(f"val_fraction {self.val_fraction!r} must be in (0, 0.5)")
-        for name in ("epochs", "batch_size", "image_size", "patience", "n_boot", "seed_image_target",
+        for name in ("epochs", "batch_size", "image_size", "patience", "n_boot", "pairing_draws", "seed_image_target",
                      "seed_text_target"):
             if int(getattr(self, name)) < 1:
                 raise InputError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
@@ -101,8 +114,19 @@ class Config:
             v = getattr(self, name)
             if v is not None and int(v) < 1:
                 raise InputError(f"{name} must be a positive integer or None, got {v!r}")
-        if not (self.lr > 0 and self.weight_decay >= 0):     # also rejects NaN
+        if not (self.lr > 0 and self.weight_decay >= 0):
             raise InputError(f"lr must be > 0 and weight_decay >= 0 (got {self.lr}, {self.weight_decay})")
+        for name in ("drop_train_duplicates", "augment", "tta", "fast", "calibrate", "progress", "skip_bad",
+                     "allow_empty_classes"):
+            if not isinstance(getattr(self, name), bool):
+                raise InputError(f"{name} must be true or false, got {getattr(self, name)!r}")
+        for name in ("image_weights", "text_weights", "device"):
+            v = getattr(self, name)
+            if v is not None and not isinstance(v, str):
+                raise InputError(f"{name} must be a string or None, got {v!r}")
+        if self.device is not None and not _DEVICE.fullmatch(self.device):
+            raise InputError(f"device {self.device!r} is not one of cpu, cuda, cuda:N, mps; leave it unset "
+                             "to use cuda when available, else cpu")
 
     # -- construction --------------------------------------------------------------------------
     @classmethod
@@ -133,7 +157,8 @@ class Config:
     @property
     def uses_random_weights(self) -> bool:
         """True when a branch starts from random weights (every table must say so)."""
-        return self.image_weights is None or (self.text_model != "minilm" and self.text_weights is None)
+        from .encoders import ENCODERS
+        return self.image_weights is None or (ENCODERS[self.text_model].random_init and self.text_weights is None)
 
 
 def _choice(name: str, value: Any, valid: tuple[str, ...]) -> None:
@@ -178,16 +203,21 @@ _PROFILE_OVERRIDES: dict[str, dict[str, Any]] = {
 
 
 def load_config(path: str | Path) -> Config:
-    """Read a run directory's config.json back into a Config."""
+    """Read a run directory's config.json back into a Config; bad content names the file."""
     p = Path(path)
+    fix = "re-run `python -m emotion_fusion run` for this run dir"
     try:
         data = json.loads(p.read_text())
     except FileNotFoundError:
         raise InputError(f"{p} not found; is this a run directory made by `python -m emotion_fusion run`?") from None
-    except json.JSONDecodeError as e:
-        raise InputError(f"{p} is not valid JSON ({e}); re-run `python -m emotion_fusion run`") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise InputError(f"{p} is not valid JSON ({e}); {fix}") from None
+    if not isinstance(data, dict):
+        raise InputError(f"{p} holds a JSON {type(data).__name__}, not an object of settings; {fix}")
     known = {f.name for f in fields(Config)}
     try:
         return Config(**{k: v for k, v in data.items() if k in known})
+    except InputError as e:
+        raise InputError(f"{p}: {e}; {fix}") from None
     except TypeError as e:
-        raise InputError(f"{p} holds a value of the wrong type ({e}); re-run `python -m emotion_fusion run`") from None
+        raise InputError(f"{p} holds a value of the wrong type ({e}); {fix}") from None

@@ -12,7 +12,7 @@ import numpy as np
 
 from .errors import InputError
 from .labels import CLASSES, NUM_CLASSES
-from .metrics import N_BOOT, SEED, _scores, as_labels, evaluate
+from .metrics import N_BOOT, SEED, as_labels, confusion_scores, evaluate
 
 WEIGHT = 0.6  # visual share; the original system's 0.6 visual / 0.4 text
 RULES = ("linear", "loglinear")
@@ -100,10 +100,11 @@ def apply_temperature(p, T: float) -> np.ndarray:
     return _softmax(_log(check_probs(p)) / float(T))
 
 
-def fit_temperature(p, y) -> float:
+def fit_temperature(p, y, log_bounds: tuple[float, float] = LOG_T_BOUNDS) -> float:
     """Temperature minimising the NLL of `softmax(log p / T)` on validation labels `y`.
 
-    Searched over log T (bounded: T in [0.05, 20]) with scipy's bounded scalar minimiser.
+    Searched over log T within `log_bounds` (default: T in [0.05, 20]) with scipy's bounded scalar
+    minimiser. The project's one NLL fit: a zero-shot head's logit scale is 1 / T of softmax(cosines).
     """
     from scipy.optimize import minimize_scalar
 
@@ -119,7 +120,7 @@ def fit_temperature(p, y) -> float:
         z = z - z.max(axis=1, keepdims=True)
         return float(np.mean(np.log(np.exp(z).sum(axis=1)) - z[rows, y]))
 
-    res = minimize_scalar(nll, bounds=LOG_T_BOUNDS, method="bounded", options={"xatol": 1e-4})
+    res = minimize_scalar(nll, bounds=log_bounds, method="bounded", options={"xatol": 1e-4})
     return float(np.exp(res.x))
 
 
@@ -166,7 +167,7 @@ def _scores_per_weight(preds: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np
     k = NUM_CLASSES * NUM_CLASSES
     flat = (np.arange(preds.shape[0])[:, None] * k + y[None, :] * NUM_CLASSES + preds).ravel()
     counts = np.bincount(flat, minlength=preds.shape[0] * k).reshape(-1, NUM_CLASSES, NUM_CLASSES)
-    return _scores(counts)
+    return confusion_scores(counts)
 
 
 def sweep(val: dict, test: dict | None = None, rule: str = "linear", step: float = SWEEP_STEP,

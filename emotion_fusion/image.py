@@ -1,58 +1,38 @@
 """Image branch: a torchvision ResNet-50 with the original notebook's head, on 48x48 FER2013 faces.
 
     model, preprocess = load_image_model("imagenet")          # or "imagenet_v2", "my.pth", None
-    history = train_image_model(model, preprocess, x_tr, y_tr, x_va, y_va, epochs=10)
     p = predict_proba(model, preprocess, x_te)                 # (N, 7) float32, canonical order
+    branch = ImageBranch.from_config(cfg); branch.fit(train_df, val_df); branch.predict_proba(test_df)
 
 `fast=True` uses channels_last, plus bf16 autocast on a CPU with native bf16 (AVX512-BF16/AMX) and
 fp16 AMP on CUDA. On CPUs without native bf16 it stays fp32: emulated bf16 was 3-15x slower there
-(see weights.cpu_native_bf16); the history's `precision` says which path ran.
+(see precision.cpu_native_bf16); the history's `precision` says which path ran. Training: train.py.
 """
 from __future__ import annotations
 
-import copy
 import os
-import time
 from pathlib import Path
 from urllib.parse import urlparse
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from sklearn.utils.class_weight import compute_class_weight
 from torch import nn
 from torchvision.models import ResNet50_Weights, resnet50
-from tqdm import tqdm  # text bars: work in a terminal, Jupyter and papermill alike
+from tqdm.auto import tqdm
 
 from .errors import InputError
 from .labels import NUM_CLASSES
-from .weights import (autocast, is_online, missing_weights_error, precision_label,
-                      torch_hub_checkpoints)
+from .precision import autocast, choose_device
+from .weights import is_online, missing_weights_error, torch_hub_checkpoints
 
 # --- defaults -------------------------------------------------------------------------------------
 HUB_WEIGHTS = {"imagenet": ResNet50_Weights.IMAGENET1K_V1, "imagenet_v2": ResNet50_Weights.IMAGENET1K_V2}
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-MODES = ("finetune", "frozen")
-LR_FACTOR, LR_PATIENCE = 0.5, 1          # ReduceLROnPlateau on validation loss
-LR_SCHEDULES = ("plateau", "onecycle")
-ONECYCLE_WARMUP = 0.1                     # share of the steps spent warming up to the peak rate
-AUG_ROTATE_DEG, AUG_SHIFT, AUG_BRIGHTNESS, AUG_CONTRAST = 10.0, 0.08, 0.15, 0.2
 CKPT_FORMAT = "emotion_fusion.image/1"
 WEIGHTS_OPTION = "weights=<path.pth> (CLI: --set image_weights=PATH)"
-
-
-def _device(device, model: nn.Module | None = None) -> torch.device:
-    """An explicit device wins; else the model's own; else cuda when available, cpu otherwise."""
-    if device is not None:
-        return torch.device(device)
-    if model is not None:
-        return next(model.parameters()).device
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
-def _autocast(dev: torch.device, fast: bool):
-    return autocast(dev.type, fast)
+MODEL_FILE = "image.pth"                  # the trained branch inside RUN_DIR/models/
 
 
 class ImagePreprocess:
@@ -186,7 +166,7 @@ def load_image_model(weights: str | os.PathLike | None = "imagenet", num_classes
     model.weights_label = label
     model.image_size = image_size
     model.num_classes = num_classes
-    model.to(_device(device)).eval()
+    model.to(choose_device(device)).eval()
     return model, ImagePreprocess(image_size)
 
 
@@ -215,31 +195,6 @@ def save_image_model(model: nn.Module, path: str | os.PathLike, **meta) -> Path:
     return path
 
 
-def _check_xy(x, y, what: str, num_classes: int) -> np.ndarray:
-    y = np.asarray(y)
-    if len(x) != len(y) or len(y) == 0:
-        raise InputError(f"{what}: {len(x)} images but {len(y)} labels; give one int label per image")
-    if not np.issubdtype(y.dtype, np.integer) or y.min() < 0 or y.max() >= num_classes:
-        raise InputError(f"{what}: labels must be ints in 0..{num_classes - 1} (canonical class ids)")
-    return y.astype(np.int64)
-
-
-def augment_batch(t: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-    """Random flip, small rotation/shift, brightness/contrast jitter on a (N,1,H,W) [0,1] batch."""
-    n = t.shape[0]
-    flip = torch.rand(n, generator=gen) < 0.5
-    t = torch.where(flip.view(n, 1, 1, 1), t.flip(-1), t)
-    angle = (torch.rand(n, generator=gen) * 2 - 1) * np.deg2rad(AUG_ROTATE_DEG)
-    shift = (torch.rand(n, 2, generator=gen) * 2 - 1) * AUG_SHIFT * 2   # grid units span 2
-    cos, sin = torch.cos(angle), torch.sin(angle)
-    theta = torch.stack([torch.stack([cos, -sin, shift[:, 0]], 1), torch.stack([sin, cos, shift[:, 1]], 1)], 1)
-    grid = F.affine_grid(theta, list(t.shape), align_corners=False)
-    t = F.grid_sample(t, grid, mode="bilinear", padding_mode="border", align_corners=False)
-    contrast = 1 + (torch.rand(n, 1, 1, 1, generator=gen) * 2 - 1) * AUG_CONTRAST
-    bright = (torch.rand(n, 1, 1, 1, generator=gen) * 2 - 1) * AUG_BRIGHTNESS
-    mean = t.mean(dim=(2, 3), keepdim=True)
-    return ((t - mean) * contrast + mean + bright).clamp_(0, 1)
-
 
 def _batches(model, preprocess, x, batch_size, dev, fast, progress, desc):
     """Yield (slice, logits in float32) over x in eval mode, no grad."""
@@ -247,7 +202,7 @@ def _batches(model, preprocess, x, batch_size, dev, fast, progress, desc):
     for start in tqdm(range(0, len(x), batch_size), desc=desc, disable=not progress, leave=False):
         sl = slice(start, start + batch_size)
         xb = preprocess(x[sl]).to(dev, memory_format=fmt)
-        with torch.inference_mode(), _autocast(dev, fast):
+        with torch.inference_mode(), autocast(dev.type, fast):
             yield sl, model(xb).float()
 
 
@@ -260,7 +215,7 @@ def predict_proba(model: nn.Module, preprocess: ImagePreprocess, x, *, batch_siz
     """
     x = np.asarray(x)
     x = x[None] if x.ndim == 2 else x
-    dev = _device(device, model)
+    dev = choose_device(device, model)
     model.to(dev, memory_format=torch.channels_last if fast else torch.contiguous_format).eval()
     out = np.zeros((len(x), model.num_classes), dtype=np.float32)
     views = (x, x[:, :, ::-1]) if tta else (x,)
@@ -270,121 +225,62 @@ def predict_proba(model: nn.Module, preprocess: ImagePreprocess, x, *, batch_siz
     return out
 
 
-def _set_mode(model: nn.Module, mode: str) -> None:
-    if mode == "frozen":
-        model.eval()        # BatchNorm keeps its (pretrained) running statistics
-        model.fc.train()    # the head's dropout stays active
-    else:
-        model.train()
+def _pixels(items) -> np.ndarray:
+    """Faces as (N,48,48) uint8: a DataFrame from `load_fer2013` (its `pixels`) or an array."""
+    if hasattr(items, "columns"):
+        from .data import stack_pixels
+        return stack_pixels(items)
+    x = np.asarray(items)
+    return x[None] if x.ndim == 2 else x
 
 
-def train_image_model(model: nn.Module, preprocess: ImagePreprocess, x_train, y_train, x_val, y_val, *,
-                      epochs: int = 10, batch_size: int = 64, lr: float = 1e-4,
-                      weight_decay: float = 1e-4, mode: str = "finetune", patience: int = 3,
-                      augment: bool = True, fast: bool = True, seed: int = 0, device=None,
-                      progress: bool = True, lr_schedule: str = "plateau") -> dict:
-    """Train in place with class-weighted CE, Adam, LR-on-plateau and early stopping on val loss.
+class ImageBranch:
+    """The image branch behind the branch protocol (DESIGN.md section 2):
+    `from_config(cfg)`, `fit(train, val)`, `predict_proba(items) -> (N, 7)`, `save(dir)`, `load(dir)`.
 
-    `lr_schedule="onecycle"` replaces the plateau rule (which needs many epochs to act) by a per-step
-    one-cycle schedule peaking at `lr`: the better choice for the few epochs a CPU run can afford.
-
-    The best epoch's weights are restored at the end. Returns the history: lists per epoch
-    (`train_loss`, `train_acc`, `val_loss`, `val_acc`, `lr`, `seconds`) plus `best_epoch` (1-based),
-    `epochs_run`, `stopped_early` and `img_per_s` (training throughput).
+    `items` are DataFrames from `load_fer2013` (or (N,48,48) uint8 arrays); probabilities are the raw
+    branch outputs (temperature scaling is fusion's business, on validation).
     """
-    if mode not in MODES:
-        raise InputError(f"unknown training mode {mode!r}; choose one of {', '.join(MODES)}")
-    if lr_schedule not in LR_SCHEDULES:
-        raise InputError(f"unknown lr_schedule {lr_schedule!r}; choose one of {', '.join(LR_SCHEDULES)}")
-    if epochs < 1 or batch_size < 1 or patience < 1:
-        raise InputError(f"epochs={epochs}, batch_size={batch_size}, patience={patience} must all be >= 1")
-    k = model.num_classes
-    x_train, x_val = np.asarray(x_train), np.asarray(x_val)
-    y_train, y_val = _check_xy(x_train, y_train, "train", k), _check_xy(x_val, y_val, "val", k)
-    dev = _device(device, model)
-    fmt = torch.channels_last if fast else torch.contiguous_format
-    model.to(dev, memory_format=fmt)
-    torch.manual_seed(seed)                        # dropout
-    gen = torch.Generator().manual_seed(seed)      # shuffling and augmentation
 
-    present = np.unique(y_train)
-    w = np.zeros(k, dtype=np.float32)              # absent classes never occur in the loss
-    w[present] = compute_class_weight("balanced", classes=present, y=y_train)
-    criterion = nn.CrossEntropyLoss(weight=torch.from_numpy(w).to(dev))
-    for name, p in model.named_parameters():
-        p.requires_grad_(mode == "finetune" or name.startswith("fc."))
-    params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
-    sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="min", factor=LR_FACTOR, patience=LR_PATIENCE)
-    steps = epochs * -(-len(x_train) // batch_size)
-    step_sched = (torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=ONECYCLE_WARMUP)
-                  if lr_schedule == "onecycle" else None)
-    scaler = torch.amp.GradScaler("cuda", enabled=fast and dev.type == "cuda")
+    name = "visual"
 
-    hist = {key: [] for key in ("train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds")}
-    best = (float("inf"), 0, None)                 # (val loss, epoch, state)
-    train_time, seen = 0.0, 0
-    for epoch in range(1, epochs + 1):
-        t0 = time.perf_counter()
-        _set_mode(model, mode)
-        order = torch.randperm(len(x_train), generator=gen).numpy()
-        loss_sum, correct = 0.0, 0
-        bar = tqdm(range(0, len(order), batch_size), desc=f"epoch {epoch}/{epochs}", mininterval=2,
-                   disable=not progress, leave=False)
-        for start in bar:
-            idx = order[start:start + batch_size]
-            t = preprocess.to_unit(x_train[idx])
-            if augment:
-                t = augment_batch(t, gen)
-            xb = preprocess.finish(t).to(dev, memory_format=fmt)
-            yb = torch.from_numpy(y_train[idx]).to(dev)
-            with _autocast(dev, fast):
-                logits = model(xb)
-            loss = criterion(logits.float(), yb)
-            opt.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(opt)
-            scaler.update()
-            if step_sched is not None:
-                step_sched.step()
-            loss_sum += loss.item() * len(idx)
-            correct += (logits.argmax(1) == yb).sum().item()
-            bar.set_postfix(loss=f"{loss.item():.3f}")
-        train_time += time.perf_counter() - t0
-        seen += len(order)
-        val_loss, val_acc = _evaluate(model, preprocess, x_val, y_val, w, dev, fast)
-        epoch_lr = opt.param_groups[0]["lr"]      # the rate this epoch trained at (its end, for onecycle)
-        if step_sched is None:
-            sched.step(val_loss)
-        for key, v in (("train_loss", loss_sum / len(order)), ("train_acc", correct / len(order)),
-                       ("val_loss", val_loss), ("val_acc", val_acc), ("lr", epoch_lr),
-                       ("seconds", time.perf_counter() - t0)):
-            hist[key].append(float(v))
-        if progress:
-            tqdm.write(f"epoch {epoch}: train loss {hist['train_loss'][-1]:.4f} acc {hist['train_acc'][-1]:.3f}"
-                       f" | val loss {val_loss:.4f} acc {val_acc:.3f}")
-        if val_loss < best[0]:
-            best = (val_loss, epoch, copy.deepcopy(model.state_dict()))
-        elif epoch - best[1] >= patience:
-            break
-    if best[2] is None:     # every validation loss was NaN/inf: the run diverged
-        raise InputError(f"training diverged: validation loss {hist['val_loss'][-1]} after "
-                         f"{len(hist['val_loss'])} epoch(s); lower the learning rate (lr={lr})")
-    model.load_state_dict(best[2])
-    model.eval()
-    return {**hist, "best_epoch": best[1], "epochs_run": len(hist["val_loss"]),
-            "stopped_early": len(hist["val_loss"]) < epochs, "img_per_s": seen / train_time,
-            "mode": mode, "fast": fast, "precision": precision_label(dev.type, fast)}
+    def __init__(self, cfg, model: nn.Module, preprocess: ImagePreprocess, history: dict | None = None):
+        self.cfg, self.model, self.preprocess, self.history = cfg, model, preprocess, history or {}
 
+    @classmethod
+    def from_config(cls, cfg) -> "ImageBranch":
+        model, preprocess = load_image_model(cfg.image_weights, image_size=cfg.image_size, device=cfg.device,
+                                             seed=cfg.seed)
+        return cls(cfg, model, preprocess)
 
-def _evaluate(model, preprocess, x, y, w, dev, fast) -> tuple[float, float]:
-    """Class-weighted mean CE (same weighting as training) and accuracy on a held-out set."""
-    model.eval()
-    nll_sum, w_sum, correct = 0.0, 0.0, 0
-    wt = torch.from_numpy(w).to(dev)
-    for sl, logits in _batches(model, preprocess, x, 256, dev, fast, False, "val"):
-        yb = torch.from_numpy(y[sl]).to(dev)
-        nll_sum += F.cross_entropy(logits, yb, weight=wt, reduction="sum").item()
-        w_sum += wt[yb].sum().item()
-        correct += (logits.argmax(1) == yb).sum().item()
-    return nll_sum / max(w_sum, 1e-12), correct / len(y)
+    def fit(self, train, val) -> dict:
+        """Train on `train`, early-stop and choose the epoch on `val`; returns the history."""
+        from .train import train_image_model
+        c = self.cfg
+        self.history = train_image_model(
+            self.model, self.preprocess, _pixels(train), train.y.to_numpy(), _pixels(val), val.y.to_numpy(),
+            epochs=c.epochs, batch_size=c.batch_size, lr=c.lr, weight_decay=c.weight_decay,
+            mode=c.image_mode, patience=c.patience, augment=c.augment, fast=c.fast, seed=c.seed,
+            device=c.device, progress=c.progress, lr_schedule=c.lr_schedule)
+        return self.history
+
+    def predict_proba(self, items) -> np.ndarray:
+        x = _pixels(items)
+        return predict_proba(self.model, self.preprocess, x, fast=self.cfg.fast, device=self.cfg.device,
+                             progress=self.cfg.progress and len(x) > 1, tta=self.cfg.tta)
+
+    @property
+    def label(self) -> str:
+        trained = f" → trained {len(self.history['train_loss'])} epochs" if self.history.get("train_loss") else ""
+        return f"ResNet-50 {self.model.weights_label}{trained} at {self.preprocess.image_size}px"
+
+    def save(self, folder) -> Path:
+        return save_image_model(self.model, Path(folder) / MODEL_FILE, weights_label=self.model.weights_label)
+
+    @classmethod
+    def load(cls, folder, cfg) -> "ImageBranch":
+        path = Path(folder) / MODEL_FILE
+        if not path.is_file():
+            raise InputError(f"{path} is missing; re-run `python -m emotion_fusion run` for this run dir")
+        model, preprocess = load_image_model(str(path), device=cfg.device)
+        return cls(cfg, model, preprocess)

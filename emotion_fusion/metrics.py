@@ -66,17 +66,23 @@ def _counts(y: np.ndarray, pred: np.ndarray) -> np.ndarray:
     return np.bincount(cell, minlength=NUM_CLASSES ** 2).reshape(1, NUM_CLASSES, NUM_CLASSES)
 
 
-def _scores(counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Accuracy and macro-F1 per confusion matrix in `counts` (R, 7, 7).
+def confusion_scores(counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Accuracy and macro-F1 per confusion matrix in `counts` (R, 7, 7): the project's one definition.
 
-    Macro-F1 averages F1 over the classes present in y or pred (scikit-learn's default label set);
-    a class absent from both would otherwise count as F1 = 0 and cap the score at 6/7.
+    Macro-F1 is the mean F1 over the 7 canonical classes (scikit-learn's
+    `f1_score(..., labels=range(7), average="macro", zero_division=0)`): a class that never occurs in
+    y or in the predictions counts as F1 = 0, so a score is always over the same 7 classes.
     """
     tp = np.diagonal(counts, axis1=1, axis2=2).astype(float)
     denom = (counts.sum(axis=2) + counts.sum(axis=1)).astype(float)  # = 2tp + fp + fn
     f1 = np.divide(2 * tp, denom, out=np.zeros_like(tp), where=denom > 0)
-    macro = f1.sum(axis=1) / (denom > 0).sum(axis=1)
-    return tp.sum(axis=1) / counts.sum(axis=(1, 2)), macro
+    return tp.sum(axis=1) / counts.sum(axis=(1, 2)), f1.mean(axis=1)
+
+
+def macro_f1(y, pred) -> float:
+    """Macro-F1 over the 7 classes (see `confusion_scores`) of labels `y` and predictions `pred`."""
+    y, pred = _pair(y, pred)
+    return float(confusion_scores(_counts(y, pred))[1][0])
 
 
 def _check_ci(n_boot: int, ci: float) -> None:
@@ -129,7 +135,7 @@ def bootstrap_ci(y, pred, metric: str, n_boot: int = N_BOOT, seed: int = SEED,
         raise InputError(f"unknown metric {metric!r}; choose one of {', '.join(METRICS)}")
     _check_ci(n_boot, ci)
     y, pred = _pair(y, pred)
-    acc, f1 = _scores(_boot_counts(y, [pred], n_boot, seed)[0])
+    acc, f1 = confusion_scores(_boot_counts(y, [pred], n_boot, seed)[0])
     return _interval(acc if metric == "accuracy" else f1, ci)
 
 
@@ -142,7 +148,7 @@ def evaluate_many(y, preds: dict, *, n_boot: int = N_BOOT, seed: int = SEED, ci:
     pairs = {name: _pair(y, p) for name, p in preds.items()}
     out = {}
     for name, (_, pred) in pairs.items():
-        acc, f1 = _scores(_counts(y, pred))
+        acc, f1 = confusion_scores(_counts(y, pred))
         out[name] = {"accuracy": float(acc[0]), "macro_f1": float(f1[0]), "accuracy_ci": None,
                      "macro_f1_ci": None, "n": int(y.size)}
     if n_boot == 0:  # quick re-scoring: point estimates only
@@ -150,7 +156,7 @@ def evaluate_many(y, preds: dict, *, n_boot: int = N_BOOT, seed: int = SEED, ci:
     _check_ci(n_boot, ci)
     boots = _boot_counts(y, [pred for _, pred in pairs.values()], n_boot, seed)
     for name, counts in zip(pairs, boots):
-        b_acc, b_f1 = _scores(counts)
+        b_acc, b_f1 = confusion_scores(counts)
         out[name].update(accuracy_ci=_interval(b_acc, ci), macro_f1_ci=_interval(b_f1, ci))
     return out
 

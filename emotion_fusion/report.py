@@ -1,0 +1,129 @@
+"""Scoring a run from its cached outputs, and the results table (results.json, text, DataFrame).
+
+Imports numpy only (pandas inside `results_table`): the `fuse` CLI must not pay for torch, scikit-learn
+or statsmodels.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from .errors import InputError
+from .fusion import check_weight, fuse, sweep
+from .metrics import N_BOOT, evaluate_many, mcnemar
+from .runs import CONFIG, INFO, RESULTS, read_run, rerun, write_json
+
+MODEL_NAMES = {"visual": "Visual only", "text": "Text only", "fusion": "Fusion",
+               "fusion_best_val": "Fusion (best val weight)"}
+SCORED = ("test", "val")   # the row order of the table: test first
+
+
+def _setting(cfg: dict, name: str, run_dir: Path, check=None):
+    """A setting from config.json, checked, or a one-line error naming the file and the value."""
+    if name not in cfg:
+        raise InputError(f"{run_dir / CONFIG} has no {name!r}; {rerun(run_dir)}")
+    value = cfg[name]
+    if check is not None and not check(value):
+        raise InputError(f"{run_dir / CONFIG}: {name} = {value!r} is not valid; {rerun(run_dir)}")
+    return value
+
+
+def score_run(run_dir, weight: float | None = None, rule: str | None = None, n_boot: int | None = None,
+              seed: int | None = None) -> dict:
+    """Score visual, text, fusion at `weight` and fusion at the best validation weight, from the cache.
+
+    Missing arguments come from config.json (`fusion_weight`, `fusion_rule`, `seed`, `n_boot`). All
+    models on a split share the same bootstrap resamples (paired CIs); `n_boot=0` skips the CIs. Returns
+    a JSON-able dict with `rows`, `best_weight`, `mcnemar` (fusion vs each branch on test; b counts pairs
+    only fusion gets right), `sweep` and `title` (from run_info.json, so a RANDOM-INIT warning survives).
+    """
+    run_dir = Path(run_dir)
+    cfg, info, data = read_run(run_dir)
+    is_int = lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0  # noqa: E731
+    weight = check_weight(_setting(cfg, "fusion_weight", run_dir) if weight is None else weight)
+    rule = _setting(cfg, "fusion_rule", run_dir, lambda v: v in ("linear", "loglinear")) if rule is None else rule
+    seed = _setting(cfg, "seed", run_dir, is_int) if seed is None else seed
+    n_boot = _setting(cfg, "n_boot", run_dir, is_int) if n_boot is None else n_boot
+    title = info.get("title")
+    if not isinstance(title, str) or not title:
+        raise InputError(f"{run_dir / INFO} has no title; {rerun(run_dir)}")
+    # Ties in the sweep go to the default weight, not to `weight`: the best validation weight must not
+    # depend on which weight the user asked about.
+    sw = sweep(data["val"], data["test"], rule=rule, n_boot=0)
+    best = sw["best_weight"]
+    rows, preds = [], {}
+    for split in SCORED:
+        d = data[split]
+        preds[split] = {"visual": d["p_visual"].argmax(axis=1), "text": d["p_text"].argmax(axis=1),
+                        "fusion": fuse(d["p_visual"], d["p_text"], weight, rule).argmax(axis=1),
+                        "fusion_best_val": fuse(d["p_visual"], d["p_text"], best, rule).argmax(axis=1)}
+        for model, score in evaluate_many(d["y"], preds[split], n_boot=n_boot, seed=seed).items():
+            row = {"model": model, "split": split}
+            if model.startswith("fusion"):
+                row["weight"] = float(weight if model == "fusion" else best)
+            rows.append({**row, **score})
+    at_best = next(r for r in rows if r["split"] == "test" and r["model"] == "fusion_best_val")
+    sw["test_at_best"] = {k: v for k, v in at_best.items() if k not in ("model", "split", "weight")}
+    y, p = data["test"]["y"], preds["test"]
+    tests = [{"model_a": "fusion", "model_b": b, "weight": weight, **mcnemar(y, p["fusion"], p[b])}
+             for b in ("visual", "text")]
+    return {"title": title, "rule": rule, "weight": weight, "best_weight": best, "seed": seed,
+            "n_boot": n_boot, "rows": rows, "mcnemar": tests, "sweep": sw}
+
+
+def write_results(run_dir, results: dict) -> Path:
+    """Write RUN_DIR/results.json (derived from the cache; rewritten by every run, fuse and sweep)."""
+    return write_json(Path(run_dir) / RESULTS, results)
+
+
+def _fmt(value: float, ci) -> str:
+    text = f"{100 * value:.1f}"
+    return f"{text} [{100 * ci[0]:.1f}, {100 * ci[1]:.1f}]" if ci else text
+
+
+def _model_label(row: dict) -> str:
+    name = MODEL_NAMES.get(row["model"], row["model"])
+    return f"{name}, w = {row['weight']:.2f}" if "weight" in row else name
+
+
+def results_title(results: dict) -> str:
+    """The table title stored in results (e.g. flags random-init weights and the test source)."""
+    return results.get("title") or "Late fusion results"
+
+
+def format_results(results: dict) -> str:
+    """Plain-text results table (title, one line per row, best weight, McNemar), no pandas needed."""
+    lines = [results_title(results), f"{'split':<6}{'model':<38}{'accuracy %':<22}{'macro-F1 %':<22}n"]
+    for r in results["rows"]:
+        lines.append(f"{r['split']:<6}{_model_label(r):<38}{_fmt(r['accuracy'], r.get('accuracy_ci')):<22}"
+                     f"{_fmt(r['macro_f1'], r.get('macro_f1_ci')):<22}{r['n']}")
+    if "best_weight" in results:
+        lines.append(f"best validation weight: {results['best_weight']:.2f} (by validation macro-F1)")
+    for mc in results.get("mcnemar") or []:
+        lines.append(f"McNemar, fusion vs {mc['model_b']} on test pairs: b = {mc['b']}, c = {mc['c']}, "
+                     f"p = {mc['pvalue']:.3g} ({mc['method']})")
+    return "\n".join(lines)
+
+
+class ResultsTable:
+    """The results as a DataFrame (`.df`) that shows its title in Jupyter (a DataFrame's attrs do not)."""
+
+    def __init__(self, df, title: str):
+        self.df, self.title = df, title
+
+    def _repr_html_(self) -> str:
+        import html
+        return f"<h4>{html.escape(self.title)}</h4>" + self.df.to_html()
+
+    def __repr__(self) -> str:
+        return f"{self.title}\n{self.df.to_string()}"
+
+
+def results_table(results: dict) -> ResultsTable:
+    """Accuracy and macro-F1 in % with 95% CIs ("66.7 [65.1, 68.2]") under the run's title."""
+    import pandas as pd
+
+    recs = [{"split": r["split"], "model": _model_label(r), "accuracy": _fmt(r["accuracy"], r.get("accuracy_ci")),
+             "macro-F1": _fmt(r["macro_f1"], r.get("macro_f1_ci")), "n": r["n"]} for r in results["rows"]]
+    df = pd.DataFrame.from_records(recs).set_index(["split", "model"])
+    df.attrs["title"] = results_title(results)
+    return ResultsTable(df, results_title(results))
