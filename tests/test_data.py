@@ -17,7 +17,7 @@ import pytest
 from PIL import Image
 
 from conftest import REPO, face, jpeg_bytes, make_fer_tree, make_fer_zip, make_goemotions_dir, snapshot
-from emotion_fusion import data
+from emotion_fusion import data, goemotions
 from emotion_fusion.data import (drop_duplicates_of, find_duplicates, format_summary, load_fer2013,
                                  load_goemotions, resolve_paths, stack_pixels, summarize)
 from emotion_fusion.errors import InputError
@@ -340,10 +340,10 @@ def test_goemotions_hf_id_without_library_or_network(monkeypatch):
     fake = types.ModuleType("datasets")
     fake.load_dataset = lambda *a, **k: (_ for _ in ()).throw(ConnectionError("no route"))
     monkeypatch.setitem(sys.modules, "datasets", fake)
-    monkeypatch.setattr(data, "_hub_unreachable", lambda endpoint: True)
+    monkeypatch.setattr(goemotions, "_hub_unreachable", lambda endpoint: True)
     with pytest.raises(InputError, match=r"'go_emotions': the Hugging Face hub is unreachable"):
         load_goemotions("go_emotions")
-    monkeypatch.setattr(data, "_hub_unreachable", lambda endpoint: False)
+    monkeypatch.setattr(goemotions, "_hub_unreachable", lambda endpoint: False)
     with pytest.raises(InputError, match=r"loaded \(ConnectionError: no route\); go online, or pass a folder"):
         load_goemotions("go_emotions")
 
@@ -357,7 +357,7 @@ def test_goemotions_hf_rows(monkeypatch):
                 "validation": [{"text": "hmm", "labels": [6, 7], "id": "b"},
                                {"text": " ", "labels": [27], "id": "c"}]}
     monkeypatch.setitem(sys.modules, "datasets", types.SimpleNamespace(load_dataset=load_dataset))
-    monkeypatch.setattr(data, "_hub_unreachable", lambda endpoint: False)
+    monkeypatch.setattr(goemotions, "_hub_unreachable", lambda endpoint: False)
     df = load_goemotions("google-research-datasets/go_emotions", skip_bad=True)
     assert calls == [("google-research-datasets/go_emotions", "simplified")]
     assert df["split"].tolist() == ["train", "dev"] and df["label"].tolist() == ["happy", "surprise"]
@@ -371,7 +371,7 @@ def test_goemotions_hf_rows(monkeypatch):
 
 def test_hub_unreachable_probe_is_quick_here():
     t = time.perf_counter()
-    data._hub_unreachable("https://huggingface.co")
+    goemotions._hub_unreachable("https://huggingface.co")
     assert time.perf_counter() - t < 10
 
 
