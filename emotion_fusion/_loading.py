@@ -31,6 +31,7 @@ def check_present(source: object, wanted: list[str] | None, present: Sequence[st
     """
     for s in wanted or ():
         if s not in present:
-            raise InputError(f"{source}: has no {what.replace('{}', s)} (found: {', '.join(present) or 'none'}); "
+            found = ", ".join(present) or "none"
+            raise InputError(f"{source}: has no {what.replace('{}', s)} (found: {found}); "
                              f"choose splits that exist")
     return list(wanted) if wanted else list(present)
