@@ -4,6 +4,8 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import socket
+import struct
 import subprocess
 import sys
 import time
@@ -17,7 +19,7 @@ import pytest
 from PIL import Image
 
 from conftest import REPO, face, jpeg_bytes, make_fer_tree, make_fer_zip, make_goemotions_dir, snapshot
-from emotion_fusion import data
+from emotion_fusion import data, goemotions
 from emotion_fusion.data import (drop_duplicates_of, find_duplicates, format_summary, load_fer2013,
                                  load_goemotions, resolve_paths, stack_pixels, summarize)
 from emotion_fusion.errors import InputError
@@ -204,6 +206,109 @@ def test_stack_pixels_empty():
     assert stack_pixels(pd.DataFrame({"pixels": []})).shape == (0, 48, 48)
 
 
+def _mark_encrypted(zpath: Path, name: str) -> None:
+    """Set the 'encrypted' flag of one member in the zip's central directory (zipfile cannot write one)."""
+    raw = bytearray(zpath.read_bytes())
+    pos = raw.find(b"PK\x01\x02")
+    while pos != -1:
+        n, e, c = struct.unpack("<HHH", raw[pos + 28:pos + 34])
+        if raw[pos + 46:pos + 46 + n].decode() == name:
+            raw[pos + 8] |= 0x1
+        pos = raw.find(b"PK\x01\x02", pos + 46 + n + e + c)
+    zpath.write_bytes(bytes(raw))
+
+
+ALLOW = r"--allow-empty-classes \(Python: allow_empty_classes=True\)"
+
+
+@pytest.mark.parametrize("form", ["folder", "zip", "zip without folder entries"])
+def test_fer_empty_class_folder_raises_unless_allowed(tmp_path, form):
+    tree = make_fer_tree(tmp_path / "fer", per_class=1)
+    for f in (tree / "train/disgust").iterdir():
+        f.unlink()
+    target = tree if form == "folder" else _zip_tree(tree, tmp_path / "fer.zip", dir_entries=form == "zip")
+    state = "is missing" if form == "zip without folder entries" else "is empty"
+    with pytest.raises(InputError, match=rf"fer(\.zip)?: class folder train/disgust/ {state}; "
+                                         rf"every class needs images: add them, or allow .*{ALLOW}$"):
+        load_fer2013(target, progress=False)
+    df = load_fer2013(target, progress=False, allow_empty_classes=True)
+    assert df.attrs["empty_classes"] == ["train/disgust/"]
+    assert len(df) == 13 and "disgust" not in set(df.loc[df["split"] == "train", "label"])
+    assert load_fer2013(target, splits=["test"], progress=False).attrs["empty_classes"] == []
+
+
+def test_fer_missing_class_folders_are_all_counted(tmp_path):
+    tree = make_fer_tree(tmp_path / "fer", per_class=1)
+    for d in ("train/fear", "test/fear", "test/sad"):
+        for f in (tree / d).iterdir():
+            f.unlink()
+        (tree / d).rmdir()
+    with pytest.raises(InputError, match=r"class folder train/fear/ is missing \(and 2 more: test/fear/, "
+                                         r"test/sad/\); every class needs images"):
+        load_fer2013(tree, progress=False)
+    df = load_fer2013(tree, progress=False, allow_empty_classes=True)
+    assert df.attrs["empty_classes"] == ["train/fear/", "test/fear/", "test/sad/"] and len(df) == 11
+
+
+def test_fer_class_emptied_by_skip_bad_raises_unless_allowed(tmp_path):
+    tree = make_fer_tree(tmp_path / "fer", per_class=1)
+    (tree / "train/disgust/train_disgust_0.jpg").write_bytes(b"not an image")
+    with pytest.raises(InputError, match=r"train/disgust/ has no readable images \(all were skipped as bad\); "
+                                         r"every class needs images.*" + ALLOW):
+        load_fer2013(tree, skip_bad=True, progress=False)
+    df = load_fer2013(tree, skip_bad=True, allow_empty_classes=True, progress=False)
+    assert df.attrs["empty_classes"] == ["train/disgust/"] and len(df.attrs["skipped"]) == 1
+
+
+@pytest.mark.parametrize("as_zip", [False, True])
+def test_fer_bad_image_message_names_cli_flag_and_keyword(tmp_path, fer_dir, as_zip):
+    (fer_dir / "test/fear/notes.jpg").write_bytes(b"not an image at all")
+    target = _zip_tree(fer_dir, tmp_path / "bad.zip") if as_zip else fer_dir
+    with pytest.raises(InputError) as err:
+        load_fer2013(target, progress=False)
+    msg = str(err.value)
+    assert msg.endswith("test/fear/notes.jpg: cannot decode image: not a recognised image format; fix or "
+                        "remove the file, or skip bad items with --skip-bad (Python: skip_bad=True)")
+    assert "\n" not in msg
+
+
+def test_fer_encrypted_zip_member_is_a_bad_item_not_a_crash(tmp_path):
+    zpath = make_fer_zip(tmp_path / "fer.zip", per_class=2)
+    _mark_encrypted(zpath, "test/sad/test_sad_1.jpg")
+    with pytest.raises(InputError, match=r"fer\.zip:test/sad/test_sad_1\.jpg: cannot read file: RuntimeError: "
+                                         r".*encrypted.*--skip-bad"):
+        load_fer2013(zpath, progress=False)
+    df = load_fer2013(zpath, skip_bad=True, progress=False)
+    assert len(df) == 27 and [s["source"] for s in df.attrs["skipped"]] == ["test/sad/test_sad_1.jpg"]
+
+
+def test_decode_face_is_the_loaders_decoder(fer_dir):
+    df = load_fer2013(fer_dir, progress=False)
+    for i in (0, 17):
+        px = data.decode_face(Path(df["source"].iloc[i]).read_bytes())
+        assert px.dtype == np.uint8 and px.shape == (48, 48)
+        assert np.array_equal(px, df["pixels"].iloc[i])
+        assert data.pixel_hash(px) == df["hash"].iloc[i]
+    rgb = np.zeros((20, 30, 3), dtype=np.uint8)
+    rgb[..., 1] = 100
+    buf = io.BytesIO()
+    Image.fromarray(rgb, "RGB").save(buf, format="PNG")
+    green = data.decode_face(buf.getvalue())
+    assert green.shape == (48, 48) and abs(int(green.mean()) - 59) <= 1  # luma of green 100 is ~59
+
+
+@pytest.mark.parametrize("raw, why", [
+    (b"plain text, not a face", r"not a recognised image format"),
+    (b"", r"not a recognised image format"),
+    (jpeg_bytes(face(5))[:150], r"OSError: (?i:truncated)"),
+])
+def test_decode_face_errors_are_one_clean_line(raw, why):
+    with pytest.raises(data.ImageDecodeError, match=r"^cannot decode image: " + why) as err:
+        data.decode_face(raw)
+    assert isinstance(err.value, InputError)  # the CLI prints it as one line even if nobody wraps it
+    assert "BytesIO" not in str(err.value) and "\n" not in str(err.value)
+
+
 # ---- duplicates ----------------------------------------------------------------------------------
 def _frame(split_hashes: dict[str, list[str]]) -> pd.DataFrame:
     rows = [(s, h) for s, hs in split_hashes.items() for h in hs]
@@ -340,10 +445,10 @@ def test_goemotions_hf_id_without_library_or_network(monkeypatch):
     fake = types.ModuleType("datasets")
     fake.load_dataset = lambda *a, **k: (_ for _ in ()).throw(ConnectionError("no route"))
     monkeypatch.setitem(sys.modules, "datasets", fake)
-    monkeypatch.setattr(data, "_hub_unreachable", lambda endpoint: True)
+    monkeypatch.setattr(goemotions, "_hub_unreachable", lambda endpoint: True)
     with pytest.raises(InputError, match=r"'go_emotions': the Hugging Face hub is unreachable"):
         load_goemotions("go_emotions")
-    monkeypatch.setattr(data, "_hub_unreachable", lambda endpoint: False)
+    monkeypatch.setattr(goemotions, "_hub_unreachable", lambda endpoint: False)
     with pytest.raises(InputError, match=r"loaded \(ConnectionError: no route\); go online, or pass a folder"):
         load_goemotions("go_emotions")
 
@@ -357,7 +462,7 @@ def test_goemotions_hf_rows(monkeypatch):
                 "validation": [{"text": "hmm", "labels": [6, 7], "id": "b"},
                                {"text": " ", "labels": [27], "id": "c"}]}
     monkeypatch.setitem(sys.modules, "datasets", types.SimpleNamespace(load_dataset=load_dataset))
-    monkeypatch.setattr(data, "_hub_unreachable", lambda endpoint: False)
+    monkeypatch.setattr(goemotions, "_hub_unreachable", lambda endpoint: False)
     df = load_goemotions("google-research-datasets/go_emotions", skip_bad=True)
     assert calls == [("google-research-datasets/go_emotions", "simplified")]
     assert df["split"].tolist() == ["train", "dev"] and df["label"].tolist() == ["happy", "surprise"]
@@ -369,10 +474,73 @@ def test_goemotions_hf_rows(monkeypatch):
         load_goemotions("go_emotions")
 
 
-def test_hub_unreachable_probe_is_quick_here():
-    t = time.perf_counter()
-    data._hub_unreachable("https://huggingface.co")
-    assert time.perf_counter() - t < 10
+def test_hub_unreachable_probes_unless_cache_only(monkeypatch):
+    """A listening port is reachable, a closed one is not; cache-only mode never probes."""
+    for var in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "EMOTION_FUSION_OFFLINE"):
+        monkeypatch.delenv(var, raising=False)
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        open_url = "http://127.0.0.1:%d" % server.getsockname()[1]
+        assert goemotions._hub_unreachable(open_url) is False
+    # the socket is closed now: nothing listens on that port, the connection is refused
+    assert goemotions._hub_unreachable(open_url) is True
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "true")  # `datasets` then reads its cache: no probe
+    monkeypatch.setattr("emotion_fusion.weights.is_online", lambda url: pytest.fail("probed"))
+    assert goemotions._hub_unreachable(open_url) is False
+
+
+def test_goemotions_byte_order_marks(tmp_path):
+    go = _go_with_lines(tmp_path, ["yay\t17\ta", "meh\t27\tb"])
+    bom = b"\xef\xbb\xbf"
+    (go / "emotions.txt").write_bytes(bom + (go / "emotions.txt").read_bytes())
+    (go / "train.tsv").write_bytes(bom + (go / "train.tsv").read_bytes())
+    (go / "ekman_mapping.json").write_bytes(bom + json.dumps(EKMAN_JSON).encode())
+    df = load_goemotions(go)
+    assert df["text"].tolist() == ["yay", "meh"] and df["label"].tolist() == ["happy", "neutral"]
+    (go / "emotions.txt").write_text("\n".join(GOEMOTIONS_LABELS) + "\n", encoding="utf-16")
+    with pytest.raises(InputError, match=r"emotions\.txt: is UTF-16 text \(it starts with a UTF-16 "
+                                         r"byte-order mark\); use the dataset's own emotions\.txt"):
+        load_goemotions(go)
+
+
+def test_goemotions_bad_row_messages_name_cli_flag_and_keyword(tmp_path, monkeypatch):
+    go = _go_with_lines(tmp_path, ["fine\t3\ta", "bad\t99\tb"])
+    with pytest.raises(InputError) as err:
+        load_goemotions(go)
+    assert str(err.value) == (f"{go / 'train.tsv'}:2: label id 99 is outside 0-27; fix the line, or skip "
+                              f"bad rows with --skip-bad (Python: skip_bad=True)")
+    rows = {"train": [{"text": "", "labels": [1], "id": "a"}]}
+    monkeypatch.setitem(sys.modules, "datasets", types.SimpleNamespace(load_dataset=lambda *a: rows))
+    monkeypatch.setattr(goemotions, "_hub_unreachable", lambda endpoint: False)
+    with pytest.raises(InputError) as err:
+        load_goemotions("go_emotions")
+    assert str(err.value) == ("go_emotions train:0: empty text; skip bad rows with --skip-bad "
+                              "(Python: skip_bad=True)")
+
+
+def test_goemotions_empty_tsv_and_bad_ekman_json_name_the_file(tmp_path):
+    go = _go_with_lines(tmp_path, ["yay\t17\ta"])
+    (go / "dev.tsv").write_bytes(b"")
+    with pytest.raises(InputError, match=r"dev\.tsv: is empty; restore it .* or leave dev out of splits"):
+        load_goemotions(go)
+    assert load_goemotions(go, splits=["train"])["text"].tolist() == ["yay"]
+    (go / "dev.tsv").unlink()
+    ekman = {k: list(v) for k, v in EKMAN_JSON.items()}
+    ekman["joy"][0] = "joyy"
+    (go / "ekman_mapping.json").write_text(json.dumps(ekman))
+    with pytest.raises(InputError, match=r"go/ekman_mapping\.json: label map 'ekman' names unknown "
+                                         r"GoEmotions labels \['joyy'\]; fix or delete it$"):
+        load_goemotions(go)
+    assert load_goemotions(go, mapping="seed")["label"].tolist() == ["happy"]  # the file is ekman's only
+    ekman["joy"][0] = 17
+    (go / "ekman_mapping.json").write_text(json.dumps(ekman))
+    with pytest.raises(InputError, match=r"ekman_mapping\.json: expected an object of emotion -> list"):
+        load_goemotions(go)
+    (go / "ekman_mapping.json").write_text(json.dumps({"joyful": ["joy"]}))
+    with pytest.raises(InputError, match=r"go/ekman_mapping\.json: group 'joyful' is not one of the 7 "
+                                         r"emotions .*; fix the file or use the built-in map$"):
+        load_goemotions(go)
 
 
 # ---- summaries -------------------------------------------------------------------------------------
@@ -392,6 +560,18 @@ def test_summarize_and_format(tmp_path):
     assert "FER2013" in text and "GoEmotions" in text and "dropped by the multi-label rule: train 1" in text
     assert any(line.split() == ["disgust", "2", "2"] for line in text.splitlines())
     assert set(summarize(None, go)) == {"goemotions"}
+
+
+def test_data_module_re_exports_the_loaders():
+    """`data.X` keeps working for callers written before the split into fer2013/goemotions/summary."""
+    from emotion_fusion import fer2013, summary
+    assert data.load_fer2013 is fer2013.load_fer2013 and data.decode_face is fer2013.decode_face
+    assert data.load_goemotions is goemotions.load_goemotions
+    assert (data.summarize, data.format_summary, data.find_duplicates) == (
+        summary.summarize, summary.format_summary, summary.find_duplicates)
+    assert (data.ENV_VAR, data.IMAGE_SIZE) == ("EMOTION_FUSION_DATA", 48)
+    assert all(callable(getattr(data, n)) for n in ("drop_duplicates_of", "stack_pixels", "resolve_paths"))
+    assert all(hasattr(data, n) for n in data.__all__)
 
 
 def test_data_module_does_not_import_torch():
