@@ -34,7 +34,8 @@ def _weight(text: str) -> float:
 def _cmd_data(a: argparse.Namespace, out) -> int:
     from . import data
     fer_path, go_path = data.resolve_paths(a.fer2013, a.goemotions)
-    fer = data.load_fer2013(fer_path, skip_bad=a.skip_bad, progress=not a.json)
+    fer = data.load_fer2013(fer_path, skip_bad=a.skip_bad, progress=not a.json,
+                            allow_empty_classes=a.allow_empty_classes)
     go = data.load_goemotions(go_path, mapping=a.label_map, skip_bad=a.skip_bad)
     summary = data.summarize(fer, go)
     _print(summary, a.json, data.format_summary(summary), out)
@@ -49,8 +50,9 @@ def _cmd_run(a: argparse.Namespace, out) -> int:
         overrides["fusion_weight"] = _weight(a.fusion_weight)
     if a.seed is not None:
         overrides["seed"] = a.seed
-    if a.skip_bad:
-        overrides["skip_bad"] = True
+    for flag in ("skip_bad", "allow_empty_classes"):
+        if getattr(a, flag):
+            overrides[flag] = True
     cfg = Config.from_profile(a.profile, **overrides).with_overrides(a.set or [])
     result = run(cfg, fer2013=a.fer2013, goemotions=a.goemotions, out=a.out)
     _print(result.results, a.json, result.table_text(), out)
@@ -84,7 +86,8 @@ def _cmd_sweep(a: argparse.Namespace, out) -> int:
 
 def _cmd_evaluate(a: argparse.Namespace, out) -> int:
     from .inference import evaluate_run
-    result = evaluate_run(a.run_dir, fer2013=a.fer2013, goemotions=a.goemotions, out=a.out, skip_bad=a.skip_bad)
+    result = evaluate_run(a.run_dir, fer2013=a.fer2013, goemotions=a.goemotions, out=a.out, skip_bad=a.skip_bad,
+                          allow_empty_classes=a.allow_empty_classes)
     _print(result.results, a.json, result.table_text(), out)
     return 0
 
@@ -118,10 +121,15 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--goemotions", required=required,
                         help="GoEmotions TSV folder or HF id (default: $EMOTION_FUSION_DATA, else data/)")
 
+    def bad_input(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("--skip-bad", action="store_true", help="skip unreadable images / malformed rows, report them")
+        sp.add_argument("--allow-empty-classes", action="store_true",
+                        help="accept a FER2013 class folder with no images (an error otherwise)")
+
     sp = sub.add_parser("data", help="counts per split and class, duplicates")
     datasets(sp)
     sp.add_argument("--label-map", default="ekman", choices=["ekman", "seed"])
-    sp.add_argument("--skip-bad", action="store_true", help="skip unreadable items and report them")
+    bad_input(sp)
     sp.add_argument("--json", action="store_true")
     sp.set_defaults(func=_cmd_data)
 
@@ -132,7 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--fusion-weight", help="visual share of the fusion, in [0, 1] (default 0.6)")
     sp.add_argument("--seed", type=int)
     sp.add_argument("--set", nargs="*", metavar="KEY=VALUE", help="override any config setting")
-    sp.add_argument("--skip-bad", action="store_true", help="skip unreadable images / malformed rows, report them")
+    bad_input(sp)
     sp.add_argument("--json", action="store_true")
     sp.set_defaults(func=_cmd_run)
 
@@ -151,7 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--run-dir", required=True)
     datasets(sp)
     sp.add_argument("--out", required=True)
-    sp.add_argument("--skip-bad", action="store_true", help="skip unreadable images / malformed rows, report them")
+    bad_input(sp)
     sp.add_argument("--json", action="store_true")
     sp.set_defaults(func=_cmd_evaluate)
 

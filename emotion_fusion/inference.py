@@ -79,11 +79,12 @@ def read_face(image) -> np.ndarray:
         raw = path.read_bytes()
     except FileNotFoundError:
         raise InputError(f"image {path} not found; pass an existing image file") from None
+    except OSError as e:
+        raise InputError(f"image {path} cannot be read ({e.strerror}); pass a JPEG or PNG face image") from None
     try:
         return _data.decode_face(raw)
-    except Exception as e:    # PIL raises several types for a non-image; one line naming the file
-        raise InputError(f"image {path} cannot be decoded as an image ({type(e).__name__}); "
-                         "pass a JPEG or PNG face image") from None
+    except InputError as e:   # decode_face's one-line reason, with the file named here
+        raise InputError(f"image {path}: {e}; pass a JPEG or PNG face image") from None
 
 
 def predict(run_dir, *, image, text: str, weight: float | None = None) -> dict:
@@ -101,7 +102,8 @@ def predict(run_dir, *, image, text: str, weight: float | None = None) -> dict:
     return out
 
 
-def evaluate_run(run_dir, *, fer2013=None, goemotions=None, out, skip_bad: bool = False):
+def evaluate_run(run_dir, *, fer2013=None, goemotions=None, out, skip_bad: bool = False,
+                 allow_empty_classes: bool = False):
     """Score RUN_DIR's trained branches on another test set (FER2013 `test`, GoEmotions test/dev).
 
     No training. Test faces whose pixels, and test texts whose normalised text, the run trained or
@@ -109,13 +111,14 @@ def evaluate_run(run_dir, *, fer2013=None, goemotions=None, out, skip_bad: bool 
     validation weight is RUN_DIR's.
     """
     from .pairing import make_pairs
-    from .pipeline import RunResult, _signature, _writing
+    from .pipeline import RunResult, _signature
     from .report import score_run, write_results
     src = _runs.run_dir_path(run_dir)
     pred = load_predictor(src)
     cfg, info = pred.config, pred.info
     fer_path, go_path = _data.resolve_paths(fer2013, goemotions)
-    fer = _data.load_fer2013(fer_path, splits=["test"], progress=cfg.progress, skip_bad=skip_bad)
+    fer = _data.load_fer2013(fer_path, splits=["test"], progress=cfg.progress, skip_bad=skip_bad,
+                             allow_empty_classes=allow_empty_classes)
     go = _data.load_goemotions(go_path, mapping=cfg.label_map, multi_label=cfg.multi_label, skip_bad=skip_bad)
     text_split = _protocol.test_text_split(go, go_path)
     seen_faces, seen_texts = _protocol.load_seen(src)
@@ -128,7 +131,7 @@ def evaluate_run(run_dir, *, fer2013=None, goemotions=None, out, skip_bad: bool 
         raise InputError(f"nothing left to score: every test face or text of {fer_path} / {go_path} was seen "
                          "in the run's training or validation data")
     pairs = make_pairs(faces.y.to_numpy(), texts.y.to_numpy(), cfg.seed + 2)
-    with _writing(out, [fer_path, go_path, src]) as out:
+    with _runs.writing(out, [fer_path, go_path, src]) as out:
         _runs.invalidate(out)
         val = _runs.load_outputs(src, "val")
         _runs.write_outputs(out, "val", **{k: val[k] for k in _runs.ITEM_ARRAYS})

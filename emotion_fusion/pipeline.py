@@ -8,20 +8,17 @@ datasets' and weight files' signatures: re-running with another fusion weight re
 from __future__ import annotations
 
 import dataclasses
-import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 
 from . import __version__
 from . import data as _data
 from . import protocol as _protocol
 from . import runs as _runs
-from .config import Config, load_config
-from .errors import InputError
+from .config import Config
 from .report import results_table, score_run, write_results
 
 # Settings that only change how cached branch outputs are fused and scored: not part of the cache key.
@@ -61,8 +58,11 @@ class RunResult:
         return format_results(self.results)
 
     def outputs(self, split: str = "test") -> dict:
-        """The cached per-item and per-pair arrays of `split` (see runs.py)."""
-        return _runs.load_outputs(self.dir, split)
+        """The cached per-item and per-pair arrays of `split` (see runs.py), plus `p_fused`: the
+        default pairs fused at the config's weight with its rule."""
+        from .fusion import fuse
+        d = _runs.load_outputs(self.dir, split)
+        return {**d, "p_fused": fuse(d["p_visual"], d["p_text"], self.config.fusion_weight, self.config.fusion_rule)}
 
 
 def _say(cfg: Config, msg: str) -> None:
@@ -79,7 +79,7 @@ def run(config: Config | None = None, *, fer2013: str | Path | None = None,
     """
     cfg = dataclasses.replace(config or Config(), **overrides)
     fer_path, go_path = _data.resolve_paths(fer2013, goemotions)
-    with _writing(out, [fer_path, go_path]) as out:
+    with _runs.writing(out, [fer_path, go_path]) as out:
         from .precision import choose_device
         choose_device(cfg.device)                 # a missing GPU fails now, not after the data
         key = _runs.fingerprint({k: v for k, v in cfg.to_dict().items() if k not in SCORING_ONLY},
@@ -152,41 +152,6 @@ def _compute(cfg: Config, fer_path: Path, go_path: Path, out: Path, key: str) ->
         "dropped": split.get("dropped", {"images": split.get("duplicates_dropped", 0), "texts": 0}),
         "text_test_split": split["text_test_split"], "summary": _data.summarize(fer, go),
         "data": {"fer2013": _describe(fer_path), "goemotions": _describe(go_path)}})
-
-
-class _writing:
-    """Check the output folder against the inputs, hold its writer lock, and remove it again when this
-    command created it and then failed (no empty or half-written folder is left behind)."""
-
-    def __init__(self, out, inputs: list[Path]):
-        self.out, self.inputs = Path(out), [Path(p) for p in inputs]
-
-    def __enter__(self) -> Path:
-        out = check_out_dir(self.out, self.inputs)
-        self.created = not out.exists()
-        self.lock = _runs.writer_lock(out)
-        return self.lock.__enter__()
-
-    def __exit__(self, *exc) -> None:
-        self.lock.__exit__(*exc)
-        if exc[0] is not None and self.created:
-            shutil.rmtree(self.out, ignore_errors=True)
-
-
-def check_out_dir(out, inputs: list[Path]) -> Path:
-    """The output folder may not be an input, lie inside one, or be the folder that directly holds one
-    (e.g. the EMOTION_FUSION_DATA folder): inputs are never written, moved or deleted."""
-    out = Path(out).resolve()
-    if out.is_file():
-        raise InputError(f"--out {out} is a file; give a folder for the run directory")
-    for p in inputs:
-        if not p.exists():
-            continue
-        p = p.resolve()
-        if out == p or p in out.parents or out == p.parent:
-            raise InputError(f"output directory {out} would write into the input {p} or the folder holding it; "
-                             "choose a folder outside the datasets")
-    return out
 
 
 def _signature(path: Path) -> list:

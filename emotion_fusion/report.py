@@ -9,7 +9,7 @@ from pathlib import Path
 
 from .errors import InputError
 from .fusion import check_weight, fuse, sweep
-from .metrics import N_BOOT, evaluate_many, mcnemar
+from .metrics import evaluate_many, mcnemar
 from .runs import CONFIG, INFO, RESULTS, read_run, rerun, write_json
 
 MODEL_NAMES = {"visual": "Visual only", "text": "Text only", "fusion": "Fusion",
@@ -127,3 +127,14 @@ def results_table(results: dict) -> ResultsTable:
     df = pd.DataFrame.from_records(recs).set_index(["split", "model"])
     df.attrs["title"] = results_title(results)
     return ResultsTable(df, results_title(results))
+
+
+def as_table(obj, name: str | None = None):
+    """A dict (or a list of dicts) from a run - timings, sizes, head scores - as a DataFrame to display."""
+    import pandas as pd
+
+    if isinstance(obj, list):
+        return pd.DataFrame.from_records(obj)
+    if all(isinstance(v, dict) for v in obj.values()):
+        return pd.DataFrame(obj)
+    return pd.Series(obj, name=name).to_frame()

@@ -19,6 +19,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import shutil
 import zipfile
 from pathlib import Path
 
@@ -146,6 +147,42 @@ def writer_lock(run_dir):
         yield run_dir
     finally:
         os.close(fd)    # releases the lock
+
+
+# ---------------------------------------------------------------- where a run may be written
+class writing:
+    """Check the output folder against the inputs, hold its writer lock, and remove it again when this
+    command created it and then failed (no empty or half-written folder is left behind)."""
+
+    def __init__(self, out, inputs: list[Path]):
+        self.out, self.inputs = Path(out), [Path(p) for p in inputs]
+
+    def __enter__(self) -> Path:
+        out = check_out_dir(self.out, self.inputs)
+        self.created = not out.exists()
+        self.lock = writer_lock(out)
+        return self.lock.__enter__()
+
+    def __exit__(self, *exc) -> None:
+        self.lock.__exit__(*exc)
+        if exc[0] is not None and self.created:
+            shutil.rmtree(self.out, ignore_errors=True)
+
+
+def check_out_dir(out, inputs: list[Path]) -> Path:
+    """The output folder may not be an input, lie inside one, or be the folder that directly holds one
+    (e.g. the EMOTION_FUSION_DATA folder): inputs are never written, moved or deleted."""
+    out = Path(out).resolve()
+    if out.is_file():
+        raise InputError(f"--out {out} is a file; give a folder for the run directory")
+    for p in inputs:
+        if not p.exists():
+            continue
+        p = p.resolve()
+        if out == p or p in out.parents or out == p.parent:
+            raise InputError(f"output directory {out} would write into the input {p} or the folder holding it; "
+                             "choose a folder outside the datasets")
+    return out
 
 
 # ---------------------------------------------------------------- the manifest
