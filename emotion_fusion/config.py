@@ -41,8 +41,9 @@ class Config:
     text_train_per_class: int | None = None  # cap on train texts (encoding 40k texts costs minutes on CPU)
     val_per_class: int | None = None
     test_per_class: int | None = None
-    seed_image_target: int = 650       # protocol=seed: images per class in the pool
-    seed_text_target: int = 1500       # protocol=seed: texts per class in the pool
+    seed_pairs_rare: int = 650         # protocol=seed: pair target for disgust and fear
+    seed_pairs_common: int = 1500      # protocol=seed: pair target for the other five classes
+    seed_min_similarity: float = 0.15  # protocol=seed: CLIP cosine a kept pair must reach (random CLIP: -1)
     # --- image branch ---------------------------------------------------------------------------
     image_weights: str | None = "imagenet"  # imagenet, imagenet_v2, a .pth path, or None (random init)
     image_mode: str = "finetune"       # finetune everything, or frozen backbone + head
@@ -86,8 +87,8 @@ class Config:
         if self.protocol == "seed" and self.text_model != "ViT-B/32":
             raise InputError(f"protocol=seed pairs faces and texts by CLIP similarity and needs "
                              f"text_model=ViT-B/32 (got {self.text_model!r})")
-        ints = ("seed", "epochs", "batch_size", "image_size", "patience", "n_boot", "pairing_draws", "seed_image_target",
-                "seed_text_target", "train_per_class", "text_train_per_class", "val_per_class", "test_per_class")
+        ints = ("seed", "epochs", "batch_size", "image_size", "patience", "n_boot", "pairing_draws", "seed_pairs_rare",
+                "seed_pairs_common", "train_per_class", "text_train_per_class", "val_per_class", "test_per_class")
         for name in ints:
             v = getattr(self, name)
             if v is not None and (isinstance(v, bool) or not isinstance(v, int)):
@@ -102,10 +103,13 @@ class Config:
                 or not 0.0 <= self.fusion_weight <= 1.0):
             raise InputError(f"fusion_weight {self.fusion_weight!r} is outside [0, 1]; use a value "
                              "between 0 (text only) and 1 (visual only)")
+        if (isinstance(self.seed_min_similarity, bool) or not isinstance(self.seed_min_similarity, (int, float))
+                or not -1.0 <= self.seed_min_similarity <= 1.0):
+            raise InputError(f"seed_min_similarity {self.seed_min_similarity!r} must be a cosine in [-1, 1]")
         if not 0.0 < self.val_fraction < 0.5:
             raise InputError(f"val_fraction {self.val_fraction!r} must be in (0, 0.5)")
-        for name in ("epochs", "batch_size", "image_size", "patience", "n_boot", "pairing_draws", "seed_image_target",
-                     "seed_text_target"):
+        for name in ("epochs", "batch_size", "image_size", "patience", "n_boot", "pairing_draws", "seed_pairs_rare",
+                     "seed_pairs_common"):
             if int(getattr(self, name)) < 1:
                 raise InputError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
         if self.image_size < 32:

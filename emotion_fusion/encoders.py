@@ -22,7 +22,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .errors import InputError
+from .errors import InputError, useful_line
 from .weights import first_existing, hf_hub_cache, is_online, missing_weights_error
 
 # --- defaults -------------------------------------------------------------------------------------
@@ -139,13 +139,6 @@ def _clip_load(weights, device, seed: int = 0, cache_dir=None):
     return net.to(device).eval(), tokenize, label
 
 
-def _torch_error_line(e: Exception) -> str:
-    """The useful line of a torch load error (its first line is often empty or generic)."""
-    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
-    useful = [ln for ln in lines if "size mismatch" in ln or "Missing key" in ln or "Unexpected key" in ln]
-    return ((useful or lines or [type(e).__name__])[0])[:240]
-
-
 def _load_clip_file(net, path: Path) -> None:
     """Load a CLIP checkpoint (open_clip state_dict, safetensors, or OpenAI's TorchScript .pt)."""
     import open_clip
@@ -161,7 +154,7 @@ def _load_clip_file(net, path: Path) -> None:
             open_clip.load_checkpoint(net, str(path))
     except Exception as e:
         raise InputError(f"cannot load CLIP ViT-B/32 weights from {path}: {type(e).__name__}: "
-                         f"{_torch_error_line(e)}; give an open_clip ViT-B-32 checkpoint") from None
+                         f"{useful_line(e)}; give an open_clip ViT-B-32 checkpoint") from None
 
 
 def _clip_encode(net, tokenize, texts: list[str], batch_size: int, fast: bool, device, progress: bool):

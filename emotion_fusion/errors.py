@@ -7,3 +7,11 @@ prints it to stderr and exits non-zero, the notebook shows it as-is.
 
 class InputError(ValueError):
     """Bad input from the user (a file, a folder, a value): one line naming it and the fix."""
+
+
+def useful_line(e: Exception, limit: int = 240) -> str:
+    """The useful line of a library error for a one-line message (torch's load errors start with an
+    empty or generic line and put "size mismatch for ..." further down)."""
+    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+    useful = [ln for ln in lines if "size mismatch" in ln or "Missing key" in ln or "Unexpected key" in ln]
+    return ((useful or lines or [type(e).__name__])[0])[:limit]

@@ -165,3 +165,22 @@ def choose_text_head(heads: list[TextHead], emb_val, y_val) -> tuple[TextHead, d
                      "val_accuracy": float(np.mean(pred == y_val))})
     best = max(rows, key=lambda r: (r["val_macro_f1"], -r["index"]))
     return heads[best["index"]], {"chosen": best["index"], "scores": rows}
+
+
+def seed_raw_head(prompt_emb, template: str = "a person feeling {}", model_label: str = "?") -> TextHead:
+    """The original notebook's text head: softmax over the RAW cosine similarities to one prompt per
+    class, `template.format(class name)` ("a person feeling angry", ...), with no logit scale.
+
+    `prompt_emb` is (7, D): the encoder's embeddings of those prompts in canonical class order (numpy
+    only here). Cosines lie in [-1, 1], so the probabilities stay near 1/7: kept to show the original's
+    bug (`text_head=seed_raw`), never a default.
+    """
+    emb = np.asarray(prompt_emb, dtype=np.float32)
+    if emb.ndim != 2 or emb.shape[0] != len(CLASSES):
+        raise InputError(f"seed_raw_head needs one prompt embedding per class, shape (7, D); got {emb.shape}")
+    norms = np.linalg.norm(emb, axis=1, keepdims=True)
+    if not np.all(np.isfinite(emb)) or np.any(norms == 0):
+        raise InputError("seed_raw_head: a prompt embedding is zero or not finite; re-encode the prompts")
+    info = {"model": model_label, "prompts": [template.format(c) for c in CLASSES],
+            "scale_source": "none: softmax over raw cosines (the original notebook)"}
+    return TextHead("seed_raw", (emb / norms).T.copy(), np.zeros(len(CLASSES), dtype=np.float32), 1.0, info)

@@ -21,7 +21,7 @@ from torch import nn
 from torchvision.models import ResNet50_Weights, resnet50
 from tqdm.auto import tqdm
 
-from .errors import InputError
+from .errors import InputError, useful_line
 from .labels import NUM_CLASSES
 from .precision import autocast, choose_device
 from .weights import is_online, missing_weights_error, torch_hub_checkpoints
@@ -137,7 +137,8 @@ def load_image_model(weights: str | os.PathLike | None = "imagenet", num_classes
             label = "random init"
         elif isinstance(weights, str) and weights in HUB_WEIGHTS:
             enum = HUB_WEIGHTS[weights]
-            model.load_state_dict(_hub_state_dict(enum))
+            path = locate_weights(weights)
+            _load_backbone(model, _hub_state_dict(enum), path or Path(enum.url).name, strict_fc=True)
             label = f"ImageNet {enum.name}"
         elif isinstance(weights, (str, os.PathLike)) and (
                 Path(weights).suffix in (".pth", ".pt") or Path(weights).exists()):
@@ -157,8 +158,7 @@ def load_image_model(weights: str | os.PathLike | None = "imagenet", num_classes
         try:
             model.load_state_dict(ckpt["state_dict"])
         except RuntimeError as e:
-            raise InputError(f"checkpoint {weights} does not fit ResNet-50 + head: "
-                             f"{str(e).splitlines()[0]}") from None
+            raise InputError(f"checkpoint {weights} does not fit ResNet-50 + head: {useful_line(e)}") from None
         model.checkpoint_meta = dict(ckpt.get("meta", {}))
         if ckpt.get("weights_label"):
             label += f" (from {ckpt['weights_label']})"
@@ -170,14 +170,18 @@ def load_image_model(weights: str | os.PathLike | None = "imagenet", num_classes
     return model, ImagePreprocess(image_size)
 
 
-def _load_backbone(model: nn.Module, state: dict, path: Path) -> None:
-    """A plain torchvision ResNet-50 state_dict: everything but `fc` must match."""
+def _load_backbone(model: nn.Module, state: dict, path, strict_fc: bool = False) -> None:
+    """A plain torchvision ResNet-50 state_dict: everything but `fc` must match (with `strict_fc`, the
+    ImageNet checkpoints, `fc` must be there too: a hub file missing any key is a broken download)."""
     state = {k.removeprefix("module."): v for k, v in state.items()}   # saved from DataParallel
+    if strict_fc and not {"fc.weight", "fc.bias"} <= set(state):
+        raise InputError(f"image weights {path} are not a complete torchvision ResNet-50 checkpoint (no fc.* "
+                         "keys); delete the file and download it again, or pass --set image_weights=PATH")
     state = {k: v for k, v in state.items() if not k.startswith("fc.")}
     try:
         missing, unexpected = model.load_state_dict(state, strict=False)
     except RuntimeError as e:
-        raise InputError(f"image weights {path} do not fit ResNet-50: {str(e).splitlines()[0]}") from None
+        raise InputError(f"image weights {path} do not fit ResNet-50: {useful_line(e)}") from None
     missing = [k for k in missing if not k.startswith("fc.")]
     if missing or unexpected:
         raise InputError(f"image weights {path} are not a ResNet-50 state_dict (missing {missing[:3]}, "
@@ -246,6 +250,7 @@ class ImageBranch:
 
     def __init__(self, cfg, model: nn.Module, preprocess: ImagePreprocess, history: dict | None = None):
         self.cfg, self.model, self.preprocess, self.history = cfg, model, preprocess, history or {}
+        self._val = (None, None)    # fit's validation frame and its probabilities: predicting it again is free
 
     @classmethod
     def from_config(cls, cfg) -> "ImageBranch":
@@ -262,9 +267,21 @@ class ImageBranch:
             epochs=c.epochs, batch_size=c.batch_size, lr=c.lr, weight_decay=c.weight_decay,
             mode=c.image_mode, patience=c.patience, augment=c.augment, fast=c.fast, seed=c.seed,
             device=c.device, progress=c.progress, lr_schedule=c.lr_schedule)
+        if c.tta:   # the evidence for mirror TTA, on validation: each view scored once, both kept
+            from .metrics import macro_f1
+            x, y = _pixels(val), val.y.to_numpy()
+            kw = dict(fast=c.fast, device=c.device, progress=c.progress)
+            plain = predict_proba(self.model, self.preprocess, x, **kw)
+            both = (plain + predict_proba(self.model, self.preprocess, x[:, :, ::-1], **kw)) / 2
+            self._val = (val, both)
+            self.history["tta_on_validation"] = {
+                f"{m}_{v}": float(f(y, p.argmax(1))) for v, p in (("plain", plain), ("tta", both))
+                for m, f in (("accuracy", lambda a, b: np.mean(a == b)), ("macro_f1", macro_f1))}
         return self.history
 
     def predict_proba(self, items) -> np.ndarray:
+        if items is self._val[0]:
+            return self._val[1]
         x = _pixels(items)
         return predict_proba(self.model, self.preprocess, x, fast=self.cfg.fast, device=self.cfg.device,
                              progress=self.cfg.progress and len(x) > 1, tta=self.cfg.tta)

@@ -110,23 +110,27 @@ def _compute(cfg: Config, fer_path: Path, go_path: Path, out: Path, key: str) ->
     from .image import ImageBranch
     from .text import TextBranch
     t0 = time.perf_counter()
-    timings: dict[str, float] = {}
+    # Both branches are built first: a corrupt or wrong-architecture weight file fails in seconds, not
+    # after the data is decoded and the other branch has trained for hours.
+    branches = {"image": ImageBranch.from_config(cfg), "text": TextBranch.from_config(cfg)}
+    timings: dict[str, float] = {"build_models_s": time.perf_counter() - t0}
     _say(cfg, f"loading FER2013 ({fer_path}) and GoEmotions ({go_path})")
+    t = time.perf_counter()
     fer = _data.load_fer2013(fer_path, progress=cfg.progress, skip_bad=cfg.skip_bad,
                              allow_empty_classes=cfg.allow_empty_classes)
     go = _data.load_goemotions(go_path, mapping=cfg.label_map, multi_label=cfg.multi_label, skip_bad=cfg.skip_bad)
-    timings["load_data_s"] = time.perf_counter() - t0
+    timings["load_data_s"] = time.perf_counter() - t
     if cfg.protocol == "seed":
         from .seed_protocol import seed_split
         split = seed_split(cfg, fer, go)
     else:
         split = _protocol.holdout_split(cfg, fer, go, go_path)
     img, txt, pairs = split["images"], split["texts"], split["pairs"]
-    branches, probs = {}, {}
-    for name, cls, frames in (("image", ImageBranch, img), ("text", TextBranch, txt)):
+    probs = {}
+    for name, frames in (("image", img), ("text", txt)):
         t = time.perf_counter()
         _say(cfg, f"{name} branch: fitting on {len(frames['train']):,} train, {len(frames['val']):,} val items")
-        branch = branches[name] = cls.from_config(cfg)
+        branch = branches[name]
         branch.fit(frames["train"], frames["val"])
         branch.save(out / "models")
         probs[name] = {part: branch.predict_proba(frames[part]) for part in ("val", "test")}

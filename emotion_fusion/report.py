@@ -71,7 +71,8 @@ def score_run(run_dir, weight: float | None = None, rule: str | None = None, n_b
 
 
 def write_results(run_dir, results: dict) -> Path:
-    """Write RUN_DIR/results.json (derived from the cache; rewritten by every run, fuse and sweep)."""
+    """Write RUN_DIR/results.json: derived from the cache, rewritten by every `run` and `evaluate` (fuse and
+    sweep only print; they never read it)."""
     return write_json(Path(run_dir) / RESULTS, results)
 
 

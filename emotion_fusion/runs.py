@@ -159,14 +159,17 @@ class writing:
 
     def __enter__(self) -> Path:
         out = check_out_dir(self.out, self.inputs)
-        self.created = not out.exists()
+        self.created = out       # the first folder this command creates (removed again on failure)
+        while not self.created.parent.exists():
+            self.created = self.created.parent
+        self.created = None if out.exists() else self.created
         self.lock = writer_lock(out)
         return self.lock.__enter__()
 
     def __exit__(self, *exc) -> None:
         self.lock.__exit__(*exc)
-        if exc[0] is not None and self.created:
-            shutil.rmtree(self.out, ignore_errors=True)
+        if exc[0] is not None and self.created is not None:
+            shutil.rmtree(self.created, ignore_errors=True)
 
 
 def check_out_dir(out, inputs: list[Path]) -> Path:
