@@ -30,7 +30,8 @@ _LAZY = {
     # fusion, scoring and tables
     "fuse": "fusion", "sweep": "fusion", "evaluate": "metrics", "per_class_table": "metrics",
     "confusion": "metrics", "mcnemar": "metrics", "score_run": "report", "results_table": "report",
-    "format_results": "report", "as_table": "report",
+    "format_results": "report", "as_table": "report", "original_bug": "seedbug",
+    "comparison_table": "report", "text_reuse_table": "report",
     # plots
     "plot_history": "plots", "plot_sweep": "plots", "plot_confusions": "plots", "plot_face_grid": "plots",
     "plot_example_pairs": "plots",

@@ -20,7 +20,7 @@ PROFILES = ("full", "offline", "smoke")
 _DEVICE = re.compile(r"cpu|cuda(:[0-9]+)?|mps")
 PROTOCOLS = ("holdout", "seed")
 FUSION_RULES = ("linear", "loglinear")
-TEXT_HEADS = ("auto", "zeroshot", "probe")
+TEXT_HEADS = ("auto", "zeroshot", "probe", "seed_raw")   # seed_raw: the original's bug, never a default
 IMAGE_MODES = ("finetune", "frozen")
 LR_SCHEDULES = ("plateau", "onecycle")
 

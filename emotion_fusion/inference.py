@@ -152,6 +152,6 @@ def evaluate_run(run_dir, *, fer2013=None, goemotions=None, out, skip_bad: bool 
             "sizes": {"images": {"test": int(len(faces))}, "texts": {"test": int(len(texts))}}})
         _runs.write_json(out / _runs.CONFIG, cfg.to_dict())
         _runs.write_manifest(out, key)
-        results = score_run(out)
+        results = score_run(out, draws=cfg.pairing_draws)
         write_results(out, results)
     return RunResult.from_dir(out, cfg, results, False)

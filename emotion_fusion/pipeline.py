@@ -42,6 +42,7 @@ class RunResult:
     temperatures: dict = field(default_factory=dict)  # per-branch temperatures fitted on validation
     dropped: dict = field(default_factory=dict)       # train/val items dropped as duplicates of val/test
     summary: dict = field(default_factory=dict)       # data counts per split and class, duplicates
+    pairing_summary: dict | None = None               # protocol=seed: pairs per class after each rule
 
     @classmethod
     def from_dir(cls, run_dir, config: Config, results: dict, reused: bool) -> "RunResult":
@@ -91,7 +92,7 @@ def run(config: Config | None = None, *, fer2013: str | Path | None = None,
             _compute(cfg, fer_path, go_path, out, key)
         _runs.write_json(out / _runs.CONFIG, cfg.to_dict())
         _runs.write_manifest(out, key)           # last: config.json may carry a new fusion weight
-        results = {**score_run(out), "reused_cached_outputs": reused}
+        results = {**score_run(out, draws=cfg.pairing_draws), "reused_cached_outputs": reused}
         write_results(out, results)
     return RunResult.from_dir(out, cfg, results, reused)
 
@@ -135,13 +136,19 @@ def _compute(cfg: Config, fer_path: Path, go_path: Path, out: Path, key: str) ->
         branch.save(out / "models")
         probs[name] = {part: branch.predict_proba(frames[part]) for part in ("val", "test")}
         timings[f"{name}_branch_s"] = time.perf_counter() - t
+        if name == "text":   # the calibrated zero-shot and the original's raw head, for "the bug, shown"
+            others = {part: branch.comparison_proba(frames[part]) for part in ("val", "test")}
     # temperatures on validation, per item: every val face and every val text counts once
-    temps = {b: fit_temperature(probs[n]["val"], frames["val"].y.to_numpy()) if cfg.calibrate else 1.0
-             for b, n, frames in (("visual", "image", img), ("text", "text", txt))}
+    temps = {b: fit_temperature(p["val"], frames["val"].y.to_numpy()) if cfg.calibrate else 1.0
+             for b, p, frames in (("visual", probs["image"], img), ("text", probs["text"], txt),
+                                  ("text_zeroshot", {"val": others["val"]["zeroshot"]}, txt))}
     for part in ("val", "test"):
         _runs.write_outputs(out, part, p_image=apply_temperature(probs["image"][part], temps["visual"]),
                             y_image=img[part].y.to_numpy(), y_text=txt[part].y.to_numpy(),
-                            p_text_items=apply_temperature(probs["text"][part], temps["text"]), pairs=pairs[part])
+                            p_text_items=apply_temperature(probs["text"][part], temps["text"]), pairs=pairs[part],
+                            other_text_heads={"zeroshot": apply_temperature(others[part]["zeroshot"],
+                                                                            temps["text_zeroshot"]),
+                                              "seed_raw": others[part]["seed_raw"]})   # raw: as the original
     _protocol.save_examples(out, img, txt, pairs["test"])
     _protocol.save_seen(out, img, txt)
     label = f"image: {branches['image'].label}; text: {branches['text'].label}"
@@ -155,6 +162,7 @@ def _compute(cfg: Config, fer_path: Path, go_path: Path, out: Path, key: str) ->
         "sizes": {k: {p: int(len(v[p])) for p in v} for k, v in (("images", img), ("texts", txt))},
         "dropped": split.get("dropped", {"images": split.get("duplicates_dropped", 0), "texts": 0}),
         "text_test_split": split["text_test_split"], "summary": _data.summarize(fer, go),
+        "pairing_summary": split.get("pairing_summary"),
         "data": {"fer2013": _describe(fer_path), "goemotions": _describe(go_path)}})
 
 

@@ -19,7 +19,7 @@ from .labels import CLASSES, NUM_CLASSES
 from .metrics import as_labels, as_pred, confusion
 
 PANEL = 3.4  # inches per panel
-DPI = 64     # figures are embedded in the executed notebook as PNGs: small enough to share (<= 300 KB total)
+DPI = 56     # figures are embedded in the executed notebook as PNGs: small enough to share (<= 300 KB total)
 CMAP = "Blues"
 HISTORY_KEYS = ("train_loss", "val_loss", "val_acc")
 

@@ -28,13 +28,15 @@ def _setting(cfg: dict, name: str, run_dir: Path, check=None):
 
 
 def score_run(run_dir, weight: float | None = None, rule: str | None = None, n_boot: int | None = None,
-              seed: int | None = None) -> dict:
+              seed: int | None = None, draws: int = 0) -> dict:
     """Score visual, text, fusion at `weight` and fusion at the best validation weight, from the cache.
 
     Missing arguments come from config.json (`fusion_weight`, `fusion_rule`, `seed`, `n_boot`). All
     models on a split share the same bootstrap resamples (paired CIs); `n_boot=0` skips the CIs. Returns
-    a JSON-able dict with `rows`, `best_weight`, `mcnemar` (fusion vs each branch on test; b counts pairs
-    only fusion gets right), `sweep` and `title` (from run_info.json, so a RANDOM-INIT warning survives).
+    a JSON-able dict with `rows` (the default pairing of outputs/*.npz), `best_weight`, `mcnemar` (fusion
+    vs each branch on test; b counts pairs only fusion gets right), `sweep` and `title` (from run_info.json,
+    so a RANDOM-INIT warning survives). With `draws` > 0 also `draws`: the headline, `stats.score_draws`
+    over that many seeded re-pairings (means, text-clustered intervals, fusion minus the better branch).
     """
     run_dir = Path(run_dir)
     cfg, info, data = read_run(run_dir)
@@ -66,8 +68,14 @@ def score_run(run_dir, weight: float | None = None, rule: str | None = None, n_b
     y, p = data["test"]["y"], preds["test"]
     tests = [{"model_a": "fusion", "model_b": b, "weight": weight, **mcnemar(y, p["fusion"], p[b])}
              for b in ("visual", "text")]
-    return {"title": title, "rule": rule, "weight": weight, "best_weight": best, "seed": seed,
-            "n_boot": n_boot, "rows": rows, "mcnemar": tests, "sweep": sw}
+    out = {"title": title, "rule": rule, "weight": weight, "best_weight": best, "seed": seed,
+           "n_boot": n_boot, "rows": rows, "mcnemar": tests, "sweep": sw}
+    if draws:
+        from .stats import score_draws
+        items = {s: {k: data[s][k] for k in ("p_image", "y_image", "p_text_items", "y_text", "pairs")} for s in data}
+        out["draws"] = score_draws(items["val"], items["test"], weight=weight, rule=rule, R=draws,
+                                   B=max(n_boot, 100), seed=seed)
+    return out
 
 
 def write_results(run_dir, results: dict) -> Path:
@@ -92,8 +100,13 @@ def results_title(results: dict) -> str:
 
 
 def format_results(results: dict) -> str:
-    """Plain-text results table (title, one line per row, best weight, McNemar), no pandas needed."""
-    lines = [results_title(results), f"{'split':<6}{'model':<38}{'accuracy %':<22}{'macro-F1 %':<22}n"]
+    """Plain-text results: the headline over pairing draws (when scored), then the default pairing's
+    table (title, one line per row, best weight, McNemar); no pandas needed."""
+    lines = [results_title(results)]
+    if results.get("draws"):
+        from .stats import format_draws
+        lines += [format_draws(results["draws"]), "", "The default pairing alone (outputs/*.npz), pair bootstrap:"]
+    lines.append(f"{'split':<6}{'model':<38}{'accuracy %':<22}{'macro-F1 %':<22}n")
     for r in results["rows"]:
         lines.append(f"{r['split']:<6}{_model_label(r):<38}{_fmt(r['accuracy'], r.get('accuracy_ci')):<22}"
                      f"{_fmt(r['macro_f1'], r.get('macro_f1_ci')):<22}{r['n']}")
@@ -119,15 +132,54 @@ class ResultsTable:
         return f"{self.title}\n{self.df.to_string()}"
 
 
-def results_table(results: dict) -> ResultsTable:
-    """Accuracy and macro-F1 in % with 95% CIs ("66.7 [65.1, 68.2]") under the run's title."""
+def results_table(results: dict, which: str = "headline") -> ResultsTable:
+    """Accuracy and macro-F1 in % with 95% intervals ("66.7 [65.1, 68.2]") under the run's title.
+
+    `which="headline"`: the test means over pairing draws with text-clustered intervals, beside the
+    default pairing's pair-bootstrap interval (when the draws were scored; else as "single");
+    `which="single"`: the default pairing's rows (test and validation), pair bootstrap.
+    """
     import pandas as pd
 
+    draws = results.get("draws")
+    if which == "headline" and draws:
+        single = {r["model"]: r for r in draws["single_draw"]["rows"]}
+        recs = [{"model": _model_label(r) + (" (per draw)" if r["model"] == "fusion_best_val" else ""),
+                 "accuracy": _fmt(r["accuracy"], r.get("accuracy_ci")),
+                 "macro-F1": _fmt(r["macro_f1"], r.get("macro_f1_ci")),
+                 "macro-F1, one draw, pair bootstrap": _fmt(single[r["model"]]["macro_f1"],
+                                                           single[r["model"]]["macro_f1_ci"]),
+                 "n pairs": r["n"]} for r in draws["rows"]]
+        title = (f"{results_title(results)} — test, mean of {draws['draws']} pairing draws, 95% intervals: "
+                 f"random draw × text-cluster bootstrap")
+        return ResultsTable(pd.DataFrame.from_records(recs).set_index("model"), title)
     recs = [{"split": r["split"], "model": _model_label(r), "accuracy": _fmt(r["accuracy"], r.get("accuracy_ci")),
              "macro-F1": _fmt(r["macro_f1"], r.get("macro_f1_ci")), "n": r["n"]} for r in results["rows"]]
     df = pd.DataFrame.from_records(recs).set_index(["split", "model"])
-    df.attrs["title"] = results_title(results)
-    return ResultsTable(df, results_title(results))
+    return ResultsTable(df, f"{results_title(results)} — the default pairing, pair bootstrap")
+
+
+def comparison_table(results: dict):
+    """Fusion minus the better single branch (chosen on each draw's validation pairs): mean difference
+    in points, 95% interval and bootstrap p-value, at the fusion weight and at the best validation weight."""
+    import pandas as pd
+
+    rows = []
+    for m, c in results["draws"]["comparison"].items():
+        for k in ("accuracy", "macro_f1"):
+            rows.append({"fusion": MODEL_NAMES[m] + (f", w = {c['weight']:.2f}" if c.get("weight") is not None else ""),
+                         "metric": k, "minus better branch (points)": round(100 * c[k]["mean_diff"], 1),
+                         "95% interval": f"[{100 * c[k]['ci'][0]:+.1f}, {100 * c[k]['ci'][1]:+.1f}]",
+                         "p": c[k]["p_value"], "better branch (draws)": c["better_branch"]})
+    return pd.DataFrame(rows).set_index(["fusion", "metric"])
+
+
+def text_reuse_table(results: dict):
+    """Distinct texts used per class and split, and how often each is reused, in the default pairing."""
+    import pandas as pd
+
+    return pd.concat({s: pd.DataFrame(per).T for s, per in results["draws"]["text_reuse"].items()},
+                     names=["split", "class"])
 
 
 def as_table(obj, name: str | None = None):

@@ -10,20 +10,18 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 from scipy.special import softmax
-from sklearn.metrics import accuracy_score, f1_score
 
 from .errors import InputError
 from .fusion import check_probs, fuse
 from .labels import CLASSES
-from .metrics import as_labels
+from .metrics import as_labels, macro_f1
 
 SEED_WEIGHT = 0.6        # the original's visual share, linear rule, no calibration
 HEADS = ("seed_raw", "calibrated")
 
 
 def _scores(y: np.ndarray, pred: np.ndarray) -> dict:
-    return {"accuracy": float(accuracy_score(y, pred)),
-            "macro_f1": float(f1_score(y, pred, average="macro", labels=np.arange(len(CLASSES)), zero_division=0))}
+    return {"accuracy": float(np.mean(y == pred)), "macro_f1": macro_f1(y, pred)}
 
 
 def bug_table(p_visual, p_text_calibrated, y, *, raw_cosines=None, p_text_raw=None,
@@ -77,3 +75,19 @@ def bug_table_frame(table: dict) -> pd.DataFrame:
     df["pairs fused ≠ visual"] = df["pairs fused ≠ visual"].astype("Int64")
     df.attrs["n_pairs"] = table["n_pairs"]     # the count column is out of this many pairs
     return df
+
+
+def run_bug_table(run_dir, split: str = "test") -> dict:
+    """`bug_table` on a finished run's cached outputs (no model): the original's raw-cosine head vs the
+    calibrated zero-shot head (the encoder's logit scale, the prompt ensemble, a temperature fitted on
+    validation), each alone and fused with the run's visual branch at 0.6, linearly, on the default pairs."""
+    from .runs import load_outputs
+    d = load_outputs(run_dir, split)
+    pairs = d["pairs"]
+    return bug_table(d["p_visual"], d["p_text_items_zeroshot"][pairs], d["y"],
+                     p_text_raw=d["p_text_items_seed_raw"][pairs])
+
+
+def original_bug(run_dir, split: str = "test") -> pd.DataFrame:
+    """The notebook's "original's bug, shown" table for a finished run (see `run_bug_table`)."""
+    return bug_table_frame(run_bug_table(run_dir, split))

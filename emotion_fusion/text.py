@@ -17,7 +17,8 @@ import numpy as np
 from .encoders import CLIP_TAG, ENCODERS, clip_encode_truncated, get_encoder  # noqa: F401 (re-export)
 from .errors import InputError
 from .heads import (CLASS_WORDS, DEFAULT_TEMPLATES, TextHead, choose_text_head,  # noqa: F401 (re-export)
-                    fit_probe, zero_shot_head)
+                    fit_probe, seed_raw_head, zero_shot_head)
+from .labels import CLASSES
 
 HEAD_FILE = "text_head.npz"               # the trained head inside RUN_DIR/models/
 
@@ -120,7 +121,8 @@ class TextBranch:
     def __init__(self, cfg, model: TextModel, tokenize, head: TextHead | None = None):
         self.cfg, self.model, self.tokenize, self.head = cfg, model, tokenize, head
         self.scores: dict = {}
-        self._val = (None, None)    # fit's validation frame and embeddings: predicting it again is free
+        self.comparison_heads: dict[str, TextHead] = {}   # for "the original's bug, shown"
+        self._emb = (None, None)    # the last frame encoded and its embeddings: scoring it again is free
 
     @classmethod
     def from_config(cls, cfg) -> "TextBranch":
@@ -137,21 +139,33 @@ class TextBranch:
         """Build the candidate heads on `train`, choose one by validation macro-F1; returns the scores."""
         emb_train, emb_val = self.encode(train), self.encode(val)
         y_train, y_val = train.y.to_numpy(), val.y.to_numpy()
-        heads = []
-        if self.cfg.text_head in ("auto", "zeroshot"):
-            heads.append(zero_shot_head(lambda t: encode_texts(self.model, self.tokenize, t, progress=False),
-                                        self.model.logit_scale, self.model.label, emb_val=emb_val, y_val=y_val))
+        quiet = lambda t: encode_texts(self.model, self.tokenize, t, fast=self.cfg.fast, progress=False)  # noqa: E731
+        # the calibrated zero-shot head and the original's raw-cosine head are always built: cheap, and
+        # the notebook scores the original's bug from them whatever head the run chose
+        zs = zero_shot_head(quiet, self.model.logit_scale, self.model.label, emb_val=emb_val, y_val=y_val)
+        raw = seed_raw_head(quiet([f"a person feeling {c}" for c in CLASSES]), model_label=self.model.label)
+        self.comparison_heads = {"zeroshot": zs, "seed_raw": raw}
+        heads = {"auto": [zs], "zeroshot": [zs], "seed_raw": [raw], "probe": []}[self.cfg.text_head]
         if self.cfg.text_head in ("auto", "probe"):
             heads.append(fit_probe(emb_train, y_train, emb_val, y_val, seed=self.cfg.seed))
         self.head, self.scores = choose_text_head(heads, emb_val, y_val)
-        self._val = (val, emb_val)
+        self._emb = (val, emb_val)
         return self.scores
 
     def predict_proba(self, items) -> np.ndarray:
         if self.head is None:
             raise InputError("the text branch has no head yet: call fit(train, val) or TextBranch.load(dir, cfg)")
-        emb = self._val[1] if items is self._val[0] else self.encode(items)
-        return self.head.predict_proba(emb)
+        return self.head.predict_proba(self._embed(items))
+
+    def _embed(self, items) -> np.ndarray:
+        if items is not self._emb[0]:
+            self._emb = (items, self.encode(items))
+        return self._emb[1]
+
+    def comparison_proba(self, items) -> dict[str, np.ndarray]:
+        """The calibrated zero-shot and the original's raw-cosine heads on `items` (free right after
+        `predict_proba` of the same frame)."""
+        return {name: head.predict_proba(self._embed(items)) for name, head in self.comparison_heads.items()}
 
     @property
     def label(self) -> str:
