@@ -54,6 +54,13 @@ def _cmd_run(a: argparse.Namespace, out) -> int:
         if getattr(a, flag):
             overrides[flag] = True
     cfg = Config.from_profile(a.profile, **overrides).with_overrides(a.set or [])
+    if a.seeds:
+        from .repeat import format_aggregate, run_seeds
+        if a.seed is not None:
+            raise InputError("give either --seed S or --seeds S1 S2 ..., not both")
+        agg = run_seeds(cfg, a.seeds, fer2013=a.fer2013, goemotions=a.goemotions, out=a.out)
+        _print(agg, a.json, format_aggregate(agg), out)
+        return 0
     result = run(cfg, fer2013=a.fer2013, goemotions=a.goemotions, out=a.out)
     _print(result.results, a.json, result.table_text(), out)
     return 0
@@ -139,6 +146,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--out", required=True, help="run directory to write")
     sp.add_argument("--fusion-weight", help="visual share of the fusion, in [0, 1] (default 0.6)")
     sp.add_argument("--seed", type=int)
+    sp.add_argument("--seeds", type=int, nargs="+", metavar="S",
+                    help="repeat the run for each training seed into OUT/seed-S/ and write OUT/aggregate.json")
     sp.add_argument("--set", nargs="*", metavar="KEY=VALUE", help="override any config setting")
     bad_input(sp)
     sp.add_argument("--json", action="store_true")
