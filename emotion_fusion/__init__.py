@@ -20,6 +20,7 @@ _LAZY = {
     "evaluate": "metrics",
     "run": "pipeline",
     "Config": "config",
+    "demo": "demo",
 }
 
 __all__ = ["CLASSES", "InputError", *_LAZY]
