@@ -85,6 +85,7 @@ def main(argv=None) -> int:
         out = submit()
     assert out[-1] is not None, out[0]
     state = out[-1]
+    d.refuse(0.5, state)
     face = faces.extract_face(image)
     parts = {"detect_crop_s": _summary(_times(lambda: faces.extract_face(image), a.repeats)),
              "image_branch_s": _summary(_times(lambda: d.models.face_probs(face.pixels), a.repeats)),

@@ -151,8 +151,8 @@ class Demo:
             text = check_text(text)
             face = extract_face(image, whole_image_if_none=bool(whole_image))
             state = {"p_visual": self.models.face_probs(face.pixels).tolist(),
-                     "p_text": self.models.text_probs(text).tolist()}
-            status, crop = self._face_status(face), face.pixels
+                     "p_text": self.models.text_probs(text).tolist(), "status": self._face_status(face)}
+            status, crop = state["status"], face.pixels
             fused, summary, note = self._fused(weight, state)
         except Exception as e:   # noqa: BLE001 - the page must show a message, never a traceback
             return (_error_message(e), None, None, None, None, "", "", None)
@@ -161,14 +161,13 @@ class Demo:
 
     def refuse(self, weight: float, state: dict | None):
         """Slider moved: (status, fused, summary, note) from the cached probabilities, no model call."""
-        import gradio as gr
         if not state:
             return "Submit a face and a text first; the slider then re-weighs their results.", None, "", ""
         try:
             fused, summary, note = self._fused(weight, state)
         except Exception as e:   # noqa: BLE001
             return _error_message(e), None, "", ""
-        return gr.update(), fused, summary, note
+        return state.get("status", ""), fused, summary, note
 
     def _face_status(self, face) -> str:
         if face.box is None:
@@ -282,12 +281,15 @@ def serve(run_dir: str | Path, host: str = "127.0.0.1", port: int | None = None)
     """The CLI: fail in seconds on an unusable run dir (one line, exit 2), else serve until Ctrl-C."""
     import gradio as gr
     models = _Models.load(run_dir)
-    print(f"serving {run_dir} on http://{host}:{port or 'first free port from 7860'} (Ctrl-C stops it)")
     app = create_app(run_dir, models)
-    try:
-        app.launch(server_name=host, server_port=port, share=False, inline=False, inbrowser=False)
+    try:   # quiet: gradio's own banner advertises share=True, which this project never uses
+        app.launch(server_name=host, server_port=port, share=False, inline=False, inbrowser=False,
+                   prevent_thread_lock=True, quiet=True)
     except OSError as e:   # port taken
         raise InputError(f"cannot serve on {host}:{port} ({e}); pick another --port") from None
+    print(f"serving {run_dir} on {app.local_url} (local only; Ctrl-C stops it)", flush=True)
+    try:
+        app.block_thread()     # returns on Ctrl-C, after closing the server
     finally:
         gr.close_all()
 

@@ -165,7 +165,8 @@ def test_whole_image_analyze_then_refuse_calls_no_model(blank):
     assert notes.pair_note("sad", "happy") in note and "not a diagnostic tool" in note
     calls = m.calls
     for w, label in ((0.0, "happy"), (1.0, "sad"), (0.3, "happy")):
-        _, fused, summary, note = d.refuse(w, state)
+        kept, fused, summary, note = d.refuse(w, state)
+        assert kept == status
         assert max(fused, key=fused.get) == label and f"Fused: {label}" in summary and f"w = {w:.2f}" in summary
         assert notes.emotion_note(label) in note
     assert m.calls == calls        # the slider never calls a model
@@ -187,6 +188,13 @@ def test_bad_input_clears_outputs_with_a_message(blank, image, text):
     out = d.analyze(str(blank) if image == "BLANK" else image, text, 0.5, True)
     assert out[0].startswith("⚠️") and "\n" not in out[0]
     assert out[1:5] == (None, None, None, None) and out[-1] is None
+
+
+def test_slider_outside_0_1_is_a_message(blank):
+    d = Demo(blank.parent, FakeModels(one_hot_ish("sad"), one_hot_ish("happy")))
+    state = d.analyze(str(blank), "hello", 0.5, True)[-1]
+    status, fused, summary, _ = d.refuse(1.5, state)
+    assert "outside [0, 1]" in status and fused is None and summary == ""
 
 
 def test_slider_before_submit_asks_for_input(blank):
@@ -408,3 +416,32 @@ def test_real_browser_upload_submit_and_slider(served, smoke_run, browser, face_
     shot = tmp_path / "demo.png"
     assert browser.save_screenshot(str(shot)) and Image.open(shot).size[0] >= 1000
 
+
+
+@pytest.mark.slow
+@pytest.mark.data
+def test_cli_demo_serves_on_localhost_until_interrupted(smoke_run):
+    import signal
+    import socket
+    import time
+    import urllib.request
+    with socket.socket() as s:      # a free port, released for the server to take
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "-m", "emotion_fusion", "demo", "--run-dir", str(smoke_run),
+                             "--port", str(port)], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    try:
+        deadline, page = time.monotonic() + 240, ""
+        while time.monotonic() < deadline and proc.poll() is None:
+            try:
+                page = urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5).read().decode()
+                break
+            except OSError:
+                time.sleep(1)
+        assert "<html" in page.lower(), proc.stderr.read() if proc.poll() is not None else "no page in 240 s"
+    finally:
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err[-2000:]
+    assert f"serving {smoke_run} on http://127.0.0.1:{port}/" in out and "share=True" not in out
