@@ -264,34 +264,37 @@ def _in_notebook() -> bool:
 
 def demo(run_dir: str | Path, *, host: str = "127.0.0.1", port: int | None = None,
          block: bool | None = None):
-    """Launch the page for RUN_DIR on host:port (never shared publicly) and return the app.
+    """Launch the page for RUN_DIR on host:port (local only, never shared) and return the app.
 
-    In Jupyter it renders inline and returns at once; elsewhere it blocks until interrupted
-    (`block=False` returns at once; stop it with `app.close()`).
+    In Jupyter it renders inline and returns at once (`app = ef.demo(RUN_DIR)`; `app.close()` stops it).
+    Elsewhere it blocks until Ctrl-C, unless `block=False`. An unusable run dir gives a page saying why.
     """
     app = create_app(run_dir)
-    inline = _in_notebook()
-    block = not inline if block is None else block
-    app.launch(server_name=host, server_port=port, share=False, inline=inline, inbrowser=False,
-               prevent_thread_lock=not block, quiet=not block)
-    return app
+    return _launch(app, host, port, inline=_in_notebook(), block=block)
 
 
 def serve(run_dir: str | Path, host: str = "127.0.0.1", port: int | None = None) -> None:
     """The CLI: fail in seconds on an unusable run dir (one line, exit 2), else serve until Ctrl-C."""
-    import gradio as gr
     models = _Models.load(run_dir)
-    app = create_app(run_dir, models)
+    _launch(create_app(run_dir, models), host, port, inline=False, block=True)
+
+
+def _launch(app, host: str, port: int | None, inline: bool, block: bool | None):
+    import gradio as gr
+    block = not inline if block is None else block
     try:   # quiet: gradio's own banner advertises share=True, which this project never uses
-        app.launch(server_name=host, server_port=port, share=False, inline=False, inbrowser=False,
+        app.launch(server_name=host, server_port=port, share=False, inline=inline, inbrowser=False,
                    prevent_thread_lock=True, quiet=True)
     except OSError as e:   # port taken
-        raise InputError(f"cannot serve on {host}:{port} ({e}); pick another --port") from None
-    print(f"serving {run_dir} on {app.local_url} (local only; Ctrl-C stops it)", flush=True)
+        raise InputError(f"cannot serve on {host}:{port} ({e}); pick another port") from None
+    if not block:
+        return app
+    print(f"serving on {app.local_url} (local only; Ctrl-C stops it)", flush=True)
     try:
         app.block_thread()     # returns on Ctrl-C, after closing the server
     finally:
         gr.close_all()
+    return app
 
 
 class _CallableModule(type(os)):

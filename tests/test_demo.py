@@ -258,6 +258,21 @@ def test_ef_demo_is_callable_before_and_after_the_module_import():
     subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True, timeout=120)
 
 
+def test_ef_demo_launches_without_blocking_and_says_why_the_run_is_unusable(tmp_path):
+    import urllib.request
+
+    import emotion_fusion as ef
+    app = ef.demo(tmp_path / "missing", block=False)
+    try:
+        assert app.local_url.startswith("http://127.0.0.1:") and not app.share
+        page = urllib.request.urlopen(app.local_url, timeout=30).read().decode()
+        assert "<html" in page.lower()
+        config = urllib.request.urlopen(app.local_url + "config", timeout=30).read().decode()
+        assert "This run cannot be used" in config and "does not exist" in config
+    finally:
+        app.close()
+
+
 def test_page_builds_for_an_unfinished_run(tmp_path):
     app = demo_mod.create_app(tmp_path / "missing")
     cfg = app.get_config_file()
@@ -444,4 +459,4 @@ def test_cli_demo_serves_on_localhost_until_interrupted(smoke_run):
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err[-2000:]
-    assert f"serving {smoke_run} on http://127.0.0.1:{port}/" in out and "share=True" not in out
+    assert f"serving on http://127.0.0.1:{port}/" in out and "share=True" not in out
