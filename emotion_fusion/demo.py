@@ -26,6 +26,7 @@ from .errors import InputError
 from .labels import CLASSES
 
 REQUIRED = ("config.json", "run_info.json", "results.json", "models/image.pth", "models/text_head.npz")
+MAX_UPLOAD = "25mb"      # a phone photo is a few MB; gradio refuses larger uploads with its own message
 MAX_TEXT_CHARS = 2000   # the text encoders read ~77 (CLIP) or 256 (MiniLM) tokens; more is a paste error
 RANDOM_INIT = "RANDOM-INIT"
 _BANNER = "background:#fff4e5;border:2px solid #d9480f;border-radius:6px;padding:10px;color:#5c1a00"
@@ -284,7 +285,7 @@ def _launch(app, host: str, port: int | None, inline: bool, block: bool | None):
     block = not inline if block is None else block
     try:   # quiet: gradio's own banner advertises share=True, which this project never uses
         app.launch(server_name=host, server_port=port, share=False, inline=inline, inbrowser=False,
-                   prevent_thread_lock=True, quiet=True)
+                   prevent_thread_lock=True, quiet=True, max_file_size=MAX_UPLOAD)
     except OSError as e:   # port taken
         raise InputError(f"cannot serve on {host}:{port} ({e}); pick another port") from None
     if not block:

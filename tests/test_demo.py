@@ -58,8 +58,11 @@ def one_hot_ish(label: str, peak: float = 0.7) -> np.ndarray:
     return p
 
 
-def fer_faces(fer_zip: Path, label: str = "happy", n: int = 60) -> list[Image.Image]:
-    with zipfile.ZipFile(fer_zip) as z:
+def fer_faces(fer: Path, label: str = "happy", n: int = 60) -> list[Image.Image]:
+    """The first `n` FER2013 test faces of `label` (sorted by name), from the zip or the folder."""
+    if fer.is_dir():
+        return [Image.open(p).convert("L") for p in sorted((fer / "test" / label).glob("*.jpg"))[:n]]
+    with zipfile.ZipFile(fer) as z:
         names = sorted(m for m in z.namelist() if m.startswith(f"test/{label}/"))[:n]
         return [Image.open(io.BytesIO(z.read(m))).convert("L") for m in names]
 
@@ -75,8 +78,6 @@ def on_canvas(face: Image.Image, path: Path) -> Path:
 @pytest.fixture(scope="module")
 def face_photo(fer_path, tmp_path_factory) -> Path:
     """The first FER2013 test face (sorted, 'happy') that the cascade finds on a canvas."""
-    if fer_path.suffix != ".zip":
-        pytest.skip("this fixture reads faces from fer2013.zip")
     out = tmp_path_factory.mktemp("face") / "photo.png"
     for face in fer_faces(fer_path):
         on_canvas(face, out)
@@ -295,9 +296,15 @@ def smoke_run(data_root, tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def served(smoke_run):
+def smoke_models(smoke_run):
+    """The smoke run's trained branches, loaded once for the module."""
+    return demo_mod._Models.load(smoke_run)
+
+
+@pytest.fixture(scope="module")
+def served(smoke_run, smoke_models):
     """The page for the smoke run, launched on 127.0.0.1 (a free port) in this process."""
-    app = demo_mod.create_app(smoke_run)
+    app = demo_mod.create_app(smoke_run, smoke_models)
     app.launch(server_name="127.0.0.1", server_port=None, share=False, prevent_thread_lock=True, quiet=True,
                inline=False)
     yield app
@@ -306,9 +313,9 @@ def served(smoke_run):
 
 @pytest.mark.slow
 @pytest.mark.data
-def test_real_run_matches_predict_and_re_fuses(smoke_run, face_photo, tmp_path):
+def test_real_run_matches_predict_and_re_fuses(smoke_run, smoke_models, face_photo, tmp_path):
     from emotion_fusion.pipeline import predict
-    d = Demo(smoke_run)
+    d = Demo(smoke_run, smoke_models)
     assert d.error is None and "Random-init weights" in d.warning() and "`smoke`" in d.header()
     status, crop, vis, txt, fused, summary, note, state = d.analyze(str(face_photo), "I am so happy today", 0.6)
     assert status == "Face found and scored." and crop.shape == (48, 48)
@@ -391,7 +398,7 @@ def browser():
 @pytest.mark.browser
 @pytest.mark.slow
 @pytest.mark.data
-def test_real_browser_upload_submit_and_slider(served, smoke_run, browser, face_photo, tmp_path):
+def test_real_browser_upload_submit_and_slider(served, smoke_run, smoke_models, browser, face_photo, tmp_path):
     import re
 
     from selenium.webdriver.common.by import By
@@ -417,7 +424,7 @@ def test_real_browser_upload_submit_and_slider(served, smoke_run, browser, face_
     wait.until(lambda b: "Fused:" in summary())
     label, w, face_label, text_label = parsed(summary())
     # the page shows what the handler computes for the same inputs
-    ref = Demo(smoke_run).analyze(str(face_photo), "I can't believe how happy I am", 0.6)
+    ref = Demo(smoke_run, smoke_models).analyze(str(face_photo), "I can't believe how happy I am", 0.6)
     assert w == "0.60" and f"Fused: {label}" in ref[5] and max(ref[4], key=ref[4].get) == label
     assert "not a diagnostic tool" in browser.find_element(By.ID, "note").text
     assert browser.find_elements(By.CSS_SELECTOR, "#crop img")
