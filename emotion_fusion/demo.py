@@ -27,6 +27,7 @@ from .labels import CLASSES
 
 REQUIRED = ("config.json", "run_info.json", "results.json", "models/image.pth", "models/text_head.npz")
 MAX_UPLOAD = "25mb"      # a phone photo is a few MB; gradio refuses larger uploads with its own message
+INLINE_HEIGHT = 1150     # px of the notebook's iframe: the whole page without an inner scroll bar
 MAX_TEXT_CHARS = 2000   # the text encoders read ~77 (CLIP) or 256 (MiniLM) tokens; more is a paste error
 RANDOM_INIT = "RANDOM-INIT"
 _BANNER = "background:#fff4e5;border:2px solid #d9480f;border-radius:6px;padding:10px;color:#5c1a00"
@@ -285,7 +286,8 @@ def _launch(app, host: str, port: int | None, inline: bool, block: bool | None):
     block = not inline if block is None else block
     try:   # quiet: gradio's own banner advertises share=True, which this project never uses
         app.launch(server_name=host, server_port=port, share=False, inline=inline, inbrowser=False,
-                   prevent_thread_lock=True, quiet=True, max_file_size=MAX_UPLOAD)
+                   prevent_thread_lock=True, quiet=True, max_file_size=MAX_UPLOAD,
+                   height=INLINE_HEIGHT)
     except OSError as e:   # port taken
         raise InputError(f"cannot serve on {host}:{port} ({e}); pick another port") from None
     if not block:
