@@ -203,20 +203,20 @@ def _error_message(e: Exception) -> str:
 # --- the page ----------------------------------------------------------------------------------------
 def _image_input(gr):
     """gr.Image whose upload step lets a non-image through to `analyze`, which names the file and the
-    fix (Gradio's own preprocessing would end in a generic error toast)."""
+    fix (Gradio's own preprocessing would end in a generic error toast). Wrapped on the instance: a
+    gr.Image subclass would make gradio write a demo.pyi stub beside this file at import time."""
+    image = gr.Image(type="filepath", sources=["upload", "webcam"], label="Your face (photo or webcam)",
+                     elem_id="face-input")
+    strict = image.preprocess
 
-    class _Upload(gr.Image):
-        def get_block_name(self) -> str:   # rendered by the stock Image component
-            return "image"
+    def lenient(payload):
+        try:
+            return strict(payload)
+        except Exception:   # noqa: BLE001 - not decodable: `faces.open_image` says so on the page
+            return str(payload.path) if payload is not None and payload.path else None
 
-        def preprocess(self, payload):
-            try:
-                return super().preprocess(payload)
-            except Exception:   # noqa: BLE001 - not decodable: `faces.open_image` says so on the page
-                return str(payload.path) if payload is not None and payload.path else None
-
-    return _Upload(type="filepath", sources=["upload", "webcam"], label="Your face (photo or webcam)",
-                   elem_id="face-input")
+    image.preprocess = lenient
+    return image
 
 
 def create_app(run_dir: str | Path, models: _Models | None = None):

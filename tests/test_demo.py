@@ -281,6 +281,7 @@ def test_page_builds_for_an_unfinished_run(tmp_path):
     assert any("This run cannot be used" in t for t in texts)
     assert any("not a diagnostic tool" in t for t in texts)
     assert not app.analytics_enabled
+    assert not list((REPO / "emotion_fusion").glob("*.pyi"))   # gradio writes stubs for Component subclasses
 
 
 # --- slow: a real smoke run, the launched app, a real browser -------------------------------------------
