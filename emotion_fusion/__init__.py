@@ -35,6 +35,8 @@ _LAZY = {
     # plots
     "plot_history": "plots", "plot_sweep": "plots", "plot_confusions": "plots", "plot_face_grid": "plots",
     "plot_example_pairs": "plots",
+    # the interactive page
+    "demo": "demo",
 }
 
 __all__ = ["CLASSES", "InputError", *_LAZY]

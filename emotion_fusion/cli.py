@@ -109,6 +109,12 @@ def _cmd_predict(a: argparse.Namespace, out) -> int:
     return 0
 
 
+def _cmd_demo(a: argparse.Namespace, out) -> int:
+    from .demo import serve
+    serve(a.run_dir, host=a.host, port=a.port)
+    return 0
+
+
 # --- parser ---------------------------------------------------------------------------------------
 class _Parser(argparse.ArgumentParser):
     """argparse, but a usage error is one line on stderr (the contract), pointing at --help."""
@@ -179,6 +185,12 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--weight")
     sp.add_argument("--json", action="store_true")
     sp.set_defaults(func=_cmd_predict)
+
+    sp = sub.add_parser("demo", help="the interactive page for a finished run (Gradio, local only)")
+    sp.add_argument("--run-dir", required=True)
+    sp.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    sp.add_argument("--port", type=int, help="port (default: the first free one from 7860)")
+    sp.set_defaults(func=_cmd_demo)
     return p
 
 
