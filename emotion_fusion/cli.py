@@ -147,7 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.set_defaults(func=_cmd_data)
 
     sp = sub.add_parser("run", help="train and evaluate both branches, write RUN_DIR")
-    sp.add_argument("--profile", required=True, choices=["full", "offline", "smoke"])
+    sp.add_argument("--profile", required=True, choices=["full", "offline", "smoke", "seed"])
     datasets(sp)
     sp.add_argument("--out", required=True, help="run directory to write")
     sp.add_argument("--fusion-weight", help="visual share of the fusion, in [0, 1] (default 0.6)")

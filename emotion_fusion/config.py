@@ -16,7 +16,8 @@ from typing import Any
 from .errors import InputError
 from .labels import MAPPINGS, MULTI_LABEL_RULES
 
-PROFILES = ("full", "offline", "smoke")
+PROFILES = ("full", "offline", "smoke", "seed")
+AUGMENT_STYLES = ("ours", "seed")
 _DEVICE = re.compile(r"cpu|cuda(:[0-9]+)?|mps")
 PROTOCOLS = ("holdout", "seed")
 FUSION_RULES = ("linear", "loglinear")
@@ -52,9 +53,11 @@ class Config:
     batch_size: int = 64
     lr: float = 1e-4
     weight_decay: float = 1e-4
-    patience: int = 3
+    patience: int = 3                  # early stopping: epochs without a better validation loss
+    lr_patience: int = 1               # ReduceLROnPlateau patience (epochs), factor 0.5
     lr_schedule: str = "plateau"       # plateau (the original) or onecycle (per step; for short runs)
     augment: bool = True
+    augment_style: str = "ours"        # ours (48 px input) or seed (the original's, at the model's resolution)
     tta: bool = False                  # average each face's prediction with its mirror image
     fast: bool = True                  # channels_last (+ bf16 autocast where the CPU has it natively), AMP on GPU
     # --- text branch ----------------------------------------------------------------------------
@@ -82,13 +85,14 @@ class Config:
         _choice("lr_schedule", self.lr_schedule, LR_SCHEDULES)
         _choice("text_head", self.text_head, TEXT_HEADS)
         _choice("fusion_rule", self.fusion_rule, FUSION_RULES)
+        _choice("augment_style", self.augment_style, AUGMENT_STYLES)
         from .encoders import ENCODERS
         _choice("text_model", self.text_model, tuple(ENCODERS))
         if self.protocol == "seed" and self.text_model != "ViT-B/32":
             raise InputError(f"protocol=seed pairs faces and texts by CLIP similarity and needs "
                              f"text_model=ViT-B/32 (got {self.text_model!r})")
         ints = ("seed", "epochs", "batch_size", "image_size", "patience", "n_boot", "pairing_draws", "seed_pairs_rare",
-                "seed_pairs_common", "train_per_class", "text_train_per_class", "val_per_class", "test_per_class")
+                "seed_pairs_common", "lr_patience", "train_per_class", "text_train_per_class", "val_per_class", "test_per_class")
         for name in ints:
             v = getattr(self, name)
             if v is not None and (isinstance(v, bool) or not isinstance(v, int)):
@@ -199,6 +203,11 @@ _PROFILE_OVERRIDES: dict[str, dict[str, Any]] = {
     "offline": dict(image_weights=None, image_size=48, epochs=2, batch_size=32, lr=1e-3, augment=False, tta=True,
                     lr_schedule="onecycle", train_per_class=3200, text_train_per_class=2500,
                     text_model="minilm", text_weights=None, text_head="probe", fusion_rule="loglinear"),
+    # The original notebook as it ran: its pooled, CLIP-paired protocol and 70/15/15 split, its image recipe
+    # (batch 32, plateau patience 3, early stopping 5, augmentation at 224 px), raw-cosine text head and
+    # uncalibrated linear fusion. Needs the ImageNet and OpenAI weights, like `full`.
+    "seed": dict(protocol="seed", label_map="seed", multi_label="first", batch_size=32, patience=5,
+                 lr_patience=3, augment_style="seed", text_head="seed_raw", calibrate=False, fusion_rule="linear"),
     # Minutes on CPU, for tests: tiny subsets, random-init ResNet-50 and random-init CLIP ViT-B/32.
     "smoke": dict(image_weights=None, image_size=48, epochs=1, batch_size=32, text_weights=None,
                   train_per_class=24, text_train_per_class=24, val_per_class=10, test_per_class=10,

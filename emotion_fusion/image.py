@@ -266,7 +266,8 @@ class ImageBranch:
             self.model, self.preprocess, _pixels(train), train.y.to_numpy(), _pixels(val), val.y.to_numpy(),
             epochs=c.epochs, batch_size=c.batch_size, lr=c.lr, weight_decay=c.weight_decay,
             mode=c.image_mode, patience=c.patience, augment=c.augment, fast=c.fast, seed=c.seed,
-            device=c.device, progress=c.progress, lr_schedule=c.lr_schedule)
+            device=c.device, progress=c.progress, lr_schedule=c.lr_schedule, lr_patience=c.lr_patience,
+            augment_style=c.augment_style)
         if c.tta:   # the evidence for mirror TTA, on validation: each view scored once, both kept
             from .metrics import macro_f1
             x, y = _pixels(val), val.y.to_numpy()

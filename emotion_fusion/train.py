@@ -26,7 +26,10 @@ from .precision import autocast, choose_device, precision_label
 # --- defaults -------------------------------------------------------------------------------------
 LR_FACTOR, LR_PATIENCE = 0.5, 1          # ReduceLROnPlateau on validation loss
 ONECYCLE_WARMUP = 0.1                     # share of the steps spent warming up to the peak rate
-AUG_ROTATE_DEG, AUG_SHIFT, AUG_BRIGHTNESS, AUG_CONTRAST = 10.0, 0.08, 0.15, 0.2
+# Augmentation styles: ours (at the 48 px input: small rotation and shift, additive brightness) and the
+# original notebook's (at the model's resolution: flip, rotation ±15°, ColorJitter brightness/contrast 0.2).
+AUGMENT = {"ours": dict(rotate=10.0, shift=0.08, brightness=0.15, contrast=0.2, multiplicative=False),
+           "seed": dict(rotate=15.0, shift=0.0, brightness=0.2, contrast=0.2, multiplicative=True)}
 HEARTBEAT_S = 30.0                        # seconds between plain progress lines while training
 
 def _check_xy(x, y, what: str, num_classes: int) -> np.ndarray:
@@ -38,21 +41,27 @@ def _check_xy(x, y, what: str, num_classes: int) -> np.ndarray:
     return y.astype(np.int64)
 
 
-def augment_batch(t: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-    """Random flip, small rotation/shift, brightness/contrast jitter on a (N,1,H,W) [0,1] batch."""
+def augment_batch(t: torch.Tensor, gen: torch.Generator, style: str = "ours") -> torch.Tensor:
+    """Random flip, rotation/shift, brightness/contrast jitter on a (N,1,H,W) [0,1] batch (AUGMENT[style])."""
+    a = AUGMENT[style]
     n = t.shape[0]
     flip = torch.rand(n, generator=gen) < 0.5
     t = torch.where(flip.view(n, 1, 1, 1), t.flip(-1), t)
-    angle = (torch.rand(n, generator=gen) * 2 - 1) * np.deg2rad(AUG_ROTATE_DEG)
-    shift = (torch.rand(n, 2, generator=gen) * 2 - 1) * AUG_SHIFT * 2   # grid units span 2
+    angle = (torch.rand(n, generator=gen) * 2 - 1) * np.deg2rad(a["rotate"])
+    shift = (torch.rand(n, 2, generator=gen) * 2 - 1) * a["shift"] * 2   # grid units span 2
     cos, sin = torch.cos(angle), torch.sin(angle)
     theta = torch.stack([torch.stack([cos, -sin, shift[:, 0]], 1), torch.stack([sin, cos, shift[:, 1]], 1)], 1)
     grid = F.affine_grid(theta, list(t.shape), align_corners=False)
     t = F.grid_sample(t, grid, mode="bilinear", padding_mode="border", align_corners=False)
-    contrast = 1 + (torch.rand(n, 1, 1, 1, generator=gen) * 2 - 1) * AUG_CONTRAST
-    bright = (torch.rand(n, 1, 1, 1, generator=gen) * 2 - 1) * AUG_BRIGHTNESS
+    contrast = 1 + (torch.rand(n, 1, 1, 1, generator=gen) * 2 - 1) * a["contrast"]
+    bright = (torch.rand(n, 1, 1, 1, generator=gen) * 2 - 1) * a["brightness"]
+    if a["multiplicative"]:      # torchvision ColorJitter: brightness scales, contrast blends with the mean
+        t = (t * (1 + bright)).clamp_(0, 1)
+        mean = t.mean(dim=(2, 3), keepdim=True)
+        return ((t - mean) * contrast + mean).clamp_(0, 1)
     mean = t.mean(dim=(2, 3), keepdim=True)
     return ((t - mean) * contrast + mean + bright).clamp_(0, 1)
+
 
 def _set_mode(model: nn.Module, mode: str) -> None:
     if mode == "frozen":
@@ -66,7 +75,8 @@ def train_image_model(model: nn.Module, preprocess: ImagePreprocess, x_train, y_
                       epochs: int = 10, batch_size: int = 64, lr: float = 1e-4,
                       weight_decay: float = 1e-4, mode: str = "finetune", patience: int = 3,
                       augment: bool = True, fast: bool = True, seed: int = 0, device=None,
-                      progress: bool = True, lr_schedule: str = "plateau") -> dict:
+                      progress: bool = True, lr_schedule: str = "plateau", lr_patience: int = LR_PATIENCE,
+                      augment_style: str = "ours") -> dict:
     """Train in place with class-weighted CE, Adam, LR-on-plateau and early stopping on val loss.
 
     `lr_schedule="onecycle"` replaces the plateau rule (which needs many epochs to act) by a per-step
@@ -99,7 +109,7 @@ def train_image_model(model: nn.Module, preprocess: ImagePreprocess, x_train, y_
         p.requires_grad_(mode == "finetune" or name.startswith("fc."))
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
-    sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="min", factor=LR_FACTOR, patience=LR_PATIENCE)
+    sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="min", factor=LR_FACTOR, patience=lr_patience)
     steps = epochs * -(-len(x_train) // batch_size)
     step_sched = (torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=ONECYCLE_WARMUP)
                   if lr_schedule == "onecycle" else None)
@@ -118,8 +128,10 @@ def train_image_model(model: nn.Module, preprocess: ImagePreprocess, x_train, y_
         for start in bar:
             idx = order[start:start + batch_size]
             t = preprocess.to_unit(x_train[idx])
+            if augment and augment_style == "seed":     # the original augments the 224 px input
+                t = F.interpolate(t, size=(preprocess.image_size,) * 2, mode="bilinear", align_corners=False)
             if augment:
-                t = augment_batch(t, gen)
+                t = augment_batch(t, gen, augment_style)
             xb = preprocess.finish(t).to(dev, memory_format=fmt)
             yb = torch.from_numpy(y_train[idx]).to(dev)
             with autocast(dev.type, fast):
