@@ -90,7 +90,7 @@ def clip_image_embeddings(model, pixels: np.ndarray, batch_size: int = 128, prog
     through CLIP's own preprocessing (as the original fed PIL images to open_clip's `preprocess`)."""
     import torch
     import torch.nn.functional as F
-    from tqdm import tqdm  # text bars: work in a terminal, Jupyter and papermill alike
+    from tqdm.auto import tqdm
     net = model.net
     transform = clip_transform(net)
     out = []
