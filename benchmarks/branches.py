@@ -14,27 +14,25 @@ from __future__ import annotations
 
 import argparse
 import copy
-import io
 import json
 import os
 import platform
 import sys
 import time
-import zipfile
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
-from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from emotion_fusion.image import load_image_model, predict_proba, train_image_model  # noqa: E402
-from emotion_fusion.labels import CLASSES  # noqa: E402
+from emotion_fusion.data import load_fer2013, stack_pixels  # noqa: E402
+from emotion_fusion.image import load_image_model, predict_proba  # noqa: E402
+from emotion_fusion.precision import cpu_native_bf16, precision_label  # noqa: E402
 from emotion_fusion.text import encode_texts, load_text_model  # noqa: E402
-from emotion_fusion.weights import cpu_native_bf16, precision_label  # noqa: E402
+from emotion_fusion.train import train_image_model  # noqa: E402
 
 # --- defaults: (quick, full) sizes ----------------------------------------------------------------
 N_TEXTS = (256, 2048)
@@ -50,19 +48,10 @@ def _data_root() -> Path:
 
 
 def _fer_images(path: Path, split: str, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """n images of a split, spread over the classes, read in place from the zip or folder."""
-    rng = np.random.default_rng(SEED)
-    if zipfile.is_zipfile(path):
-        z = zipfile.ZipFile(path)
-        names = [m for m in z.namelist() if m.startswith(f"{split}/") and m.endswith(".jpg")]
-        read = lambda m: z.read(m)  # noqa: E731
-    else:
-        names = [str(p.relative_to(path)) for p in (path / split).rglob("*.jpg")]
-        read = lambda m: (path / m).read_bytes()  # noqa: E731
-    pick = rng.choice(sorted(names), size=min(n, len(names)), replace=False)
-    x = np.stack([np.array(Image.open(io.BytesIO(read(m))).convert("L")) for m in pick])
-    y = np.array([CLASSES.index(m.split("/")[1]) for m in pick])
-    return x, y
+    """n seeded random faces of a split, decoded by the package's own loader (as a run decodes them)."""
+    df = load_fer2013(path, splits=[split], progress=False)
+    pick = np.sort(np.random.default_rng(SEED).choice(len(df), size=min(n, len(df)), replace=False))
+    return stack_pixels(df.iloc[pick]), df.y.to_numpy()[pick]
 
 
 def _timed(fn):

@@ -9,8 +9,6 @@ from __future__ import annotations
 from typing import Sequence
 
 import numpy as np
-from scipy.optimize import linear_sum_assignment
-from sklearn.model_selection import train_test_split
 
 from .errors import InputError
 from .labels import CLASSES
@@ -40,6 +38,7 @@ def stratified_split(y, fraction: float, seed: int) -> tuple[np.ndarray, np.ndar
     y = _labels(y, "y")
     if not 0.0 < fraction < 1.0:
         raise InputError(f"split fraction {fraction} must be between 0 and 1 (exclusive)")
+    from sklearn.model_selection import train_test_split   # here: re-pairing must stay numpy-only
     classes, counts = np.unique(y, return_counts=True)
     single = np.isin(y, classes[counts == 1])
     idx = np.flatnonzero(~single)
@@ -106,6 +105,7 @@ def hungarian_pairs(image_emb, text_emb, image_y, text_y) -> tuple[np.ndarray, n
     Returns (image indices, text indices) of the matched pairs, sorted by image index; a class yields
     min(#images, #texts) pairs, so surplus images or texts stay unpaired.
     """
+    from scipy.optimize import linear_sum_assignment
     image_emb, text_emb = np.asarray(image_emb, dtype=np.float64), np.asarray(text_emb, dtype=np.float64)
     image_y, text_y = _labels(image_y, "image labels"), _labels(text_y, "text labels")
     if image_emb.ndim != 2 or text_emb.ndim != 2 or image_emb.shape[1] != text_emb.shape[1]:

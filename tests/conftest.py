@@ -5,6 +5,7 @@ EMOTION_FUSION_REQUIRE_DATA=1 so that a missing dataset fails the run instead of
 """
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import zipfile
@@ -118,3 +119,139 @@ def snapshot(path: Path) -> dict[str, bytes]:
     path = Path(path)
     files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
     return {str(p): p.read_bytes() for p in files}
+
+
+# ---------------------------------------------------------------- builders as fixtures
+# Tests ask for these by name instead of `from conftest import ...` (pytest's way to share helpers).
+@pytest.fixture(scope="session")
+def repo() -> Path:
+    """The project checkout (the cwd for CLI subprocesses)."""
+    return REPO
+
+
+@pytest.fixture(scope="session")
+def make_face():
+    """`make_face(seed, label)` -> a deterministic, learnable 48x48 uint8 synthetic face."""
+    return face
+
+
+@pytest.fixture(scope="session")
+def make_jpeg():
+    """`make_jpeg(pixels)` -> JPEG bytes of a grayscale uint8 image."""
+    return jpeg_bytes
+
+
+@pytest.fixture(scope="session")
+def fer_tree():
+    """`fer_tree(root, per_class=3, splits=("train", "test"))` -> a Kaggle-layout FER2013 folder."""
+    return make_fer_tree
+
+
+@pytest.fixture(scope="session")
+def fer_zip():
+    """`fer_zip(path, per_class=3, splits=("train", "test"))` -> the same layout as a zip."""
+    return make_fer_zip
+
+
+@pytest.fixture(scope="session")
+def goemotions_dir():
+    """`goemotions_dir(root, per_class=4, splits=("train", "dev", "test"))` -> a GoEmotions TSV folder."""
+    return make_goemotions_dir
+
+
+@pytest.fixture(scope="session")
+def take_snapshot():
+    """`take_snapshot(path)` -> {file: bytes} under path, to prove inputs stay untouched."""
+    return snapshot
+
+
+# ---------------------------------------------------------------- fake run directories
+def synthetic_probs(rng: np.random.Generator, y: np.ndarray, strength: float) -> np.ndarray:
+    """Softmax rows that favour the true class by `strength` logits (a branch of known quality)."""
+    z = rng.normal(size=(len(y), len(CLASSES)))
+    z[np.arange(len(y)), y] += strength
+    e = np.exp(z - z.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def build_run_dir(d: Path, *, sizes=None, seed: int = 0, config: dict | None = None,
+                  title: str = "synthetic run — test = made-up pairs", key: str = "synthetic-key",
+                  image_strength: float = 1.5, text_strength: float = 2.0) -> Path:
+    """A complete run directory made the way `run` makes one, without any model: per-item outputs
+    (runs.write_outputs; more texts than faces, paired by label with pairing.make_pairs), config.json,
+    run_info.json (title, key), and the manifest written last (runs.write_manifest)."""
+    from emotion_fusion import pairing, runs
+    from emotion_fusion.config import Config
+
+    d = Path(d)
+    rng = np.random.default_rng(seed)
+    sizes = sizes or {"val": (300, 350), "test": (400, 450)}
+    for i, (split, (n_faces, n_texts)) in enumerate(sizes.items()):
+        y_image = rng.integers(0, len(CLASSES), n_faces)
+        y_text = np.r_[np.arange(len(CLASSES)), rng.integers(0, len(CLASSES), n_texts - len(CLASSES))]
+        runs.write_outputs(d, split, p_image=synthetic_probs(rng, y_image, image_strength), y_image=y_image,
+                           p_text_items=synthetic_probs(rng, y_text, text_strength), y_text=y_text,
+                           pairs=pairing.make_pairs(y_image, y_text, seed + i + 1))
+    cfg = Config.from_profile("smoke").to_dict() if config is None else config
+    runs.write_json(d / runs.CONFIG, cfg)
+    runs.write_json(d / runs.INFO, {"key": key, "title": title})
+    runs.write_manifest(d, key)
+    return d
+
+
+@pytest.fixture
+def fake_run(tmp_path):
+    """`fake_run(name="run", **kw)` -> a complete synthetic run dir under tmp_path (see build_run_dir)."""
+    def make(name: str = "run", **kw) -> Path:
+        return build_run_dir(tmp_path / name, **kw)
+    return make
+
+
+@pytest.fixture
+def run_dir(fake_run) -> Path:
+    """One complete synthetic run dir (val: 300 faces / 350 texts, test: 400 faces / 450 texts)."""
+    return fake_run()
+
+
+# ---------------------------------------------------------------- a toy text encoder
+TOY_DIM = 64
+
+
+def _toy_load(weights, device, seed: int = 0, cache_dir=None):
+    # A hashed bag-of-words: no network object at all (TextModel.device falls back to `device`).
+    return None, str.split, "hashed bag of words"
+
+
+def _toy_encode(net, tokenize, texts, batch_size, fast, device, progress) -> np.ndarray:
+    import zlib
+    out = np.zeros((len(texts), TOY_DIM), dtype=np.float32)
+    for i, t in enumerate(texts):
+        for w in tokenize(t.lower()):
+            out[i, zlib.crc32(w.encode()) % TOY_DIM] += 1.0
+    out[:, 0] += 1e-3        # no all-zero row, even for a text of unknown words
+    return out
+
+
+@contextlib.contextmanager
+def registered_toy_encoder():
+    """The text encoder "toy" (numpy, no torch) in the registry while the block runs."""
+    from emotion_fusion import encoders
+    spec = encoders.register_encoder(encoders.EncoderSpec("toy", "Toy BoW", _toy_load, _toy_encode))
+    try:
+        yield spec
+    finally:
+        encoders.ENCODERS.pop("toy", None)
+
+
+@pytest.fixture
+def toy_encoder():
+    """Registers the text encoder "toy" for one test and removes it afterwards."""
+    with registered_toy_encoder() as spec:
+        yield spec
+
+
+@pytest.fixture(scope="module")
+def toy_encoder_module():
+    """Registers the text encoder "toy" for a whole test module (for module-scoped runs that use it)."""
+    with registered_toy_encoder() as spec:
+        yield spec

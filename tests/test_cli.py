@@ -1,115 +1,160 @@
-"""The CLI contract (DESIGN.md section 6): JSON output, exit status and one-line errors."""
+"""The CLI contract (DESIGN.md section 6): JSON output, exit status and one-line errors (issue 12 case 5)."""
 from __future__ import annotations
 
 import json
+import os
+import re
 import subprocess
 import sys
 
 import numpy as np
 import pytest
+from PIL import Image
 from sklearn.metrics import accuracy_score, f1_score
 
-from conftest import REPO
 from emotion_fusion import runs
-from emotion_fusion.config import Config
+from emotion_fusion.fusion import fuse
 
 
-def cli(*args: str, check: bool = True) -> subprocess.CompletedProcess:
-    p = subprocess.run([sys.executable, "-m", "emotion_fusion", *args], cwd=REPO, capture_output=True,
-                       text=True, timeout=600)
-    if check:
-        assert p.returncode == 0, p.stderr
-    return p
+class Finished:
+    """What a CLI call left: exit status, stdout, stderr (the fields of subprocess.CompletedProcess)."""
 
-
-def _probs(rng, y, strength):
-    logits = rng.normal(size=(len(y), 7))
-    logits[np.arange(len(y)), y] += strength
-    e = np.exp(logits)
-    return e / e.sum(1, keepdims=True)
+    def __init__(self, returncode: int, stdout: str, stderr: str):
+        self.returncode, self.stdout, self.stderr = returncode, stdout, stderr
 
 
 @pytest.fixture
-def run_dir(tmp_path):
-    """A synthetic run directory with the contract's files (no model involved)."""
-    rng = np.random.default_rng(0)
-    d = tmp_path / "run"
-    for split, n in (("val", 300), ("test", 400)):
-        y = rng.integers(0, 7, n)
-        runs.write_outputs(d, split, _probs(rng, y, 1.5), _probs(rng, y, 2.0), y, key="k")
-    runs.write_json(d / "config.json", Config.from_profile("smoke").to_dict())
-    return d
+def cli(capsys, monkeypatch):
+    """`cli(*args, check=True, env=None)` runs `emotion_fusion.cli.main` in this process (fast; an uncaught
+    exception fails the test, so "no traceback" is checked too); `cli_process` runs the real command."""
+    from emotion_fusion.cli import main
+
+    def call(*args, check: bool = True, env: dict | None = None) -> Finished:
+        for k, v in (env or {}).items():
+            monkeypatch.setenv(k, v)
+        capsys.readouterr()
+        try:
+            rc = main([str(a) for a in args])
+        except SystemExit as e:          # argparse usage errors exit from inside main
+            rc = e.code
+        cap = capsys.readouterr()
+        p = Finished(rc, cap.out, cap.err)
+        if check:
+            assert p.returncode == 0, p.stderr
+        return p
+    return call
 
 
-def test_fuse_json_equals_independent_recomputation(run_dir):
-    out = json.loads(cli("fuse", "--run-dir", str(run_dir), "--weight", "0.3", "--json").stdout)
+@pytest.fixture
+def cli_process(repo):
+    """`cli_process(*args, check=True, env=None)` -> the finished `python -m emotion_fusion ...` process."""
+    def call(*args, check: bool = True, env: dict | None = None) -> subprocess.CompletedProcess:
+        p = subprocess.run([sys.executable, "-m", "emotion_fusion", *map(str, args)], cwd=repo, capture_output=True,
+                           text=True, timeout=600, env={**os.environ, **(env or {})})
+        if check:
+            assert p.returncode == 0, p.stderr
+        return p
+    return call
+
+
+def one_line_error(p: subprocess.CompletedProcess, pattern: str) -> str:
+    """Assert the contract for bad input: exit 2, nothing on stdout, one `error:` line (no traceback)."""
+    lines = p.stderr.strip().splitlines()
+    assert p.returncode == 2 and p.stdout == "", (p.returncode, p.stdout, p.stderr)
+    assert len(lines) == 1 and lines[0].startswith("error: "), p.stderr
+    assert re.search(pattern, lines[0]), lines[0]
+    return lines[0]
+
+
+def _f1(y, pred):
+    return f1_score(y, pred, labels=list(range(7)), average="macro", zero_division=0)
+
+
+def _edit(run_dir, name: str, content: str) -> None:
+    """Replace a file of a run dir and re-seal the manifest: a consistent dir holding a bad value."""
+    (run_dir / name).write_text(content)
+    runs.write_manifest(run_dir, runs.read_json(run_dir / "run_info.json")["key"])
+
+
+def test_fuse_json_equals_independent_recomputation(cli, run_dir):
+    out = json.loads(cli("fuse", "--run-dir", run_dir, "--weight", "0.3", "--json").stdout)
     with np.load(run_dir / "outputs" / "test.npz") as z:
-        fused = 0.3 * z["p_visual"] + 0.7 * z["p_text"]
-        y = z["y"]
+        fused = 0.3 * z["p_image"] + 0.7 * z["p_text_items"][z["pairs"]]
+        y = z["y_image"]
     row = [r for r in out["rows"] if r["model"] == "fusion" and r["split"] == "test"][0]
     assert row["weight"] == 0.3 and row["n"] == 400
     assert row["accuracy"] == pytest.approx(accuracy_score(y, fused.argmax(1)))
-    assert row["macro_f1"] == pytest.approx(f1_score(y, fused.argmax(1), average="macro"))
+    assert row["macro_f1"] == pytest.approx(_f1(y, fused.argmax(1)))
+    assert out["title"] == "synthetic run — test = made-up pairs"     # from run_info.json
 
 
 @pytest.mark.parametrize("args", [["fuse", "--weight", "0.5"], ["sweep"]])
-def test_fuse_and_sweep_import_no_torch(run_dir, args):
+def test_fuse_and_sweep_import_no_torch(run_dir, args, repo):
     argv = [args[0], "--run-dir", str(run_dir), *args[1:], "--json"]
     # fuse must start fast: no torch, and none of the heavy scientific stacks either
     heavy = ["torch"] + (["sklearn", "scipy", "statsmodels", "pandas"] if args[0] == "fuse" else [])
     code = (f"import sys; from emotion_fusion.cli import main; rc = main({argv!r}); "
             f"bad = [m for m in {heavy!r} if m in sys.modules]; "
             "assert not bad, f'imported {bad}'; sys.exit(rc)")
-    p = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
+    p = subprocess.run([sys.executable, "-c", code], cwd=repo, capture_output=True, text=True)
     assert p.returncode == 0, p.stderr
 
 
 @pytest.mark.parametrize("args, message", [
     (["--weight", "1.5"], r"fusion weight 1.5 is outside \[0, 1\]"),
     (["--weight", "abc"], "fusion weight 'abc' is not a number"),
+    (["--weight", "nan"], "fusion weight nan is not a number"),
 ])
-def test_fuse_bad_weight_is_one_line(run_dir, args, message):
-    p = cli("fuse", "--run-dir", str(run_dir), *args, check=False)
-    assert p.returncode == 2 and p.stdout == ""
-    lines = p.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: ")
-    import re
-    assert re.search(message, lines[0])
+def test_fuse_bad_weight_is_one_line(cli, run_dir, args, message):
+    one_line_error(cli("fuse", "--run-dir", run_dir, *args, check=False), message)
 
 
-def test_fuse_missing_run_dir_and_edited_npz(run_dir, tmp_path):
-    p = cli("fuse", "--run-dir", str(tmp_path / "nowhere"), "--weight", "0.5", check=False)
-    assert p.returncode == 2 and "nowhere" in p.stderr and len(p.stderr.strip().splitlines()) == 1
+def test_fuse_missing_run_dir_and_edited_npz(cli, run_dir, tmp_path):
+    one_line_error(cli("fuse", "--run-dir", tmp_path / "nowhere", "--weight", "0.5", check=False),
+                   r"run directory .*nowhere does not exist")
     f = run_dir / "outputs" / "test.npz"
     with np.load(f) as z:
         arrays = {k: z[k] for k in z.files}
     arrays["y"] = arrays["y"][::-1].copy()
     np.savez(f, **arrays)
-    p = cli("fuse", "--run-dir", str(run_dir), "--weight", "0.5", check=False)
-    assert p.returncode == 2 and "test.npz" in p.stderr and len(p.stderr.strip().splitlines()) == 1
+    one_line_error(cli("fuse", "--run-dir", run_dir, "--weight", "0.5", check=False),
+                   r"incomplete: .*test\.npz changed after the run.*re-run `python -m emotion_fusion run")
 
 
-def test_sweep_writes_plot_and_best_weight(run_dir):
-    out = json.loads(cli("sweep", "--run-dir", str(run_dir), "--json").stdout)
-    assert 0.0 <= out["best_weight"] <= 1.0 and (run_dir / "sweep.png").is_file()
-    assert len(out["sweep"]["weights"]) == 101
-    assert out["rows"][0]["model"] == "fusion_best_val" and out["rows"][0]["weight"] == out["best_weight"]
+def test_sweep_writes_plot_and_the_best_validation_weight(cli, run_dir):
+    out = json.loads(cli("sweep", "--run-dir", run_dir, "--json").stdout)
+    val, test = runs.load_outputs(run_dir, "val"), runs.load_outputs(run_dir, "test")
+    weights = np.round(np.linspace(0, 1, 101), 2)
+    assert out["sweep"]["weights"] == pytest.approx(list(weights))
+    # independently: validation macro-F1 per weight with sklearn; the best weight must reach the maximum
+    val_f1 = [_f1(val["y"], fuse(val["p_visual"], val["p_text"], w).argmax(1)) for w in weights]
+    assert out["sweep"]["val_macro_f1"] == pytest.approx(val_f1, abs=1e-12)
+    best = out["best_weight"]
+    assert _f1(val["y"], fuse(val["p_visual"], val["p_text"], best).argmax(1)) == pytest.approx(max(val_f1))
+    [row] = [r for r in out["rows"] if r["split"] == "test"]
+    pred = fuse(test["p_visual"], test["p_text"], best).argmax(1)
+    assert row["model"] == "fusion_best_val" and row["split"] == "test" and row["weight"] == best
+    assert row["macro_f1"] == pytest.approx(_f1(test["y"], pred)) and row["n"] == 400
+    with Image.open(run_dir / "sweep.png") as im:
+        assert im.format == "PNG" and im.width > 300 and im.height > 150
+    assert out["plot"] == str(run_dir / "sweep.png")
 
 
-def test_missing_dataset_path_is_one_line(tmp_path):
-    p = cli("data", "--fer2013", str(tmp_path / "nope.zip"), "--goemotions", str(tmp_path), check=False)
-    assert p.returncode == 2 and "nope.zip" in p.stderr and len(p.stderr.strip().splitlines()) == 1
+def test_missing_dataset_path_is_one_line(cli_process, tmp_path):
+    one_line_error(cli_process("data", "--fer2013", tmp_path / "nope.zip", "--goemotions", tmp_path, check=False),
+                   "nope.zip")
 
 
-def test_run_rejects_bad_weight_before_any_work(tmp_path):
-    p = cli("run", "--profile", "smoke", "--out", str(tmp_path / "r"), "--fusion-weight", "2", check=False)
-    assert p.returncode == 2 and "fusion weight 2.0 is outside [0, 1]" in p.stderr
+def test_run_rejects_bad_weight_before_any_work(cli, tmp_path):
+    one_line_error(cli("run", "--profile", "smoke", "--out", tmp_path / "r", "--fusion-weight", "2", check=False),
+                   r"fusion weight 2.0 is outside \[0, 1\]")
+    assert not (tmp_path / "r").exists()
 
 
 @pytest.mark.data
 @pytest.mark.slow
-def test_data_json_counts_on_real_data(fer_path, go_path):
-    out = json.loads(cli("data", "--fer2013", str(fer_path), "--goemotions", str(go_path), "--json").stdout)
+def test_data_json_counts_on_real_data(cli_process, fer_path, go_path):
+    out = json.loads(cli_process("data", "--fer2013", fer_path, "--goemotions", go_path, "--json").stdout)
     assert out["fer2013"]["rows"] == {"train": 28709, "test": 3589}
     assert out["fer2013"]["classes"]["test"] == {"angry": 467, "disgust": 56, "fear": 496, "happy": 895,
                                                  "neutral": 607, "sad": 653, "surprise": 415}
@@ -119,13 +164,11 @@ def test_data_json_counts_on_real_data(fer_path, go_path):
 
 @pytest.mark.parametrize("args", [["fuse", "--weight", "0.3"], ["run", "--profile", "bogus", "--out", "x"],
                                   ["sweep"], ["nonsense"]])
-def test_usage_errors_are_one_line(args):
-    p = cli(*args, check=False)
-    lines = p.stderr.strip().splitlines()
-    assert p.returncode == 2 and len(lines) == 1 and lines[0].startswith("error: "), p.stderr
+def test_usage_errors_are_one_line(cli_process, args):
+    one_line_error(cli_process(*args, check=False), r"\(see `python -m emotion_fusion")
 
 
-def test_run_json_stdout_is_one_object(tmp_path, monkeypatch, capsys):
+def test_run_json_stdout_is_one_object(monkeypatch, capsys):
     """Progress lines written while a command runs must not reach stdout under --json."""
     from emotion_fusion import cli as cli_module
 
@@ -137,3 +180,163 @@ def test_run_json_stdout_is_one_object(tmp_path, monkeypatch, capsys):
     assert cli_module.main(["fuse", "--run-dir", "x", "--weight", "0.5", "--json"]) == 0
     captured = capsys.readouterr()
     assert json.loads(captured.out) == {"ok": 1} and "epoch 1" in captured.err
+
+
+# ---------------------------------------------------------------- issue 12: one line, exit 2, for every input
+@pytest.fixture
+def datasets(tmp_path, fer_zip, goemotions_dir):
+    """A tiny synthetic EMOTION_FUSION_DATA folder: fer2013.zip + goemotions/."""
+    root = tmp_path / "data"
+    root.mkdir()
+    fer_zip(root / "fer2013.zip", per_class=2)
+    goemotions_dir(root / "goemotions", per_class=2, splits=("train", "dev"))
+    return root
+
+
+@pytest.mark.parametrize("setting, message", [
+    ("device=tpu", r"device 'tpu' is not one of cpu, cuda, cuda:N, mps"),
+    ("lr=inf", r"lr must be a finite number, got inf"),
+    ("lr=nan", r"lr must be a finite number, got nan"),
+    ("epochs=two", r"--set epochs='two': expected int"),
+])
+def test_run_bad_set_values_are_one_line(cli, datasets, tmp_path, setting, message):
+    p = cli("run", "--profile", "smoke", "--out", tmp_path / "r", "--set", setting,
+            env={"EMOTION_FUSION_DATA": str(datasets)}, check=False)
+    one_line_error(p, message)
+    assert not (tmp_path / "r").exists()
+
+
+def test_run_on_a_missing_gpu_is_one_line_and_leaves_no_folder(cli, datasets, tmp_path, monkeypatch):
+    import torch
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)     # as on a machine without a GPU
+    p = cli("run", "--profile", "smoke", "--out", tmp_path / "new" / "r", "--set", "device=cuda",
+            env={"EMOTION_FUSION_DATA": str(datasets)}, check=False)
+    one_line_error(p, r"device 'cuda' is not available on this machine .*--set device=cpu")
+    assert not (tmp_path / "new" / "r").exists()
+    assert not (tmp_path / "new").exists()       # nor the parent this command created for it
+
+
+def test_run_out_equal_to_the_data_folder_is_refused(cli, datasets, take_snapshot):
+    before = take_snapshot(datasets)
+    p = cli("run", "--profile", "smoke", "--out", datasets, env={"EMOTION_FUSION_DATA": str(datasets)}, check=False)
+    one_line_error(p, r"output directory .*data would write into the input .* choose a folder outside the datasets")
+    assert take_snapshot(datasets) == before
+    assert sorted(p.name for p in datasets.iterdir()) == ["fer2013.zip", "goemotions"]   # not even a lock file
+
+
+@pytest.mark.parametrize("inside", ["goemotions", "goemotions/runs", "fer2013.zip"])
+def test_run_out_in_or_at_a_dataset_is_refused(cli, datasets, take_snapshot, inside):
+    before = take_snapshot(datasets)
+    p = cli("run", "--profile", "smoke", "--out", datasets / inside, env={"EMOTION_FUSION_DATA": str(datasets)},
+            check=False)
+    one_line_error(p, r"fer2013\.zip|would write into the input")
+    assert take_snapshot(datasets) == before
+
+
+def test_run_out_a_file_says_it_is_a_file(cli, datasets, tmp_path):
+    f = tmp_path / "taken"
+    f.write_text("mine")
+    p = cli("run", "--profile", "smoke", "--out", f, env={"EMOTION_FUSION_DATA": str(datasets)}, check=False)
+    line = one_line_error(p, r"--out .*taken is a file; give a folder for the run directory")
+    assert "File exists" not in line and f.read_text() == "mine"
+
+
+@pytest.mark.parametrize("command", [["fuse", "--weight", "0.5"], ["sweep"]])
+def test_run_dir_that_is_a_file_says_so(cli, tmp_path, command):
+    f = tmp_path / "results.json"
+    f.write_text("{}")
+    line = one_line_error(cli(command[0], "--run-dir", f, *command[1:], check=False),
+                          r"results\.json is a file, not a run directory")
+    assert "does not exist" not in line
+
+
+@pytest.mark.parametrize("command", [["fuse", "--weight", "0.5"], ["sweep"]])
+@pytest.mark.parametrize("content, message", [
+    ('{"fusion_weight": 0.6, "fusion_rule": "linear", "seed": "x", "n_boot": 10}',
+     r"config\.json: seed = 'x' is not valid"),
+    ("null", r"config\.json holds a JSON NoneType, expected an object"),
+    ("[]", r"config\.json holds a JSON list, expected an object"),
+    ('{"fusion_weight": 0.6, "fusion_rule": "linear", "seed": 0, "n_boot": 10', r"config\.json is not valid JSON"),
+])
+def test_fuse_and_sweep_with_a_bad_config_json(cli, run_dir, command, content, message):
+    _edit(run_dir, "config.json", content)
+    one_line_error(cli(command[0], "--run-dir", run_dir, *command[1:], check=False), message + ".*re-run")
+
+
+def test_a_config_json_without_a_setting_names_no_missing_option(cli, run_dir):
+    """Issue 12 case 10: the old message said "pass fusion_rule explicitly", an option the CLI lacks."""
+    cfg = runs.read_config(run_dir)
+    _edit(run_dir, "config.json", json.dumps({k: v for k, v in cfg.items() if k != "fusion_rule"}))
+    line = one_line_error(cli("fuse", "--run-dir", run_dir, "--weight", "0.5", check=False),
+                          r"config\.json has no 'fusion_rule'; re-run `python -m emotion_fusion run")
+    assert "explicitly" not in line
+
+
+@pytest.mark.parametrize("content", ["[1, 2]", "null", '{"format": "x"}', "{"])
+def test_fuse_with_a_bad_manifest_says_incomplete(cli, run_dir, content):
+    (run_dir / "manifest.json").write_text(content)
+    one_line_error(cli("fuse", "--run-dir", run_dir, "--weight", "0.5", check=False),
+                   r"run directory .* is incomplete \(.*manifest\.json is not a manifest written by this version\)"
+                   r"; re-run")
+
+
+def test_fuse_on_outputs_swapped_from_another_run_says_incomplete(cli, fake_run):
+    import shutil
+    a, b = fake_run("a", seed=0), fake_run("b", seed=5)
+    shutil.rmtree(a / "outputs")
+    shutil.copytree(b / "outputs", a / "outputs")
+    one_line_error(cli("fuse", "--run-dir", a, "--weight", "0.5", check=False),
+                   r"incomplete: .*outputs/.*\.npz changed after the run")
+
+
+def test_fuse_without_results_json_keeps_the_random_init_title(cli, fake_run):
+    title = "smoke profile — image: ResNet-50 random init — RANDOM-INIT WEIGHTS (numbers show the mechanism)"
+    d = fake_run(title=title)
+    assert not (d / "results.json").exists()
+    out = json.loads(cli("fuse", "--run-dir", d, "--weight", "0.4", "--json").stdout)
+    assert out["title"] == title
+    text = cli("fuse", "--run-dir", d, "--weight", "0.4").stdout
+    assert text.splitlines()[0] == title
+
+
+@pytest.mark.parametrize("command", [["fuse", "--weight", "0.5"], ["sweep"]])
+def test_a_truncated_results_json_does_not_matter(cli, run_dir, command):
+    """results.json is derived: fuse and sweep never read it (run rewrites it: see test_rundir.py)."""
+    (run_dir / "results.json").write_text('{"title": "x", "rows": [{"model": "vis')
+    out = json.loads(cli(command[0], "--run-dir", run_dir, *command[1:], "--json").stdout)
+    assert 0 <= out["best_weight"] <= 1
+    assert cli("fuse", "--run-dir", run_dir, "--weight", "0.5").stdout.splitlines()[0] == (
+        "synthetic run — test = made-up pairs")
+
+
+def test_predict_with_a_config_json_list_is_one_line(cli, run_dir, tmp_path, make_face, make_jpeg):
+    _edit(run_dir, "config.json", "[]")
+    face = tmp_path / "face.jpg"
+    face.write_bytes(make_jpeg(make_face(1, 3)))
+    one_line_error(cli("predict", "--run-dir", run_dir, "--image", face, "--text", "so happy", check=False),
+                   r"config\.json holds a JSON list, not an object of settings")
+
+
+def test_predict_on_an_incomplete_dir_says_so(cli, run_dir, tmp_path, make_face, make_jpeg):
+    (run_dir / "manifest.json").unlink()
+    face = tmp_path / "face.jpg"
+    face.write_bytes(make_jpeg(make_face(1, 3)))
+    one_line_error(cli("predict", "--run-dir", run_dir, "--image", face, "--text", "so happy", check=False),
+                   r"incomplete \(no manifest\.json: the run did not finish\); re-run")
+
+
+@pytest.mark.parametrize("content", [b"this is not an image", b"", b"\x89PNG\r\n\x1a\n truncated"])
+def test_predict_on_a_non_image_names_the_file(cli, run_dir, tmp_path, content):
+    f = tmp_path / "notes.jpg"
+    f.write_bytes(content)
+    line = one_line_error(cli("predict", "--run-dir", run_dir, "--image", f, "--text", "so happy", check=False),
+                          r"image .*notes\.jpg.* (cannot be decoded|cannot decode)")
+    assert "BytesIO" not in line and not re.search(r"0x[0-9a-f]{6,}", line)
+
+
+def test_predict_on_a_non_image_in_a_real_process(cli_process, run_dir, tmp_path):
+    f = tmp_path / "notes.txt"
+    f.write_text("shopping list: eggs")
+    line = one_line_error(cli_process("predict", "--run-dir", run_dir, "--image", f, "--text", "hi", check=False),
+                          r"image .*notes\.txt")
+    assert "BytesIO" not in line and not re.search(r"0x[0-9a-f]{6,}", line)

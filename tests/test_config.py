@@ -62,7 +62,53 @@ def test_seed_protocol_needs_clip_and_integers_are_checked():
         Config(epochs=1.5)
     with pytest.raises(InputError, match="seed must be >= 0"):
         Config(seed=-1)
-    with pytest.raises(InputError, match="lr must be > 0"):
+    with pytest.raises(InputError, match="lr must be a finite number, got nan"):
         Config(lr=float("nan"))
+    with pytest.raises(InputError, match="lr must be > 0"):
+        Config(lr=0.0)
     with pytest.raises(InputError, match="bad --set 'profile=smoke'"):
         Config().with_overrides(["profile=smoke"])
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["device=tpu"], r"device 'tpu' is not one of cpu, cuda, cuda:N, mps"),
+    (["device=cuda:x"], r"device 'cuda:x' is not one of"),
+    (["lr=inf"], "lr must be a finite number, got inf"),
+    (["weight_decay=-inf"], "weight_decay must be a finite number, got -inf"),
+    (["fusion_weight=nan"], "fusion_weight must be a finite number, got nan"),
+    (["augment=maybe"], r"--set augment='maybe': expected bool"),
+    (["pairing_draws=0"], "pairing_draws must be a positive integer, got 0"),
+])
+def test_set_values_are_checked(overrides, message):
+    with pytest.raises(InputError, match=message):
+        Config.from_profile("smoke").with_overrides(overrides)
+
+
+@pytest.mark.parametrize("device", ["cpu", "cuda", "cuda:1", "mps", None])
+def test_device_syntax_is_accepted_without_looking_for_the_device(device):
+    assert Config(device=device).device == device     # availability is checked when a run starts
+
+
+def test_new_fields_and_their_types():
+    cfg = Config()
+    assert (cfg.pairing_draws, cfg.skip_bad, cfg.allow_empty_classes) == (200, False, False)
+    for name, bad in (("skip_bad", 1), ("allow_empty_classes", "yes"), ("progress", None)):
+        with pytest.raises(InputError, match=f"{name} must be true or false, got {bad!r}"):
+            Config(**{name: bad})
+    with pytest.raises(InputError, match="pairing_draws must be an integer, got 2.5"):
+        Config(pairing_draws=2.5)
+    with pytest.raises(InputError, match="seed must be an integer, got 'x'"):
+        Config(seed="x")
+
+
+@pytest.mark.parametrize("content, message", [
+    ("null", r"config\.json holds a JSON NoneType, not an object of settings"),
+    ("[]", r"config\.json holds a JSON list, not an object of settings"),
+    ('{"seed": "x"}', r"config\.json: seed must be an integer, got 'x'"),
+    ('{"lr": 1e999}', r"config\.json: lr must be a finite number, got inf"),
+    ('{"device": "tpu"}', r"config\.json: device 'tpu' is not one of"),
+])
+def test_load_config_names_the_file(tmp_path, content, message):
+    (tmp_path / "config.json").write_text(content)
+    with pytest.raises(InputError, match=message + ".*re-run"):
+        load_config(tmp_path / "config.json")

@@ -127,3 +127,21 @@ def test_no_torch_sklearn_or_statsmodels_imported():
             "if m in sys.modules]; print(heavy); assert not heavy")
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert res.returncode == 0, res.stdout + res.stderr
+
+
+def test_fit_temperature_minimises_nll_within_its_bounds():
+    y = np.random.default_rng(7).integers(0, 7, 500)
+    p = _probs(500, 8, sharp=1.0, y=y)
+    t = fit_temperature(p, y)
+    grid = np.exp(np.linspace(np.log(0.05), np.log(20), 4001))
+
+    def nll(T):
+        q = apply_temperature(p, T)
+        return -np.mean(np.log(q[np.arange(len(y)), y]))
+    best = grid[int(np.argmin([nll(T) for T in grid]))]
+    assert t == pytest.approx(best, rel=5e-3) and nll(t) <= nll(best) + 1e-6
+    # the search stays inside log_bounds: the same data with a range that excludes the optimum
+    lo, hi = np.log(3 * t), np.log(6 * t)
+    assert fit_temperature(p, y, log_bounds=(lo, hi)) == pytest.approx(3 * t, rel=1e-3)
+    with pytest.raises(InputError, match="500 probability rows but 499 labels"):
+        fit_temperature(p, y[:499])

@@ -2,29 +2,27 @@
 from __future__ import annotations
 
 import copy
-import io
 import socket
 import time
-import zipfile
 
 import numpy as np
 import pytest
 import torch
 import torchvision
-from PIL import Image
 
-from conftest import face
+from emotion_fusion import train
+from emotion_fusion.config import Config
 from emotion_fusion.errors import InputError
-from emotion_fusion.image import (load_image_model, predict_proba, save_image_model,
-                                  train_image_model)
+from emotion_fusion.image import ImageBranch, ImagePreprocess, load_image_model, predict_proba, save_image_model
 from emotion_fusion.labels import CLASSES
+from emotion_fusion.train import train_image_model
 from emotion_fusion.weights import is_online
 
 
 @pytest.fixture(scope="module")
-def tiny():
+def tiny(make_face):
     """A random-init model at 32 px (fast on CPU) and 4 synthetic faces per class."""
-    x = np.stack([face(i, i % 7) for i in range(28)])
+    x = np.stack([make_face(i, i % 7) for i in range(28)])
     y = np.arange(28) % 7
     return load_image_model(None, image_size=32, device="cpu"), x, y
 
@@ -35,6 +33,7 @@ def _weighted_ce(model, pp, x, y) -> float:
     return float(np.sum(w[y] * -np.log(p[np.arange(len(y)), y])) / np.sum(w[y]))
 
 
+@pytest.mark.slow
 def test_random_init_shapes_and_probabilities(tiny):
     (model, pp), x, _ = tiny
     assert model.weights_label == "random init"
@@ -45,7 +44,7 @@ def test_random_init_shapes_and_probabilities(tiny):
 
 
 def test_preprocess_normalises_like_imagenet():
-    _, pp = load_image_model(None, image_size=48)
+    pp = ImagePreprocess(48)
     out = pp(np.full((2, 48, 48), 255, dtype=np.uint8))
     expected = (1 - torch.tensor([0.485, 0.456, 0.406])) / torch.tensor([0.229, 0.224, 0.225])
     torch.testing.assert_close(out[0, :, 0, 0], expected)
@@ -53,11 +52,13 @@ def test_preprocess_normalises_like_imagenet():
         pp(np.zeros((2, 48, 48), dtype=np.float32))
 
 
+@pytest.mark.slow
 def test_unknown_weights_name_lists_choices():
     with pytest.raises(InputError, match="'imagenet', 'imagenet_v2'.*None"):
         load_image_model("imagenet1k")
 
 
+@pytest.mark.slow
 def test_missing_weights_offline_fails_fast_with_a_useful_line(tmp_path, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
     monkeypatch.setenv("EMOTION_FUSION_OFFLINE", "1")
@@ -91,6 +92,7 @@ def test_probe_gives_up_on_a_hanging_network(monkeypatch):
         release.set()              # end the probe thread cleanly instead of leaving it to a later test
 
 
+@pytest.mark.slow
 def test_cached_hub_weights_load_without_network(tmp_path, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
     monkeypatch.setenv("EMOTION_FUSION_OFFLINE", "1")
@@ -103,6 +105,7 @@ def test_cached_hub_weights_load_without_network(tmp_path, monkeypatch):
     assert model.fc[-1].out_features == 7
 
 
+@pytest.mark.slow
 def test_plain_state_dict_file_loads_backbone_only(tmp_path):
     ref = torchvision.models.resnet50().state_dict()
     torch.save(ref, tmp_path / "resnet.pth")
@@ -116,6 +119,7 @@ def test_plain_state_dict_file_loads_backbone_only(tmp_path):
         load_image_model(tmp_path / "absent.pth")
 
 
+@pytest.mark.slow
 def test_save_load_round_trip(tmp_path, tiny):
     (model, pp), x, _ = tiny
     path = save_image_model(model, tmp_path / "ckpt" / "image.pth", epochs=3)
@@ -128,6 +132,7 @@ def test_save_load_round_trip(tmp_path, tiny):
                                   predict_proba(loaded, pp2, x, fast=False, progress=False))
 
 
+@pytest.mark.slow
 def test_frozen_mode_trains_only_the_head(tiny):
     (model, pp), x, y = tiny
     model = copy.deepcopy(model)
@@ -140,6 +145,7 @@ def test_frozen_mode_trains_only_the_head(tiny):
     assert hist["mode"] == "frozen" and len(hist["train_loss"]) == 1
 
 
+@pytest.mark.slow
 def test_training_is_deterministic_for_a_seed(tiny):
     (model, pp), x, y = tiny
     runs = []
@@ -151,6 +157,7 @@ def test_training_is_deterministic_for_a_seed(tiny):
     torch.testing.assert_close(runs[0][1], runs[1][1], rtol=0, atol=0)
 
 
+@pytest.mark.slow
 def test_training_rejects_bad_input(tiny):
     (model, pp), x, y = tiny
     with pytest.raises(InputError, match="unknown training mode 'linear'"):
@@ -160,21 +167,11 @@ def test_training_rejects_bad_input(tiny):
 
 
 def _fer_subset(fer_path, per_class: int):
-    """The first `per_class` train images per class, read straight from the zip (or folder)."""
-    xs, ys = [], []
-    if zipfile.is_zipfile(fer_path):
-        with zipfile.ZipFile(fer_path) as z:
-            names = sorted(z.namelist())
-            for ci, c in enumerate(CLASSES):
-                for n in [n for n in names if n.startswith(f"train/{c}/")][:per_class]:
-                    xs.append(np.array(Image.open(io.BytesIO(z.read(n))).convert("L")))
-                    ys.append(ci)
-    else:
-        for ci, c in enumerate(CLASSES):
-            for p in sorted((fer_path / "train" / c).glob("*.jpg"))[:per_class]:
-                xs.append(np.array(Image.open(p).convert("L")))
-                ys.append(ci)
-    return np.stack(xs), np.array(ys)
+    """The first `per_class` train faces per class, read by the package's own loader."""
+    from emotion_fusion.data import load_fer2013, stack_pixels
+    fer = load_fer2013(fer_path, splits=["train"], progress=False)
+    sub = fer.groupby("y", sort=True).head(per_class)
+    return stack_pixels(sub), sub.y.to_numpy()
 
 
 @pytest.mark.data
@@ -191,11 +188,10 @@ def test_short_training_on_real_faces_lowers_the_loss(fer_path):
     assert set(hist) >= {"train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds", "best_epoch"}
 
 
-def test_tta_averages_the_face_and_its_mirror():
-    from conftest import face
-    from emotion_fusion.image import load_image_model, predict_proba
+@pytest.mark.slow
+def test_tta_averages_the_face_and_its_mirror(make_face):
     model, pre = load_image_model(weights=None, image_size=48, seed=0)
-    x = np.stack([face(i, i) for i in range(4)])
+    x = np.stack([make_face(i, i) for i in range(4)])
     plain = predict_proba(model, pre, x, progress=False)
     mirror = predict_proba(model, pre, x[:, :, ::-1].copy(), progress=False)
     tta = predict_proba(model, pre, x, progress=False, tta=True)
@@ -204,13 +200,35 @@ def test_tta_averages_the_face_and_its_mirror():
     assert not np.allclose(plain, mirror)          # the mirror really is a second view
 
 
-def test_diverged_training_is_a_clear_error(monkeypatch):
-    from conftest import face
-    from emotion_fusion import image
-    from emotion_fusion.errors import InputError
-    model, pre = image.load_image_model(weights=None, image_size=32, seed=0)
-    x = np.stack([face(i, i % 7) for i in range(14)])
+@pytest.mark.slow
+def test_diverged_training_is_a_clear_error(monkeypatch, make_face):
+    model, pre = load_image_model(weights=None, image_size=32, seed=0)
+    x = np.stack([make_face(i, i % 7) for i in range(14)])
     y = np.arange(14) % 7
-    monkeypatch.setattr(image, "_evaluate", lambda *a, **k: (float("nan"), 0.0))
+    monkeypatch.setattr(train, "_evaluate", lambda *a, **k: (float("nan"), 0.0))
     with pytest.raises(InputError, match="training diverged: validation loss nan .* lower the learning rate"):
-        image.train_image_model(model, pre, x, y, x, y, epochs=1, batch_size=7, progress=False)
+        train_image_model(model, pre, x, y, x, y, epochs=1, batch_size=7, progress=False)
+
+
+@pytest.mark.slow
+def test_image_branch_protocol_round_trip(tmp_path, fer_tree):
+    """from_config -> fit -> predict_proba -> save -> load gives the same probabilities (a DataFrame from
+    load_fer2013 or a pixel array alike)."""
+    from emotion_fusion.data import load_fer2013, stack_pixels
+    fer = load_fer2013(fer_tree(tmp_path / "fer", per_class=3), progress=False)
+    train_df, test_df = fer[fer.split == "train"], fer[fer.split == "test"]
+    cfg = Config.from_profile("smoke", image_size=32, batch_size=7, progress=False, device="cpu")
+    branch = ImageBranch.from_config(cfg)
+    hist = branch.fit(train_df, test_df)
+    assert hist["epochs_run"] == 1 and branch.history is hist
+    assert branch.label == "ResNet-50 random init → trained 1 epochs at 32px"
+    p = branch.predict_proba(test_df)
+    assert p.shape == (21, 7) and p.dtype == np.float32
+    np.testing.assert_allclose(p.sum(1), 1, atol=1e-5)
+    np.testing.assert_array_equal(branch.predict_proba(stack_pixels(test_df)), p)
+    path = branch.save(tmp_path / "models")
+    assert path == tmp_path / "models" / "image.pth"
+    loaded = ImageBranch.load(tmp_path / "models", cfg)
+    np.testing.assert_allclose(loaded.predict_proba(test_df), p, atol=1e-6)
+    with pytest.raises(InputError, match=r"image\.pth is missing; re-run"):
+        ImageBranch.load(tmp_path / "nothing", cfg)

@@ -6,8 +6,8 @@ from statsmodels.stats.contingency_tables import mcnemar as sm_mcnemar
 
 from emotion_fusion.errors import InputError
 from emotion_fusion.labels import CLASSES
-from emotion_fusion.metrics import (bootstrap_ci, confusion, evaluate, evaluate_many, mcnemar,
-                                    per_class_table)
+from emotion_fusion.metrics import (bootstrap_ci, confusion, confusion_scores, evaluate, evaluate_many,
+                                    macro_f1, mcnemar, per_class_table)
 
 
 def _data(n=500, seed=0, acc=0.6):
@@ -27,12 +27,31 @@ def test_point_metrics_equal_sklearn(seed):
     assert out["n"] == 500 and out["accuracy_ci"] is None
 
 
-def test_macro_f1_averages_classes_present_in_y_or_pred():
-    # Class 6 never occurs: it must not count as an F1 of 0 (sklearn's default label set).
+def test_macro_f1_is_over_all_seven_classes():
+    # Classes 5 and 6 never occur in y or pred: each counts as F1 = 0, so every score is over 7 classes
+    # (scikit-learn's labels=range(7), zero_division=0), not over the classes that happen to occur.
     y = np.array([0, 0, 1, 1, 2, 2, 3])
     pred = np.array([0, 1, 1, 1, 2, 0, 4])
-    expected = f1_score(y, pred, average="macro", zero_division=0)
+    expected = f1_score(y, pred, labels=list(range(7)), average="macro", zero_division=0)
+    assert expected != pytest.approx(f1_score(y, pred, average="macro", zero_division=0))   # the cases differ
     assert evaluate(y, pred, n_boot=0)["macro_f1"] == pytest.approx(expected, abs=1e-12)
+    assert macro_f1(y, pred) == pytest.approx(expected, abs=1e-12)
+    assert macro_f1(np.zeros(5, int), np.zeros(5, int)) == pytest.approx(1 / 7)   # one perfect class of seven
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_confusion_scores_equal_sklearn_per_matrix(seed):
+    rng = np.random.default_rng(seed)
+    counts = rng.integers(0, 6, size=(4, 7, 7))
+    counts[1, :, 3] = counts[1, 3, :] = 0            # a class absent from y and pred in one matrix
+    acc, f1 = confusion_scores(counts)
+    for r in range(4):
+        y, pred = np.nonzero(counts[r])
+        reps = counts[r][y, pred]
+        y, pred = np.repeat(y, reps), np.repeat(pred, reps)
+        assert acc[r] == pytest.approx(accuracy_score(y, pred), abs=1e-12)
+        assert f1[r] == pytest.approx(f1_score(y, pred, labels=list(range(7)), average="macro", zero_division=0),
+                                      abs=1e-12)
 
 
 def test_probabilities_are_argmaxed():
@@ -60,7 +79,7 @@ def test_bootstrap_matches_a_plain_index_matrix_loop():
     y, pred = _data(n=120, seed=7)
     n_boot, seed = 40, 11
     idx = np.random.default_rng(seed).integers(0, y.size, size=(n_boot, y.size))
-    f1s = [f1_score(y[i], pred[i], average="macro", zero_division=0) for i in idx]
+    f1s = [f1_score(y[i], pred[i], labels=list(range(7)), average="macro", zero_division=0) for i in idx]
     accs = [accuracy_score(y[i], pred[i]) for i in idx]
     assert bootstrap_ci(y, pred, "macro_f1", n_boot=n_boot, seed=seed) == pytest.approx(
         list(np.percentile(f1s, [2.5, 97.5])), abs=1e-12)

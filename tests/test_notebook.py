@@ -6,8 +6,7 @@ import json
 
 import pytest
 
-from conftest import REPO
-from emotion_fusion import runs
+from emotion_fusion.report import results_table
 
 pytestmark = [pytest.mark.data, pytest.mark.slow]
 
@@ -20,24 +19,24 @@ def _cell_text(nb: dict, tag: str) -> str:
     raise AssertionError(f"no cell tagged {tag}")
 
 
-def test_committed_notebook_has_no_outputs_and_a_parameters_cell():
-    nb = json.loads((REPO / "HAICAI_2026.ipynb").read_text())
+def test_committed_notebook_has_no_outputs_and_a_parameters_cell(repo):
+    nb = json.loads((repo / "HAICAI_2026.ipynb").read_text())
     assert not any(c.get("outputs") for c in nb["cells"] if c["cell_type"] == "code")
     params = [c for c in nb["cells"] if "parameters" in c.get("metadata", {}).get("tags", [])]
     assert len(params) == 1 and "FUSION_WEIGHT = 0.6" in "".join(params[0]["source"])
 
 
-def test_notebook_smoke_end_to_end(tmp_path, data_root, fer_path, go_path, monkeypatch):
+def test_notebook_smoke_end_to_end(tmp_path, data_root, fer_path, go_path, monkeypatch, repo):
     import papermill as pm
     monkeypatch.delenv("MPLBACKEND", raising=False)     # the kernel must use Jupyter's inline backend
     run_dir = tmp_path / "run"
     params = dict(PROFILE="smoke", RUN_DIR=str(run_dir), FER2013=str(fer_path), GOEMOTIONS=str(go_path),
                   OVERRIDES=["progress=false"])
-    nb = pm.execute_notebook(str(REPO / "HAICAI_2026.ipynb"), str(tmp_path / "out.ipynb"),
-                             parameters=params, cwd=str(REPO), progress_bar=False, kernel_name="python3")
+    nb = pm.execute_notebook(str(repo / "HAICAI_2026.ipynb"), str(tmp_path / "out.ipynb"),
+                             parameters=params, cwd=str(repo), progress_bar=False, kernel_name="python3")
     results = json.loads((run_dir / "results.json").read_text())
     table = _cell_text(nb, "results-table")
-    shown = runs.results_table(results)
+    shown = results_table(results).df
     for value in shown.astype(str).to_numpy().ravel():   # every figure of the table is shown as is
         assert value in table, value
     assert "RANDOM-INIT" in results["title"]
@@ -48,8 +47,8 @@ def test_notebook_smoke_end_to_end(tmp_path, data_root, fer_path, go_path, monke
         assert any("image/png" in o.get("data", {}) for o in c["outputs"]), "".join(c["source"])
 
     # a second execution with another weight reuses the branch outputs (seconds, no model built)
-    nb2 = pm.execute_notebook(str(REPO / "HAICAI_2026.ipynb"), str(tmp_path / "out2.ipynb"),
-                              parameters={**params, "FUSION_WEIGHT": 0.3}, cwd=str(REPO),
+    nb2 = pm.execute_notebook(str(repo / "HAICAI_2026.ipynb"), str(tmp_path / "out2.ipynb"),
+                              parameters={**params, "FUSION_WEIGHT": 0.3}, cwd=str(repo),
                               progress_bar=False, kernel_name="python3")
     printed = "".join(o.get("text", "") for c in nb2["cells"] for o in c.get("outputs", []))
     assert "reused cached branch outputs: True" in printed

@@ -9,15 +9,22 @@ import numpy as np
 import pytest
 import torch
 
+from emotion_fusion.config import Config
+from emotion_fusion.encoders import _find_openai
 from emotion_fusion.errors import InputError
+from emotion_fusion.heads import TextHead, choose_text_head, fit_probe, zero_shot_head
 from emotion_fusion.labels import CLASSES
-from emotion_fusion.text import (TextHead, _find_openai, available_models, choose_text_head, encode_texts,
-                                 fit_probe, load_text_model, zero_shot_head)
+from emotion_fusion.text import TextBranch, available_models, encode_texts, load_text_model
 
 TEXTS = ["hello world", "I can't believe you did that, I'm furious!!", "ok", "The meeting is at noon.",
          "so happy for you " * 30,   # longer than 77 tokens: the tokenizer cuts it, EOT stays last
          "What a joyful day, I love it", "I miss her so much, it hurts", "Wow", "meh.",
          "That is disgusting and gross, honestly the worst thing I have seen this year"]
+
+
+def _encoder(model, tokenize):
+    """The `encode` callable zero_shot_head takes: texts -> L2-normalised embeddings."""
+    return lambda texts: encode_texts(model, tokenize, texts, progress=False)
 
 
 @pytest.fixture(scope="module")
@@ -41,6 +48,7 @@ def test_available_models_and_unknown_name():
         load_text_model("ViT-L/14")
 
 
+@pytest.mark.slow
 def test_random_clip_label_and_known_token_ids(clip):
     model, tokenize = clip
     assert model.label == "CLIP ViT-B/32 (random init)"
@@ -49,6 +57,7 @@ def test_random_clip_label_and_known_token_ids(clip):
     assert model.logit_scale == pytest.approx(1 / 0.07, rel=1e-5)
 
 
+@pytest.mark.slow
 def test_truncated_fp32_equals_full_padding(clip):
     model, tokenize = clip
     emb = encode_texts(model, tokenize, TEXTS, batch_size=3, fast=False, progress=False)
@@ -57,6 +66,7 @@ def test_truncated_fp32_equals_full_padding(clip):
     np.testing.assert_allclose(np.linalg.norm(emb, axis=1), 1.0, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_fast_and_bf16_agree_with_fp32(clip, monkeypatch):
     model, tokenize = clip
     ref = _full_padding_reference(model, tokenize, TEXTS)
@@ -69,6 +79,7 @@ def test_fast_and_bf16_agree_with_fp32(clip, monkeypatch):
         assert (emb * ref).sum(axis=1).min() >= 0.999
 
 
+@pytest.mark.slow
 def test_empty_text_is_rejected(clip):
     model, tokenize = clip
     with pytest.raises(InputError, match="text #1 is ''"):
@@ -82,6 +93,8 @@ def test_missing_clip_weights_offline_fails_fast(tmp_path, monkeypatch):
     monkeypatch.delenv("HF_HUB_CACHE", raising=False)
     monkeypatch.setenv("HOME", str(tmp_path))           # ~/.cache/clip, open_clip's url cache
     monkeypatch.setenv("EMOTION_FUSION_OFFLINE", "1")
+    import huggingface_hub  # noqa: F401  (library imports are not the lookup: they took 5-10 s on a loaded CPU)
+    import open_clip  # noqa: F401
     start = time.perf_counter()
     with pytest.raises(InputError) as err:
         load_text_model("ViT-B/32", weights="openai")
@@ -104,6 +117,7 @@ def test_openai_weights_found_in_the_hf_cache_layout(tmp_path, monkeypatch):
     assert _find_openai(None) == repo / "snapshots" / "abc123" / "open_clip_model.safetensors"
 
 
+@pytest.mark.slow
 def test_unreadable_local_clip_file_is_an_input_error(tmp_path):
     bad = tmp_path / "clip.pt"
     bad.write_bytes(b"not a checkpoint")
@@ -113,7 +127,7 @@ def test_unreadable_local_clip_file_is_an_input_error(tmp_path):
 
 def test_minilm_loads_offline_and_is_deterministic(minilm, tmp_path, monkeypatch):
     model, tokenize = minilm
-    assert model.label == "MiniLM-L6 (all-MiniLM-L6-v2)" and model.logit_scale is None
+    assert model.label == "MiniLM-L6 (all-MiniLM-L6-v2, bundled)" and model.logit_scale is None
     monkeypatch.setenv("HF_HOME", str(tmp_path))        # an empty cache: nothing can come from it
     again, _ = load_text_model("minilm", device="cpu")
     a = encode_texts(model, tokenize, TEXTS, progress=False)
@@ -143,9 +157,10 @@ def test_probe_beats_chance_and_round_trips(tmp_path):
     np.testing.assert_allclose(TextHead.load(path).predict_proba(e_va), p, rtol=1e-6)
 
 
+@pytest.mark.slow
 def test_zero_shot_uses_clip_logit_scale(clip):
     model, tokenize = clip
-    head = zero_shot_head(model, tokenize, templates=("I feel {}.",),
+    head = zero_shot_head(_encoder(model, tokenize), model.logit_scale, model.label, templates=("I feel {}.",),
                           class_words={c: (c,) for c in CLASSES})
     assert head.kind == "zeroshot" and head.scale == pytest.approx(model.logit_scale)
     emb = encode_texts(model, tokenize, TEXTS, progress=False)
@@ -155,17 +170,17 @@ def test_zero_shot_uses_clip_logit_scale(clip):
     expected = np.exp(logits - logits.max(1, keepdims=True))
     np.testing.assert_allclose(p, expected / expected.sum(1, keepdims=True), rtol=1e-4)
     with pytest.raises(InputError, match="one '\\{\\}'"):
-        zero_shot_head(model, tokenize, templates=("no slot",))
+        zero_shot_head(_encoder(model, tokenize), model.logit_scale, templates=("no slot",))
 
 
 def test_zero_shot_minilm_fits_its_scale_and_choose_picks_by_f1(minilm):
     model, tokenize = minilm
     with pytest.raises(InputError, match="no logit scale"):
-        zero_shot_head(model, tokenize)
+        zero_shot_head(_encoder(model, tokenize), model.logit_scale, model.label)
     texts = ["I am furious with you", "this is revolting", "I'm terrified", "best day ever, so happy",
              "the bus leaves at nine", "I miss him and feel so down", "wow, I never saw that coming"]
     emb, y = encode_texts(model, tokenize, texts, progress=False), np.arange(7)
-    zs = zero_shot_head(model, tokenize, emb_val=emb, y_val=y)
+    zs = zero_shot_head(_encoder(model, tokenize), model.logit_scale, model.label, emb_val=emb, y_val=y)
     assert zs.info["scale_source"].startswith("fitted") and zs.scale > 1
     probe = fit_probe(emb, y, emb, y, Cs=(10,))
     best, report = choose_text_head([zs, probe], emb, y)
@@ -177,7 +192,7 @@ def test_a_saved_head_predicts_without_torch(tmp_path):
     emb, y = _clusters(3)
     path = fit_probe(emb, y, emb, y, Cs=(1,)).save(tmp_path / "head.npz")
     code = ("import sys; sys.modules['torch'] = None\n"
-            "import numpy as np\nfrom emotion_fusion.text import TextHead\n"
+            "import numpy as np\nfrom emotion_fusion.heads import TextHead\n"
             f"p = TextHead.load({str(path)!r}).predict_proba(np.ones((2, 32), dtype=np.float32) / 32**0.5)\n"
             "print(p.shape, round(float(p.sum()), 4))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -201,7 +216,6 @@ def test_minilm_rejects_a_weights_file(tmp_path):
 
 def test_probe_with_two_classes_separates_them():
     """sklearn keeps a single row of coefficients for two classes; the head must still tell them apart."""
-    from emotion_fusion.text import fit_probe
     rng = np.random.default_rng(0)
     y = np.repeat([1, 4], 40)
     emb = rng.normal(size=(80, 16)).astype(np.float32)
@@ -209,3 +223,37 @@ def test_probe_with_two_classes_separates_them():
     head = fit_probe(emb[::2], y[::2], emb[1::2], y[1::2])
     pred = head.predict_proba(emb[1::2]).argmax(1)
     assert set(pred) == {1, 4} and (pred == y[1::2]).mean() > 0.9
+
+
+def test_a_registered_encoder_is_one_entry(toy_encoder, tmp_path, goemotions_dir):
+    """The toy encoder registered in conftest works everywhere a name is accepted, with no other change."""
+    from emotion_fusion.data import load_goemotions
+    assert available_models() == ["ViT-B/32", "minilm", "toy"]
+    cfg = Config.from_profile("smoke", text_model="toy", text_weights=None, progress=False)
+    assert Config.from_profile("smoke").with_overrides(["text_model=toy"]).text_model == "toy"
+    assert cfg.uses_random_weights        # the smoke ResNet-50 is random; "toy" itself is not random_init
+    assert not Config.from_profile("smoke", text_model="toy", image_weights="imagenet").uses_random_weights
+    model, tokenize = load_text_model("toy", device="cpu")
+    assert model.label == "Toy BoW (hashed bag of words)" and str(model.device) == "cpu"   # no parameters
+    go = load_goemotions(goemotions_dir(tmp_path / "go", per_class=6))
+    train, val, test = (go[go.split == s] for s in ("train", "dev", "test"))
+    branch = TextBranch.from_config(cfg)
+    scores = branch.fit(train, val)
+    assert [r["kind"] for r in scores["scores"]] == ["zeroshot", "probe"]      # text_head=auto: both
+    assert branch.head.kind == scores["scores"][scores["chosen"]]["kind"]
+    assert branch.label.startswith("Toy BoW (hashed bag of words) + ")
+    p = branch.predict_proba(test)
+    assert p.shape == (len(test), 7)
+    np.testing.assert_allclose(p.sum(1), 1, atol=1e-6)
+    np.testing.assert_allclose(branch.predict_proba(test.text.tolist()), p, atol=1e-6)
+    assert branch.save(tmp_path / "models") == tmp_path / "models" / "text_head.npz"
+    np.testing.assert_allclose(TextBranch.load(tmp_path / "models", cfg).predict_proba(test), p, atol=1e-6)
+    with pytest.raises(InputError, match="text branch has no head yet"):
+        TextBranch.from_config(cfg).predict_proba(test)
+    with pytest.raises(InputError, match=r"text_head\.npz is missing; re-run"):
+        TextBranch.load(tmp_path / "none", cfg)
+
+
+def test_unknown_encoder_in_a_config_lists_the_registry():
+    with pytest.raises(InputError, match="unknown text_model 'toy'; choose one of: ViT-B/32, minilm"):
+        Config(text_model="toy")
