@@ -7,6 +7,7 @@ import json
 import os
 import re
 import secrets
+import signal
 import socket
 import subprocess
 import sys
@@ -30,7 +31,7 @@ CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-
 
 @dataclass
 class Lab:
-    """A running `jupyter lab` subprocess on 127.0.0.1 with a random token."""
+    """A running JupyterLab server (started by `make notebook`) on 127.0.0.1 with a random token."""
     url: str
     port: int
     token: str
@@ -44,11 +45,12 @@ class Lab:
                                 timeout=60, **kw)
 
     def stop(self) -> None:
-        self.proc.terminate()
+        """SIGTERM to make and the server (the server then shuts its kernels down); SIGKILL after 30 s."""
+        os.killpg(self.proc.pid, signal.SIGTERM)
         try:
             self.proc.wait(30)
         except subprocess.TimeoutExpired:
-            self.proc.kill()
+            os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait()
 
 
@@ -59,33 +61,36 @@ def _free_port() -> int:
 
 
 def start_lab(root: Path, home: Path, timeout: float = 120) -> Lab:
-    """`jupyter lab` serving `root`, with the project's settings (tools/jupyter) as `make notebook` has them.
+    """`make notebook` itself (so its flags and tools/jupyter/ settings are what is tested), serving `root`
+    on a free port with a random token:
+    `jupyter lab --ip 127.0.0.1 --no-browser --port P --IdentityProvider.token=T`.
 
-    Lab's user settings, workspaces and runtime files go under `home`, so a run neither reads nor
-    writes the user's own. Kernels inherit EMOTION_FUSION_DATA (the datasets, as `make demo` finds them)
-    and PYTHONPATH (the repository's package, since `root` is not the repository)."""
+    `-o venv` keeps make from rebuilding the venv; PY is this interpreter. Lab's user settings, workspaces
+    and runtime files go under `home`, so a run neither reads nor writes the user's own. Kernels inherit
+    EMOTION_FUSION_DATA (the datasets, as `make demo` finds them) and PYTHONPATH (the repository's
+    package, since `root` is not the repository)."""
     port, token = _free_port(), secrets.token_hex(16)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
-           "JUPYTER_CONFIG_PATH": os.pathsep.join(filter(None, [str(REPO / "tools" / "jupyter"),
-                                                                os.environ.get("JUPYTER_CONFIG_PATH")])),
-           "JUPYTERLAB_SETTINGS_DIR": str(home / "settings"), "JUPYTERLAB_WORKSPACES_DIR": str(home / "workspaces"),
+           "JUPYTERLAB_SETTINGS_DIR": str(home / "settings"),
+           "JUPYTERLAB_WORKSPACES_DIR": str(home / "workspaces"),
            "JUPYTER_RUNTIME_DIR": str(home / "runtime")}
     env.pop("MPLBACKEND", None)          # kernels must use Jupyter's inline backend, as in Lab
     data = _real_data_root()
     if data is not None:
         env["EMOTION_FUSION_DATA"] = str(data)
-    cmd = [sys.executable, "-m", "jupyter", "lab", "--no-browser", "--ip", "127.0.0.1", "--port", str(port),
-           f"--ServerApp.token={token}", "--ServerApp.port_retries=0", f"--ServerApp.root_dir={root}"]
-    if os.geteuid() == 0:
-        cmd.append("--allow-root")       # CI runs as root; Jupyter refuses root without it
+    lab_args = (f"--no-browser --port {port} --IdentityProvider.token={token} --ServerApp.port_retries=0 "
+                f"--ServerApp.root_dir={root}")
+    cmd = ["make", "-s", "--no-print-directory", "-o", "venv", "notebook", f"PY={sys.executable}",
+           f"LAB_ARGS={lab_args}"]
     log = home / "lab.log"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(cmd, env=env, cwd=root, stdout=out, stderr=subprocess.STDOUT)
+    with open(log, "wb") as out:         # own process group: stop() ends make and the server together
+        proc = subprocess.Popen(cmd, env=env, cwd=REPO, stdout=out, stderr=subprocess.STDOUT,
+                                start_new_session=True)
     lab = Lab(f"http://127.0.0.1:{port}", port, token, root, log, proc)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"jupyter lab exited ({proc.returncode}):\n{log.read_text()[-3000:]}")
+            raise RuntimeError(f"make notebook exited ({proc.returncode}):\n{log.read_text()[-3000:]}")
         try:
             if lab.api("GET", "/api/status").status_code == 200:
                 return lab
@@ -196,7 +201,7 @@ return [...document.querySelectorAll('.jp-NotebookPanel:not(.lm-mod-hidden) .jp-
 class LabBrowser:
     """Headless Debian chromium (via chromium-driver) on the Lab page; records every URL it requests."""
 
-    def __init__(self, lab: Lab, chromium: str, chromedriver: str, profile: Path):
+    def __init__(self, lab: Lab, chromium: str, chromedriver: str, profile: Path, shots: Path):
         from selenium import webdriver
         from selenium.webdriver.chrome.service import Service
 
@@ -205,7 +210,7 @@ class LabBrowser:
         for flag in CHROMIUM_FLAGS + [f"--user-data-dir={profile}"]:
             opts.add_argument(flag)
         opts.set_capability("goog:loggingPrefs", {"performance": "ALL"})    # the network log, to audit
-        self.lab, self.urls = lab, []
+        self.lab, self.urls, self.shots = lab, [], shots     # shots: where a timeout leaves a screenshot
         # the driver's path given explicitly: Selenium Manager (which would download one) never runs
         self.driver = webdriver.Chrome(options=opts, service=Service(chromedriver))
 
@@ -225,7 +230,11 @@ class LabBrowser:
             if found:
                 return found
             time.sleep(1)
-        raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        shot = self.shots / "timeout.png"
+        self.driver.save_screenshot(str(shot))
+        prompts = [p for p, _ in self.driver.execute_script(_PROMPTS_JS)]
+        raise AssertionError(f"timed out after {timeout} s waiting for {what}; cell prompts {prompts}; "
+                             f"screenshot {shot}")
 
     def open(self, path: str, timeout: float = 180) -> None:
         """Open `path` in Lab and wait until its kernel is idle."""
@@ -233,16 +242,22 @@ class LabBrowser:
 
         self.driver.get(f"{self.lab.url}/lab/tree/{path}?token={self.lab.token}")
         self._wait("the notebook and an idle kernel", timeout, lambda: self.driver.find_elements(
-            By.CSS_SELECTOR, ".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Notebook-ExecutionIndicator[data-status='idle']"))
+            By.CSS_SELECTOR,
+            ".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Notebook-ExecutionIndicator[data-status='idle']"))
 
     def run_all_from_menu(self, timeout: float) -> None:
         """Run > Run All Cells, then wait until every code cell has an execution count; a traceback fails."""
-        from selenium.webdriver.common.by import By
-
-        self.driver.find_element(By.XPATH, "//*[contains(@class,'lm-MenuBar-itemLabel') and text()='Run']").click()
-        self._wait("Run All Cells in the Run menu", 30, lambda: self.driver.find_elements(
-            By.XPATH, "//*[@id='jp-mainmenu-run']//li[.//*[contains(@class,'lm-Menu-itemLabel') "
-                      "and text()='Run All Cells']]"))[0].click()
+        for attempt in range(3):
+            self._click_run_all()
+            # Lab marks queued cells "[*]" at once: none means the click did not reach the menu item
+            # (a Lumino menu can miss a click while it is still opening), so the menu is used again.
+            try:
+                self._wait("Run All Cells to queue the cells", 10, lambda: any(
+                    p != "[ ]:" for p, _ in self.driver.execute_script(_PROMPTS_JS)))
+                break
+            except AssertionError:
+                if attempt == 2:
+                    raise
 
         def done():
             prompts = self.driver.execute_script(_PROMPTS_JS)
@@ -250,6 +265,18 @@ class LabBrowser:
             assert not errors, "a cell failed in the browser:\n" + errors[0][-3000:]
             return prompts and all(re.fullmatch(r"\[\d+\]:", p) for p, _ in prompts)
         self._wait("Run All Cells to finish", timeout, done)
+
+    def _click_run_all(self) -> None:
+        """Open the Run menu of the menu bar and click its "Run All Cells" item, as a user would."""
+        from selenium.webdriver.common.action_chains import ActionChains
+        from selenium.webdriver.common.by import By
+
+        menu = self.driver.find_element(By.XPATH, "//*[contains(@class,'lm-MenuBar-itemLabel') and text()='Run']")
+        ActionChains(self.driver).move_to_element(menu).pause(0.3).click().perform()
+        item = self._wait("Run All Cells in the Run menu", 30, lambda: self.driver.find_elements(
+            By.XPATH, "//*[@id='jp-mainmenu-run']//li[.//*[contains(@class,'lm-Menu-itemLabel') "
+                      "and text()='Run All Cells']]"))[0]
+        ActionChains(self.driver).move_to_element(item).pause(0.5).click().perform()
 
     def table_rows(self, code_index: int) -> list[str]:
         return self.driver.execute_script(_CELL_ROWS_JS, code_index)

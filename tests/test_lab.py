@@ -1,7 +1,7 @@
 """JupyterLab in the project's environment, used the way people use the notebook.
 
-A JupyterLab server started as `make notebook` starts it (127.0.0.1, tools/jupyter/ settings: nothing
-calls out) serves /lab; the notebook runs top to bottom under the smoke profile on a kernel started
+A JupyterLab server started by `make notebook` (127.0.0.1, tools/jupyter/ settings: nothing calls out)
+serves /lab; the notebook runs top to bottom under the smoke profile on a kernel started
 through that server's REST API and driven over its websocket; re-running it with another FUSION_WEIGHT
 reuses the cache; `make report` turns the executed copy into a self-contained page; and Debian's headless
 chromium runs all cells from Lab's Run menu and shows the numbers of results.json.
@@ -19,6 +19,7 @@ import json
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -99,6 +100,8 @@ def lab(tmp_path_factory):
 def test_lab_serves_the_page_and_nothing_calls_out(lab: Lab):
     page = lab.api("GET", "/lab")
     assert page.status_code == 200
+    with pytest.raises(OSError):         # bound to 127.0.0.1 only: another address of this host is refused
+        socket.create_connection(("127.0.0.2", lab.port), timeout=5).close()
     found = re.search(r'<script id="jupyter-config-data" type="application/json">(.*?)</script>', page.text, re.S)
     assert found, page.text[:500]
     config = json.loads(found.group(1))
@@ -122,7 +125,7 @@ def smoke_run(lab: Lab, data_root):
     chan = KernelChannel(lab, session["kernel"]["id"])
     try:
         outputs, _ = chan.execute("import sys, os; print(sys.executable); print(os.getcwd())")
-        python, cwd = outputs[0]["text"].split()
+        python, cwd = outputs[0]["text"].splitlines()
         start = time.perf_counter()
         _run_all(chan, nb)
         seconds = time.perf_counter() - start
@@ -217,7 +220,7 @@ def test_browser_runs_all_cells_from_the_run_menu(lab: Lab, data_root, tmp_path)
     chromium, chromedriver = _chromium()
     run_dir = lab.root / "run_browser"
     nb = _with_parameters(lab.root / "browser.ipynb", PROFILE="smoke", RUN_DIR=str(run_dir))
-    browser = LabBrowser(lab, chromium, chromedriver, tmp_path / "chromium-profile")
+    browser = LabBrowser(lab, chromium, chromedriver, tmp_path / "chromium-profile", tmp_path)
     try:
         browser.open("browser.ipynb")
         start = time.perf_counter()
