@@ -62,6 +62,8 @@ def _cmd_run(a: argparse.Namespace, out) -> int:
         _print(agg, a.json, format_aggregate(agg), out)
         return 0
     result = run(cfg, fer2013=a.fer2013, goemotions=a.goemotions, out=a.out)
+    if result is None:      # a non-main process of a distributed run: rank 0 writes and reports
+        return 0
     _print(result.results, a.json, result.table_text(), out)
     return 0
 
