@@ -104,10 +104,14 @@ def bench_text_variants(go_dir: Path, n: int) -> dict:
     texts = pd.read_csv(go_dir / "dev.tsv", sep="\t", header=None, quoting=3)[0].astype(str).tolist()
     texts = [texts[i] for i in np.random.default_rng(SEED).permutation(len(texts))[:n]]
     model, tokenize = load_text_model("ViT-B/32", weights=None, device="cpu")
-    with torch.inference_mode():
-        ref, t_ref = _timed(lambda: torch.cat([model.net.encode_text(tokenize(texts[i:i + TEXT_BATCH]), normalize=True)
-                                               for i in range(0, len(texts), TEXT_BATCH)]).numpy())
-    out = {"n_texts": n, "naive_fp32_77_texts_per_s": n / t_ref, "variants": {}}
+
+    def naive():
+        with torch.inference_mode():
+            return _timed(lambda: torch.cat([model.net.encode_text(tokenize(texts[i:i + TEXT_BATCH]), normalize=True)
+                                             for i in range(0, len(texts), TEXT_BATCH)]).numpy())
+
+    ref, t_first = naive()
+    out = {"n_texts": n, "variants": {}}
     old_env, plain = os.environ.get(BF16_ENV), model.net.transformer
 
     def run(name: str, bf16: str, batch: int, compiled: bool = False) -> None:
@@ -115,8 +119,9 @@ def bench_text_variants(go_dir: Path, n: int) -> dict:
         model.net.transformer = torch.compile(plain, dynamic=True) if compiled else plain
         warm, t_warm = _timed(lambda: encode_texts(model, tokenize, texts[:2 * batch], batch_size=batch,
                                                    progress=False))       # compiles, if it does
-        emb, t = _timed(lambda: encode_texts(model, tokenize, texts, batch_size=batch, progress=False))
-        out["variants"][name] = {"texts_per_s": n / t, "speedup_vs_naive": t_ref / t, "warmup_s": t_warm,
+        emb, t = min((_timed(lambda: encode_texts(model, tokenize, texts, batch_size=batch, progress=False))
+                      for _ in range(2)), key=lambda r: r[1])      # best of 2: the machine is shared
+        out["variants"][name] = {"texts_per_s": n / t, "seconds": t, "warmup_s": t_warm,
                                  "cosine_min": float((emb * ref).sum(1).min()),
                                  "precision": precision_label("cpu", True)}
 
@@ -128,6 +133,10 @@ def bench_text_variants(go_dir: Path, n: int) -> dict:
     finally:
         model.net.transformer = plain
         os.environ.pop(BF16_ENV) if old_env is None else os.environ.__setitem__(BF16_ENV, old_env)
+    t_ref = min(t_first, naive()[1])       # the reference timed first and last: load drifts
+    out["naive_fp32_77_texts_per_s"] = n / t_ref
+    for v in out["variants"].values():
+        v["speedup_vs_naive"] = t_ref / v["seconds"]
     return out
 
 

@@ -59,6 +59,8 @@ def _cmd_run(a: argparse.Namespace, out) -> int:
         if a.seed is not None:
             raise InputError("give either --seed S or --seeds S1 S2 ..., not both")
         agg = run_seeds(cfg, a.seeds, fer2013=a.fer2013, goemotions=a.goemotions, out=a.out)
+        if agg is None:     # a non-main process of a distributed run
+            return 0
         _print(agg, a.json, format_aggregate(agg), out)
         return 0
     result = run(cfg, fer2013=a.fer2013, goemotions=a.goemotions, out=a.out)
