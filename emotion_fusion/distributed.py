@@ -10,6 +10,8 @@ no-op. Under `torchrun --nproc_per_node N ...` or `accelerate launch ...` each p
 - seeds: rank r seeds dropout (`torch.manual_seed`) and augmentation with `seed + r`; rank 0 therefore
   runs exactly the single-process code path. Model init uses `seed` on every rank, and DDP broadcasts
   rank 0's weights when it wraps the model anyway.
+- loss: each rank's class-weighted mean over its batch, and DDP averages the gradients: the weighted
+  mean over the joint batch when the ranks' weight sums are equal (always so with balanced classes).
 - metrics: loss sums, correct counts and validation sums are summed over ranks (`reduce_sums`), so every
   rank takes the same early-stopping and LR decisions (a rank that stopped alone would hang the others).
 - batch norm: each rank normalises with its own batch's statistics (plain DDP, as the torchvision

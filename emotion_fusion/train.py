@@ -4,9 +4,9 @@
 
 The best validation-loss epoch's weights are restored at the end. The same code runs as one process or
 as N (torchrun / accelerate launch): sharding, per-rank seeds and metric reduction in distributed.py.
-Progress: a bar per epoch (a widget in
-Jupyter) and, every HEARTBEAT_S seconds, one plain line (images done, loss, throughput, time left), so a
-terminal running the notebook through papermill (`make demo`) sees training move.
+Progress: a bar per epoch (a widget in Jupyter) and, every HEARTBEAT_S seconds, one plain line (images
+done, loss, throughput, time left), so a terminal running the notebook through papermill (`make demo`)
+sees training move.
 """
 from __future__ import annotations
 

@@ -110,6 +110,10 @@ def torchrun(args: list[str], cwd: Path, timeout: int = 240, env: dict | None = 
 
 @pytest.mark.slow
 def test_two_processes_step_like_one_process_on_the_joint_batch(tmp_path):
+    """Deterministic configuration: dropout off, fp32, no augmentation, balanced classes, and frozen
+    batch-norm statistics (mode="frozen" for the training step, BN in eval for the gradients).
+    Frozen rather than SyncBatchNorm: torch's SyncBatchNorm runs on GPUs only, and with per-rank batch
+    statistics two half-batches are by design not the same function as one joint batch."""
     torchrun([str(REPO / "tests" / "ddp_worker.py"), str(tmp_path)], cwd=REPO)
     r0, r1 = (torch.load(tmp_path / f"rank{r}.pt", weights_only=False) for r in (0, 1))
     assert (r0["world"], r1["world"], r0["rank"], r1["rank"]) == (2, 2, 0, 1)
