@@ -68,7 +68,7 @@ def _smoke(out: Path, fer: Path, go: Path, procs: int) -> float:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
         args = ["-m", "torch.distributed.run", "--nproc_per_node", str(procs), "--master_addr", "127.0.0.1",
-                "--master_port", str(port), *args[1:]]
+                "--master_port", str(port), *args]
     env = {**os.environ, "GLOO_SOCKET_IFNAME": "lo", "PYTHONPATH": str(REPO)}
     t = time.perf_counter()
     res = subprocess.run([sys.executable, *args], cwd=REPO, env=env, capture_output=True, text=True)
