@@ -52,6 +52,7 @@ data: venv
 benchmarks: venv
 	$(PY) benchmarks/branches.py --quick
 	$(PY) benchmarks/fusion.py
+	$(PY) benchmarks/batch.py
 
 clean-venv:
 	rm -rf $(VENV)

@@ -6,6 +6,8 @@
     tokens vs encode_texts(fast=True) (length-sorted, truncated, bf16 where the CPU has it).
 (b) ResNet-50 inference at 224 px (random init) on real FER2013 test faces: fp32 NCHW vs
     predict_proba(fast=True) (channels_last, bf16 where the CPU has it), with argmax agreement.
+(a') `--text-only`: where the text speed-up comes from (issue 13): bf16 vs fp32 (EMOTION_FUSION_BF16=0),
+    batch size, torch.compile, each against the same naive fp32 reference, with its minimum cosine.
 (c) ResNet-50 training throughput at 64 px (the offline profile) with train_image_model, fast vs not.
 The machine is shared and noisy: compare the ratios, not the absolute numbers. Writes
 benchmarks/results/branches.json.
@@ -30,8 +32,8 @@ sys.path.insert(0, str(REPO))
 
 from emotion_fusion.data import load_fer2013, stack_pixels  # noqa: E402
 from emotion_fusion.image import load_image_model, predict_proba  # noqa: E402
-from emotion_fusion.precision import cpu_native_bf16, precision_label  # noqa: E402
 from emotion_fusion.text import encode_texts, load_text_model  # noqa: E402
+from emotion_fusion.precision import BF16_ENV, cpu_native_bf16, precision_label  # noqa: E402
 from emotion_fusion.train import train_image_model  # noqa: E402
 
 # --- defaults: (quick, full) sizes ----------------------------------------------------------------
@@ -82,6 +84,53 @@ def bench_text(go_dir: Path, n: int) -> dict:
             "text_cosine_min": float(cos.min()), "text_precision": precision_label("cpu", True)}
 
 
+def bench_text_variants(go_dir: Path, n: int, rounds: int = 3) -> dict:
+    """Text encoding variants vs naive fp32 padded to 77 (CLIP's own encode_text), one process.
+
+    The machine is shared and its load drifts by 2-3x within minutes, so each variant is timed in
+    `rounds` paired rounds (naive, then the variant, on the same texts) and the median of the paired
+    ratios is reported. encode_texts already sorts the texts it is given by token length and cuts each
+    batch at its longest (bucketing over whatever it is passed: give it the whole corpus in one call)."""
+    texts = pd.read_csv(go_dir / "dev.tsv", sep="\t", header=None, quoting=3)[0].astype(str).tolist()
+    texts = [texts[i] for i in np.random.default_rng(SEED).permutation(len(texts))[:n]]
+    model, tokenize = load_text_model("ViT-B/32", weights=None, device="cpu")
+
+    def naive():
+        with torch.inference_mode():
+            return _timed(lambda: torch.cat([model.net.encode_text(tokenize(texts[i:i + TEXT_BATCH]), normalize=True)
+                                             for i in range(0, len(texts), TEXT_BATCH)]).numpy())
+
+    ref, _ = naive()
+    out = {"n_texts": n, "rounds": rounds, "variants": {}}
+    old_env, plain = os.environ.get(BF16_ENV), model.net.transformer
+
+    def run(name: str, bf16: str, batch: int, compiled: bool = False) -> None:
+        os.environ[BF16_ENV] = bf16
+        model.net.transformer = torch.compile(plain, dynamic=True) if compiled else plain
+        _, t_warm = _timed(lambda: encode_texts(model, tokenize, texts[:2 * batch], batch_size=batch,
+                                                progress=False))       # compiles, if it does
+        ratios, times = [], []
+        for _ in range(rounds):
+            t_ref = naive()[1]
+            emb, t = _timed(lambda: encode_texts(model, tokenize, texts, batch_size=batch, progress=False))
+            ratios.append(t_ref / t)
+            times.append(t)
+        out["variants"][name] = {"speedup_vs_naive": float(np.median(ratios)), "speedups": ratios,
+                                 "texts_per_s": n / float(np.median(times)), "warmup_s": t_warm,
+                                 "cosine_min": float((emb * ref).sum(1).min()),
+                                 "precision": precision_label("cpu", True)}
+
+    try:
+        for name, bf16, batch in (("fp32 batch 64", "0", 64), ("bf16 batch 16", "1", 16),
+                                  ("bf16 batch 64", "1", 64), ("bf16 batch 256", "1", 256)):
+            run(name, bf16, batch)
+        run("bf16 batch 64 torch.compile", "1", 64, compiled=True)
+    finally:
+        model.net.transformer = plain
+        os.environ.pop(BF16_ENV) if old_env is None else os.environ.__setitem__(BF16_ENV, old_env)
+    return out
+
+
 def bench_inference(fer: Path, n: int) -> dict:
     x, _ = _fer_images(fer, "test", n)
     model, pp = load_image_model(None, image_size=224, device="cpu")
@@ -127,8 +176,10 @@ def main(argv=None) -> int:
     ap.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     ap.add_argument("--goemotions", type=Path, default=None)
     ap.add_argument("--fer2013", type=Path, default=None)
-    ap.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "branches.json")
+    ap.add_argument("--text-only", action="store_true", help="only the text-encoding variants (a')")
+    ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args(argv)
+    args.out = args.out or REPO / "benchmarks" / "results" / ("text_variants.json" if args.text_only else "branches.json")
     root = _data_root()
     go_dir = args.goemotions or root / "goemotions"
     fer = args.fer2013 or (root / "fer2013.zip" if (root / "fer2013.zip").exists() else root / "fer2013")
@@ -137,6 +188,16 @@ def main(argv=None) -> int:
             print(f"error: {p} not found; set EMOTION_FUSION_DATA or pass --goemotions/--fer2013", file=sys.stderr)
             return 2
     k = 0 if args.quick else 1
+    if args.text_only:
+        res = bench_text_variants(go_dir, N_TEXTS[k])
+        res.update(threads=torch.get_num_threads(), torch=torch.__version__, cpu_native_bf16=cpu_native_bf16())
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(res, indent=2) + "\n")
+        print(f"vs naive fp32 padded to 77, {res['n_texts']} texts, median of {res['rounds']} paired rounds:")
+        for name, v in res["variants"].items():
+            print(f"{name:30s}{v['speedup_vs_naive']:6.2f}x (rounds: {', '.join(f'{r:.2f}' for r in v['speedups'])})"
+                  f"  {v['texts_per_s']:7.1f} texts/s  min cosine {v['cosine_min']:.5f}  warm-up {v['warmup_s']:.1f} s")
+        return 0
     torch.manual_seed(SEED)
     started = time.perf_counter()
     res = {"quick": args.quick, "threads": torch.get_num_threads(), "torch": torch.__version__,

@@ -59,9 +59,13 @@ def _cmd_run(a: argparse.Namespace, out) -> int:
         if a.seed is not None:
             raise InputError("give either --seed S or --seeds S1 S2 ..., not both")
         agg = run_seeds(cfg, a.seeds, fer2013=a.fer2013, goemotions=a.goemotions, out=a.out)
+        if agg is None:     # a non-main process of a distributed run
+            return 0
         _print(agg, a.json, format_aggregate(agg), out)
         return 0
     result = run(cfg, fer2013=a.fer2013, goemotions=a.goemotions, out=a.out)
+    if result is None:      # a non-main process of a distributed run: rank 0 writes and reports
+        return 0
     _print(result.results, a.json, result.table_text(), out)
     return 0
 
@@ -102,6 +106,18 @@ def _cmd_evaluate(a: argparse.Namespace, out) -> int:
 def _cmd_predict(a: argparse.Namespace, out) -> int:
     from .inference import predict
     weight = None if a.weight is None else _weight(a.weight)
+    batch = [f for f in ("images", "texts", "pairs", "out") if getattr(a, f) is not None]
+    if batch:   # the batch form (batch.py); the single pair below is unchanged
+        from .batch import predict_batch
+        if a.image is not None or a.text is not None or a.out is None:
+            raise InputError("batch form: --images and/or --texts with --out CSV, without --image/--text")
+        res = predict_batch(a.run_dir, images=a.images, texts=a.texts, pairs=a.pairs, out=a.out, weight=weight,
+                            skip_bad=a.skip_bad, batch_size=a.batch_size, workers=a.workers, progress=not a.json)
+        _print(res, a.json, f"{res['rows']} rows ({res['mode']}) -> {res['out']}; {len(res['skipped'])} bad rows "
+                            "skipped", out)
+        return 0
+    if a.image is None or a.text is None:
+        raise InputError("give --image FILE and --text TEXT (one pair), or --images/--texts --out CSV (batch)")
     res = predict(a.run_dir, image=a.image, text=a.text, weight=weight)
     lines = [f"{k:>8}: {res[k]['label']:<9} " + "  ".join(f"{c} {p:.3f}" for c, p in res[k]["probs"].items())
              for k in ("visual", "text", "fusion")]
@@ -178,11 +194,18 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--json", action="store_true")
     sp.set_defaults(func=_cmd_evaluate)
 
-    sp = sub.add_parser("predict", help="one image + one text -> per-branch and fused probabilities")
+    sp = sub.add_parser("predict", help="one image + one text, or batches (--images/--texts --out CSV) -> probabilities")
     sp.add_argument("--run-dir", required=True)
-    sp.add_argument("--image", required=True)
-    sp.add_argument("--text", required=True)
+    sp.add_argument("--image", help="one face image (with --text)")
+    sp.add_argument("--text", help="one text (with --image)")
     sp.add_argument("--weight")
+    sp.add_argument("--images", help="batch: a folder or zip of faces")
+    sp.add_argument("--texts", help="batch: a .txt (one per line), .csv or .tsv (column `text`) of texts")
+    sp.add_argument("--pairs", help="batch: CSV with columns image,text (ids) to fuse; default row-aligned")
+    sp.add_argument("--out", help="batch: the predictions CSV to write")
+    sp.add_argument("--skip-bad", action="store_true", help="batch: skip and list bad rows instead of stopping")
+    sp.add_argument("--workers", type=int, default=2, help="batch: DataLoader worker processes (default 2)")
+    sp.add_argument("--batch-size", type=int, default=64, help="batch: faces per batch (default 64)")
     sp.add_argument("--json", action="store_true")
     sp.set_defaults(func=_cmd_predict)
 

@@ -72,21 +72,25 @@ def _say(cfg: Config, msg: str) -> None:
 
 
 def run(config: Config | None = None, *, fer2013: str | Path | None = None,
-        goemotions: str | Path | None = None, out: str | Path = "runs/latest", **overrides: Any) -> RunResult:
+        goemotions: str | Path | None = None, out: str | Path = "runs/latest", **overrides: Any) -> RunResult | None:
     """Train and evaluate both branches (or reuse their cached outputs) and write `out`.
 
     `config` defaults to `Config()` (the `full` profile, as `Config()` itself); keyword `overrides`
-    replace any of its settings.
+    replace any of its settings. Under a launcher (torchrun, accelerate launch) every process calls
+    this; they share the image training and only the main process writes `out` and returns a
+    RunResult, the others return None (distributed.py).
     """
+    from .distributed import state
+    from .precision import choose_device
     cfg = dataclasses.replace(config or Config(), **overrides)
     fer_path, go_path = _data.resolve_paths(fer2013, goemotions)
+    procs = state(choose_device(cfg.device))   # a missing GPU fails now, not after the data
+    if not procs.is_main_process:
+        return _follow(cfg, fer_path, go_path, out, procs)
     with _runs.writing(out, [fer_path, go_path]) as out:
-        from .precision import choose_device
-        choose_device(cfg.device)                 # a missing GPU fails now, not after the data
-        key = _runs.fingerprint({k: v for k, v in cfg.to_dict().items() if k not in SCORING_ONLY},
-                                _signature(fer_path), _signature(go_path), _weight_files(cfg), __version__,
-                                CACHE_FORMAT)
+        key = _key(cfg, fer_path, go_path)
         reused = _runs.is_complete(out, key)
+        procs.wait_for_everyone()                # the followers read `reused` before it is invalidated
         if not reused:
             _runs.invalidate(out)
             _compute(cfg, fer_path, go_path, out, key)
@@ -95,6 +99,23 @@ def run(config: Config | None = None, *, fer2013: str | Path | None = None,
         results = {**score_run(out, draws=cfg.pairing_draws), "reused_cached_outputs": reused}
         write_results(out, results)
     return RunResult.from_dir(out, cfg, results, reused)
+
+
+def _key(cfg: Config, fer_path: Path, go_path: Path) -> str:
+    """The cache key: the config less its scoring knobs, the datasets, weight files and code version."""
+    return _runs.fingerprint({k: v for k, v in cfg.to_dict().items() if k not in SCORING_ONLY},
+                             _signature(fer_path), _signature(go_path), _weight_files(cfg), __version__,
+                             CACHE_FORMAT)
+
+
+def _follow(cfg: Config, fer_path: Path, go_path: Path, out, procs) -> None:
+    """A non-main process: take its share of the image training when the main one trains; write nothing."""
+    cfg = dataclasses.replace(cfg, progress=False)
+    reused = _runs.is_complete(_runs.check_out_dir(out, [fer_path, go_path]), _key(cfg, fer_path, go_path))
+    procs.wait_for_everyone()
+    if not reused:
+        _compute(cfg, fer_path, go_path, None, "")
+    return None
 
 
 def _weight_files(cfg: Config) -> list:
@@ -106,7 +127,8 @@ def _weight_files(cfg: Config) -> list:
     return [_signature(p) for p in found if p is not None]
 
 
-def _compute(cfg: Config, fer_path: Path, go_path: Path, out: Path, key: str) -> None:
+def _compute(cfg: Config, fer_path: Path, go_path: Path, out: Path | None, key: str) -> None:
+    """Fit, predict, calibrate and write `out`; `out=None` (a non-main process) stops after the image fit."""
     from .fusion import apply_temperature, fit_temperature
     from .image import ImageBranch
     from .text import TextBranch
@@ -133,6 +155,8 @@ def _compute(cfg: Config, fer_path: Path, go_path: Path, out: Path, key: str) ->
         _say(cfg, f"{name} branch: fitting on {len(frames['train']):,} train, {len(frames['val']):,} val items")
         branch = branches[name]
         branch.fit(frames["train"], frames["val"])
+        if out is None:     # a follower's share (the distributed image training) is done
+            return
         branch.save(out / "models")
         probs[name] = {part: branch.predict_proba(frames[part]) for part in ("val", "test")}
         timings[f"{name}_branch_s"] = time.perf_counter() - t

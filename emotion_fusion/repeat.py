@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -29,13 +30,19 @@ def _headline(results: dict) -> tuple[list[dict], dict]:
     return [r for r in results["rows"] if r["split"] == "test"], {}
 
 
-def run_seeds(cfg, seeds: list[int], *, fer2013=None, goemotions=None, out) -> dict:
+def run_seeds(cfg, seeds: list[int], *, fer2013=None, goemotions=None, out) -> dict | None:
     """Run `cfg` once per training seed into OUT/seed-<s>/ and write OUT/aggregate.json."""
     from .pipeline import run
     seeds = list(dict.fromkeys(int(s) for s in seeds))
     if len(seeds) < 2 or min(seeds) < 0:
         raise InputError(f"--seeds {seeds}: give two or more non-negative seeds, e.g. --seeds 0 1 2")
     fer_path, go_path = _data.resolve_paths(fer2013, goemotions)
+    from .distributed import state
+    from .precision import choose_device
+    if not state(choose_device(cfg.device)).is_main_process:   # under a launcher: train, write nothing
+        for s in seeds:
+            run(dataclasses.replace(cfg, seed=s), fer2013=fer_path, goemotions=go_path, out=Path(out) / f"seed-{s}")
+        return None
     per_seed, t0 = [], time.perf_counter()
     with _runs.writing(out, [fer_path, go_path]) as root:
         for s in seeds:

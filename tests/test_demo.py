@@ -7,7 +7,6 @@ network produced the probabilities); the `slow`/`data` tests use a real smoke ru
 from __future__ import annotations
 
 import io
-import json
 import os
 import shutil
 import subprocess
