@@ -84,9 +84,10 @@ def test_means_are_the_hand_computed_per_draw_scores():
     draws = stats.draw_pairings(split["y_image"], split["y_text"], seed=4, R=40, stream=1)
     a = draws[:, 0] == 0  # draws that give the class-0 face the right text
     assert 0 < a.sum() < 40
-    expected = {"visual": (np.full(40, .5), np.full(40, 1 / 3)),
-                "text": (np.where(a, 1, .5), np.where(a, 1, 1 / 3)),
-                "fusion": (np.where(a, .5, 0), np.where(a, 1 / 3, 0))}
+    # macro-F1 is over the 7 canonical classes (metrics.confusion_scores): the per-class F1 sums / 7
+    expected = {"visual": (np.full(40, .5), np.full(40, (2 / 3) / 7)),
+                "text": (np.where(a, 1, .5), np.where(a, 2 / 7, (2 / 3) / 7)),
+                "fusion": (np.where(a, .5, 0), np.where(a, (2 / 3) / 7, 0))}
     rows = {r["model"]: r for r in res["rows"]}
     for model, (acc, f1) in expected.items():
         np.testing.assert_allclose(res["per_draw"][model]["accuracy"], acc)
