@@ -64,11 +64,13 @@ def _pct(value: float, ci) -> str:
 
 
 def _assert_table_shows(rows: list[str], results: dict) -> None:
-    """Every results.json row appears as one table row holding its accuracy and macro-F1 with their CIs."""
+    """Every headline row of results.json (the test means over pairing draws, `draws.rows`) appears as one
+    table row holding its accuracy and macro-F1 with their intervals."""
     assert rows, "the results-table cell shows no table"
-    for r in results["rows"]:
+    assert results["draws"]["rows"], "results.json has no headline rows"
+    for r in results["draws"]["rows"]:
         acc, f1 = _pct(r["accuracy"], r["accuracy_ci"]), _pct(r["macro_f1"], r["macro_f1_ci"])
-        assert any(acc in row and f1 in row for row in rows), (r["model"], r["split"], acc, f1, rows)
+        assert any(acc in row and f1 in row for row in rows), (r["model"], acc, f1, rows)
 
 
 def _outputs_text(cell) -> str:

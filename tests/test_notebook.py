@@ -39,9 +39,9 @@ def test_notebook_smoke_end_to_end(tmp_path, data_root, fer_path, go_path, monke
     shown = results_table(results).df
     for value in shown.astype(str).to_numpy().ravel():   # every figure of the table is shown as is
         assert value in table, value
-    assert "RANDOM-INIT" in results["title"]
+    assert "RANDOM-INIT" in results["title"] and results["title"] in table   # the title shows in the cell
     # the plots are shown inline: every cell that draws one carries a PNG
-    plot_cells = [c for c in nb["cells"] if c["cell_type"] == "code" and "plots.plot_" in "".join(c["source"])]
+    plot_cells = [c for c in nb["cells"] if c["cell_type"] == "code" and "ef.plot_" in "".join(c["source"])]
     assert len(plot_cells) == 5
     for c in plot_cells:
         assert any("image/png" in o.get("data", {}) for o in c["outputs"]), "".join(c["source"])
