@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import shutil
 import zipfile
 from pathlib import Path
 
@@ -255,3 +256,35 @@ def toy_encoder_module():
     """Registers the text encoder "toy" for a whole test module (for module-scoped runs that use it)."""
     with registered_toy_encoder() as spec:
         yield spec
+
+
+@pytest.fixture
+def chromium_paths() -> tuple[str, str]:
+    """(chromium, chromedriver) from Debian's packages; a browser test fails without them in CI
+    (EMOTION_FUSION_REQUIRE_DATA=1) and skips elsewhere."""
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    driver = shutil.which("chromedriver")
+    if chromium and driver:
+        return chromium, driver
+    msg = ("Debian's chromium and chromium-driver are needed for the browser tests: "
+           "`apt-get install -y chromium chromium-driver` (.ci/run does this)")
+    if os.environ.get("EMOTION_FUSION_REQUIRE_DATA") == "1":
+        pytest.fail(msg)
+    pytest.skip(msg)
+
+
+@pytest.fixture
+def count_builds(monkeypatch):
+    """Counts the models built from here on (image.load_image_model, text.load_text_model)."""
+    from emotion_fusion import image, text
+    calls = {"image": 0, "text": 0}
+
+    def counting(name, fn):
+        def wrapper(*a, **k):
+            calls[name] += 1
+            return fn(*a, **k)
+        return wrapper
+
+    monkeypatch.setattr(image, "load_image_model", counting("image", image.load_image_model))
+    monkeypatch.setattr(text, "load_text_model", counting("text", text.load_text_model))
+    return calls

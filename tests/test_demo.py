@@ -360,21 +360,9 @@ def test_gradio_client_against_the_launched_app(served, face_photo, tmp_path):
     assert again[4]["label"] == fused["label"]
 
 
-def _browser_paths() -> tuple[str, str]:
-    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-    driver = shutil.which("chromedriver")
-    if chromium and driver:
-        return chromium, driver
-    msg = ("Debian's chromium and chromium-driver are needed for the browser test: "
-           "`apt-get install -y chromium chromium-driver` (.ci/run does this)")
-    if os.environ.get("EMOTION_FUSION_REQUIRE_DATA") == "1":
-        pytest.fail(msg)
-    pytest.skip(msg)
-
-
 @pytest.fixture
-def browser():
-    chromium, driver = _browser_paths()
+def browser(chromium_paths):
+    chromium, driver = chromium_paths
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
     opts = webdriver.ChromeOptions()

@@ -14,7 +14,7 @@ import time
 import numpy as np
 import pytest
 
-from emotion_fusion import image, pairing, pipeline, runs, text
+from emotion_fusion import pairing, pipeline, runs
 from emotion_fusion.config import Config
 from emotion_fusion.fusion import fuse
 from emotion_fusion.metrics import evaluate
@@ -25,22 +25,6 @@ def toy_run(toy_encoder_module, tmp_path_factory, fer_path, go_path):
     """The smoke profile on the real data with the toy text encoder (module-scoped: one run)."""
     cfg = Config.from_profile("smoke", text_model="toy", text_weights=None, progress=False)
     return pipeline.run(cfg, fer2013=fer_path, goemotions=go_path, out=tmp_path_factory.mktemp("toy") / "run")
-
-
-@pytest.fixture
-def count_builds(monkeypatch):
-    """Counts the models built from here on (image.load_image_model, text.load_text_model)."""
-    calls = {"image": 0, "text": 0}
-
-    def counting(name, fn):
-        def wrapper(*a, **k):
-            calls[name] += 1
-            return fn(*a, **k)
-        return wrapper
-
-    monkeypatch.setattr(image, "load_image_model", counting("image", image.load_image_model))
-    monkeypatch.setattr(text, "load_text_model", counting("text", text.load_text_model))
-    return calls
 
 
 @pytest.mark.data

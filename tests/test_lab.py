@@ -16,9 +16,7 @@ the repository (PYTHONPATH here, the working directory under `make notebook`).
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
 import socket
 import subprocess
 import sys
@@ -203,23 +201,12 @@ def test_make_report_writes_a_self_contained_page(smoke_run):
     print(f"\nreport: {Path(f'{run_dir}.html').stat().st_size / 1e6:.2f} MB, {pngs} inline PNGs")
 
 
-def _chromium() -> tuple[str, str]:
-    chromium, driver = shutil.which("chromium"), shutil.which("chromedriver")
-    if chromium and driver:
-        return chromium, driver
-    msg = ("Debian's chromium and chromium-driver are not installed (apt-get install -y chromium "
-           "chromium-driver); the browser test needs both")
-    if os.environ.get("EMOTION_FUSION_REQUIRE_DATA") == "1":
-        pytest.fail(msg)
-    pytest.skip(msg)
-
-
 @pytest.mark.browser
 @pytest.mark.slow
 @pytest.mark.data
-def test_browser_runs_all_cells_from_the_run_menu(lab: Lab, data_root, tmp_path):
+def test_browser_runs_all_cells_from_the_run_menu(lab: Lab, data_root, tmp_path, chromium_paths):
     """Open a copy of the notebook (parameters: smoke profile, fresh RUN_DIR) in Lab, Run > Run All Cells."""
-    chromium, chromedriver = _chromium()
+    chromium, chromedriver = chromium_paths
     run_dir = lab.root / "run_browser"
     nb = _with_parameters(lab.root / "browser.ipynb", PROFILE="smoke", RUN_DIR=str(run_dir))
     browser = LabBrowser(lab, chromium, chromedriver, tmp_path / "chromium-profile", tmp_path)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import emotion_fusion as ef
-from emotion_fusion import image, pipeline, runs, text
+from emotion_fusion import image, pipeline, runs
 from emotion_fusion.config import Config
 from emotion_fusion.errors import InputError
 from emotion_fusion.fusion import fuse
@@ -31,22 +31,6 @@ def smoke(tmp_path_factory, fer_path, go_path):
 def smoke_copy(smoke, tmp_path):
     """A private copy of the module's smoke run, for tests that re-score or rewrite it."""
     return shutil.copytree(smoke.dir, tmp_path / "copy")
-
-
-@pytest.fixture
-def count_builds(monkeypatch):
-    """Counts the models built from here on (image.load_image_model, text.load_text_model)."""
-    calls = {"image": 0, "text": 0}
-
-    def counting(name, fn):
-        def wrapper(*a, **k):
-            calls[name] += 1
-            return fn(*a, **k)
-        return wrapper
-
-    monkeypatch.setattr(image, "load_image_model", counting("image", image.load_image_model))
-    monkeypatch.setattr(text, "load_text_model", counting("text", text.load_text_model))
-    return calls
 
 
 @pytest.mark.data
