@@ -111,7 +111,7 @@ def evaluate_run(run_dir, *, fer2013=None, goemotions=None, out, skip_bad: bool 
     validation weight is RUN_DIR's.
     """
     from .pairing import make_pairs
-    from .pipeline import RunResult, _signature
+    from .pipeline import RunResult
     from .report import score_run, write_results
     src = _runs.run_dir_path(run_dir)
     pred = load_predictor(src)
@@ -145,7 +145,7 @@ def evaluate_run(run_dir, *, fer2013=None, goemotions=None, out, skip_bad: bool 
                  f"{dropped['texts']} texts")
         if "RANDOM-INIT" in info.get("title", ""):
             title += " — RANDOM-INIT WEIGHTS"
-        key = _runs.fingerprint(info["key"], _signature(fer_path), _signature(go_path))
+        key = _runs.fingerprint(info["key"], _runs.file_signature(fer_path), _runs.file_signature(go_path))
         _runs.write_json(out / _runs.INFO, {
             **{k: v for k, v in info.items() if k not in ("summary", "dropped")}, "key": key, "title": title,
             "evaluated_from": str(src.resolve()), "text_test_split": text_split, "dropped_seen": dropped,

@@ -104,7 +104,7 @@ def run(config: Config | None = None, *, fer2013: str | Path | None = None,
 def _key(cfg: Config, fer_path: Path, go_path: Path) -> str:
     """The cache key: the config less its scoring knobs, the datasets, weight files and code version."""
     return _runs.fingerprint({k: v for k, v in cfg.to_dict().items() if k not in SCORING_ONLY},
-                             _signature(fer_path), _signature(go_path), _weight_files(cfg), __version__,
+                             _runs.file_signature(fer_path), _runs.file_signature(go_path), _weight_files(cfg), __version__,
                              CACHE_FORMAT)
 
 
@@ -124,7 +124,7 @@ def _weight_files(cfg: Config) -> list:
     from . import image as _image
     from . import text as _text
     found = [_image.locate_weights(cfg.image_weights), _text.locate_weights(cfg.text_model, cfg.text_weights)]
-    return [_signature(p) for p in found if p is not None]
+    return [_runs.file_signature(p) for p in found if p is not None]
 
 
 def _compute(cfg: Config, fer_path: Path, go_path: Path, out: Path | None, key: str) -> None:
@@ -188,15 +188,6 @@ def _compute(cfg: Config, fer_path: Path, go_path: Path, out: Path | None, key: 
         "text_test_split": split["text_test_split"], "summary": _data.summarize(fer, go),
         "pairing_summary": split.get("pairing_summary"),
         "data": {"fer2013": _describe(fer_path), "goemotions": _describe(go_path)}})
-
-
-def _signature(path: Path) -> list:
-    """Cheap identity of a dataset or weight file on disk: (name, size, mtime) of every file under it."""
-    path = Path(path)
-    if not path.exists():
-        return [str(path)]      # e.g. a HF dataset id
-    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
-    return [[str(p.relative_to(path.parent)), p.stat().st_size, p.stat().st_mtime_ns] for p in files]
 
 
 def _describe(path: Path) -> str:

@@ -116,6 +116,15 @@ def fingerprint(*objs) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
+def file_signature(path: Path) -> list:
+    """Cheap identity of a dataset or weight file on disk: (name, size, mtime) of every file under it."""
+    path = Path(path)
+    if not path.exists():
+        return [str(path)]      # e.g. a HF dataset id
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+    return [[str(p.relative_to(path.parent)), p.stat().st_size, p.stat().st_mtime_ns] for p in files]
+
+
 def sha256(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
