@@ -13,7 +13,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from .errors import InputError
+from .errors import InputError, json_kind
 from .labels import MAPPINGS, MULTI_LABEL_RULES
 
 PROFILES = ("full", "offline", "smoke", "seed")
@@ -226,7 +226,7 @@ def load_config(path: str | Path) -> Config:
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise InputError(f"{p} is not valid JSON ({e}); {fix}") from None
     if not isinstance(data, dict):
-        raise InputError(f"{p} holds a JSON {type(data).__name__}, not an object of settings; {fix}")
+        raise InputError(f"{p} holds a JSON {json_kind(data)}, not an object of settings; {fix}")
     known = {f.name for f in fields(Config)}
     try:
         return Config(**{k: v for k, v in data.items() if k in known})

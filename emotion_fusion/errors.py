@@ -15,3 +15,10 @@ def useful_line(e: Exception, limit: int = 240) -> str:
     lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
     useful = [ln for ln in lines if "size mismatch" in ln or "Missing key" in ln or "Unexpected key" in ln]
     return ((useful or lines or [type(e).__name__])[0])[:limit]
+
+
+def json_kind(obj) -> str:
+    """JSON's own name for a parsed value's type (null, array, string, ...), for messages."""
+    names = {type(None): "null", list: "array", dict: "object", str: "string", bool: "boolean",
+             int: "number", float: "number"}
+    return names.get(type(obj), type(obj).__name__)

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import InputError
+from .errors import InputError, json_kind
 from .fusion import check_classes, check_probs
 from .labels import CLASSES
 from .metrics import as_labels
@@ -93,7 +93,7 @@ def read_json(path, kind: type | None = dict):
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise InputError(f"{path} is not valid JSON ({getattr(e, 'msg', e)}); {rerun(path.parent)}") from None
     if kind is not None and not isinstance(obj, kind):
-        raise InputError(f"{path} holds a JSON {type(obj).__name__}, expected an object; {rerun(path.parent)}")
+        raise InputError(f"{path} holds a JSON {json_kind(obj)}, expected an object; {rerun(path.parent)}")
     return obj
 
 

@@ -254,8 +254,8 @@ def test_run_dir_that_is_a_file_says_so(cli, tmp_path, command):
 @pytest.mark.parametrize("content, message", [
     ('{"fusion_weight": 0.6, "fusion_rule": "linear", "seed": "x", "n_boot": 10}',
      r"config\.json: seed = 'x' is not valid"),
-    ("null", r"config\.json holds a JSON NoneType, expected an object"),
-    ("[]", r"config\.json holds a JSON list, expected an object"),
+    ("null", r"config\.json holds a JSON null, expected an object"),
+    ("[]", r"config\.json holds a JSON array, expected an object"),
     ('{"fusion_weight": 0.6, "fusion_rule": "linear", "seed": 0, "n_boot": 10', r"config\.json is not valid JSON"),
 ])
 def test_fuse_and_sweep_with_a_bad_config_json(cli, run_dir, command, content, message):
@@ -314,7 +314,7 @@ def test_predict_with_a_config_json_list_is_one_line(cli, run_dir, tmp_path, mak
     face = tmp_path / "face.jpg"
     face.write_bytes(make_jpeg(make_face(1, 3)))
     one_line_error(cli("predict", "--run-dir", run_dir, "--image", face, "--text", "so happy", check=False),
-                   r"config\.json holds a JSON list, not an object of settings")
+                   r"config\.json holds a JSON array, not an object of settings")
 
 
 def test_predict_on_an_incomplete_dir_says_so(cli, run_dir, tmp_path, make_face, make_jpeg):

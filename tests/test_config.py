@@ -102,8 +102,8 @@ def test_new_fields_and_their_types():
 
 
 @pytest.mark.parametrize("content, message", [
-    ("null", r"config\.json holds a JSON NoneType, not an object of settings"),
-    ("[]", r"config\.json holds a JSON list, not an object of settings"),
+    ("null", r"config\.json holds a JSON null, not an object of settings"),
+    ("[]", r"config\.json holds a JSON array, not an object of settings"),
     ('{"seed": "x"}', r"config\.json: seed must be an integer, got 'x'"),
     ('{"lr": 1e999}', r"config\.json: lr must be a finite number, got inf"),
     ('{"device": "tpu"}', r"config\.json: device 'tpu' is not one of"),

@@ -166,7 +166,7 @@ def test_json_is_written_atomically_and_read_with_one_line_errors(tmp_path):
     with pytest.raises(InputError, match=r"b\.json is not valid JSON"):
         read_json(tmp_path / "b.json")
     (tmp_path / "c.json").write_text("[]")
-    with pytest.raises(InputError, match=r"c\.json holds a JSON list, expected an object"):
+    with pytest.raises(InputError, match=r"c\.json holds a JSON array, expected an object"):
         read_json(tmp_path / "c.json")
 
 
