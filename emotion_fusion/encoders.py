@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import os
+import warnings
 import zipfile
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -146,8 +147,11 @@ def _load_clip_file(net, path: Path) -> None:
 
     try:
         if zipfile.is_zipfile(path) and any(n.endswith("/constants.pkl") for n in zipfile.ZipFile(path).namelist()):
-            # OpenAI's original release is a TorchScript archive: read its tensors, not its code.
-            state = torch.jit.load(str(path), map_location="cpu").state_dict()
+            # OpenAI's original release is a TorchScript archive: read its tensors, not its code
+            # (torch calls TorchScript deprecated; the file format is what it is, so no warning).
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", FutureWarning)
+                state = torch.jit.load(str(path), map_location="cpu").state_dict()
             state = {k: v for k, v in state.items() if k not in ("input_resolution", "context_length", "vocab_size")}
             net.load_state_dict(state)
         else:

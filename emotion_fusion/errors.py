@@ -14,7 +14,7 @@ def useful_line(e: Exception, limit: int = 240) -> str:
     empty or generic line and put "size mismatch for ..." further down)."""
     lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
     useful = [ln for ln in lines if "size mismatch" in ln or "Missing key" in ln or "Unexpected key" in ln]
-    return ((useful or lines or [type(e).__name__])[0])[:limit]
+    return ((useful or lines or [type(e).__name__])[0])[:limit].rstrip(".")   # the caller goes on with "; ..."
 
 
 def json_kind(obj) -> str:

@@ -1,0 +1,252 @@
+"""The `full` profile's weight files in their real formats, built from random init (issue 10, items 4-5).
+
+No machine here can download weights, so each test writes the files a user's machine would hold, in the
+layout the libraries leave them in:
+- ResNet-50: a torchvision state dict named as torchvision names it, in `$TORCH_HOME/hub/checkpoints`;
+- CLIP ViT-B/32, plain state dict: `open_clip_pytorch_model.bin` in the Hugging Face cache (blob + snapshot
+  symlink + refs/main), where `open_clip.create_model(..., pretrained="openai")` downloads it today;
+- CLIP ViT-B/32, OpenAI's release: a TorchScript archive `ViT-B-32.pt` with OpenAI's key names and fp16
+  weights, in `~/.cache/clip` (open_clip's url cache; also what `clip.load` users hold).
+Then: both formats load bit for bit, a `full` run completes with them at tiny caps, replacing one makes
+the cached run stale, and a broken or wrong file stops a run in one line before any data is decoded.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import warnings
+from pathlib import Path
+
+import pytest
+import torch
+
+from emotion_fusion import pipeline
+from emotion_fusion.config import Config
+from emotion_fusion.errors import InputError
+from emotion_fusion.text import load_text_model
+
+pytestmark = pytest.mark.slow
+
+RESNET_FILE = "resnet50-0676ba61.pth"        # torchvision's name for ResNet50_Weights.IMAGENET1K_V1
+HF_REPO_DIR = "models--timm--vit_base_patch32_clip_224.openai"
+HF_FILE = "open_clip_pytorch_model.bin"
+OPENAI_FILE = "ViT-B-32.pt"
+# Linear / conv / attention weights and the two projections are fp16 in OpenAI's release (its
+# convert_weights); layer norms, embeddings and logit_scale stay fp32.
+_FP16_PARTS = ("attn.", "mlp.", "conv1.", "text_projection", "visual.proj")
+
+
+# ---------------------------------------------------------------- building the files
+def _clip_state(arch: str = "ViT-B-32", seed: int = 1) -> dict[str, torch.Tensor]:
+    import open_clip
+
+    with torch.random.fork_rng(devices=[]):      # leaves the global RNG as other tests expect it
+        torch.manual_seed(seed)
+        return open_clip.create_model(arch, pretrained=None, force_quick_gelu=True).state_dict()
+
+
+def _resnet_state(seed: int = 2) -> dict[str, torch.Tensor]:
+    import torchvision
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return torchvision.models.resnet50().state_dict()   # with its 1000-class fc, as torchvision ships it
+
+
+class _Tensors(torch.nn.Module):
+    """A module that only holds tensors under given dotted names; scripted, it is a TorchScript archive."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x
+
+
+def _save_openai_archive(state: dict[str, torch.Tensor], path: Path) -> Path:
+    root = _Tensors()
+    for key, value in state.items():
+        *parents, leaf = key.split(".")
+        module = root
+        for name in parents:
+            if name not in module._modules:
+                module.add_module(name, _Tensors())
+            module = module._modules[name]
+        value = value.half() if any(p in key for p in _FP16_PARTS) else value
+        module.register_buffer(leaf, value.clone())
+    # openai/CLIP's build_model deletes these three from the archive's state dict before loading it
+    for key, value in (("input_resolution", 224), ("context_length", 77), ("vocab_size", 49408)):
+        root.register_buffer(key, torch.tensor(value))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with warnings.catch_warnings():     # torch>=2.10 calls TorchScript deprecated; OpenAI's file is one
+        warnings.simplefilter("ignore", FutureWarning)
+        torch.jit.script(root).save(str(path))
+    return path
+
+
+def _save_hf_cached(state: dict, hf_home: Path, commit: str = "0" * 40) -> Path:
+    """The HF cache layout: the bytes in blobs/, a snapshot symlink to them, refs/main naming the commit."""
+    repo = hf_home / "hub" / HF_REPO_DIR
+    (repo / "blobs").mkdir(parents=True, exist_ok=True)
+    (repo / "refs").mkdir(exist_ok=True)
+    blob = repo / "blobs" / f"blob-{commit[:8]}"
+    torch.save(state, blob)
+    snap = repo / "snapshots" / commit / HF_FILE
+    snap.parent.mkdir(parents=True, exist_ok=True)
+    snap.unlink(missing_ok=True)
+    snap.symlink_to(os.path.relpath(blob, snap.parent))
+    (repo / "refs" / "main").write_text(commit)
+    return snap
+
+
+def _save_hub_resnet(state: dict, torch_home: Path) -> Path:
+    path = torch_home / "hub" / "checkpoints" / RESNET_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(state, path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def weight_files(tmp_path_factory):
+    """Each real-format file once per module, in its own cache folder (about 1 GB, written in seconds)."""
+    root = tmp_path_factory.mktemp("weights")
+    clip = _clip_state()
+    return {"clip": clip, "root": root,
+            "resnet": _save_hub_resnet(_resnet_state(), root / "torch"),
+            "hf": _save_hf_cached(clip, root / "hf"),
+            "openai": _save_openai_archive(clip, root / "home" / ".cache" / "clip" / OPENAI_FILE)}
+
+
+@pytest.fixture
+def use_caches(tmp_path, monkeypatch, weight_files):
+    """`use_caches(resnet=True, clip="hf"|"openai"|None)`: point TORCH_HOME / HF_HOME / HOME at the
+    module's files or at empty folders, with no network. Returns the three folders."""
+    def use(resnet: bool = True, clip: str | None = "hf") -> dict[str, Path]:
+        root = weight_files["root"]
+        homes = {"TORCH_HOME": root / "torch" if resnet else tmp_path / "torch",
+                 "HF_HOME": root / "hf" if clip == "hf" else tmp_path / "hf",
+                 "HOME": root / "home" if clip == "openai" else tmp_path / "home"}
+        for env, folder in homes.items():
+            folder.mkdir(exist_ok=True)
+            monkeypatch.setenv(env, str(folder))
+        for env in ("HF_HUB_CACHE", "XDG_CACHE_HOME"):
+            monkeypatch.delenv(env, raising=False)
+        monkeypatch.setenv("EMOTION_FUSION_OFFLINE", "1")
+        return homes
+    return use
+
+
+def _assert_clip_equals(net, state: dict, fp16_release: bool) -> None:
+    """`net` holds `state`'s values exactly (rounded to fp16 where OpenAI's release stores fp16)."""
+    got = net.state_dict()
+    for key in ("visual.conv1.weight", "visual.proj", "token_embedding.weight",
+                "transformer.resblocks.11.attn.in_proj_weight", "ln_final.weight", "logit_scale"):
+        want = state[key].half().float() if fp16_release and any(p in key for p in _FP16_PARTS) else state[key]
+        torch.testing.assert_close(got[key].float().cpu(), want, rtol=0, atol=0)
+
+
+# ---------------------------------------------------------------- item 4: both formats load
+@pytest.mark.parametrize("kind", ["hf", "openai"])
+def test_openai_clip_found_in_its_cache_and_loaded_exactly(kind, weight_files, use_caches, caplog):
+    use_caches(resnet=False, clip=kind)
+    caplog.set_level(logging.INFO)
+    model, tokenize = load_text_model("ViT-B/32", weights="openai")
+    assert model.label == "CLIP ViT-B/32 (openai)"
+    _assert_clip_equals(model.net, weight_files["clip"], fp16_release=kind == "openai")
+    assert tokenize(["a happy face"]).shape == (1, 77)
+    # open_clip logs "No pretrained weights loaded ... initialized randomly" for the network it builds
+    # before the file is read; that would be false here, so it is not shown
+    assert not [r for r in caplog.records if "pretrained weights" in r.getMessage()]
+
+
+def test_openai_archive_given_as_a_path(weight_files):
+    model, _ = load_text_model("ViT-B/32", weights=str(weight_files["openai"]))
+    assert model.label == f"CLIP ViT-B/32 (file {OPENAI_FILE})"
+    _assert_clip_equals(model.net, weight_files["clip"], fp16_release=True)
+
+
+# ---------------------------------------------------------------- item 4: a full run with these files
+TINY = ["epochs=1", "train_per_class=6", "text_train_per_class=6", "val_per_class=4", "test_per_class=4"]
+
+
+@pytest.mark.data
+def test_full_profile_runs_on_real_format_files_and_their_replacement_is_stale(tmp_path, use_caches, fer_path,
+                                                                                  go_path, capsys):
+    from emotion_fusion import runs
+    from emotion_fusion.cli import main
+
+    homes = use_caches(resnet=False, clip=None)     # private copies: this test replaces them
+    resnet_file = _save_hub_resnet(_resnet_state(), homes["TORCH_HOME"])
+    clip_file = _save_hf_cached(_clip_state(), homes["HF_HOME"])
+    out = tmp_path / "full"
+    args = ["run", "--profile", "full", "--fer2013", fer_path, "--goemotions", go_path, "--out", out, "--json",
+            "--set", *TINY]
+    capsys.readouterr()
+    assert main([str(a) for a in args]) == 0
+    results = json.loads(capsys.readouterr().out)
+    assert results["reused_cached_outputs"] is False
+    info = json.loads((out / "run_info.json").read_text())
+    assert info["branches"].startswith("image: ResNet-50 ImageNet IMAGENET1K_V1 → trained 1 epochs at 224px; "
+                                       "text: CLIP ViT-B/32 (openai) + ")   # + the head chosen on validation
+    assert {(r["model"], r["split"]) for r in results["rows"]} >= {("visual", "test"), ("text", "test"),
+                                                                   ("fusion", "test")}
+    assert "models/image.pth" in runs.verify(out)["files"]      # complete: every file matches the manifest
+
+    # another fusion weight: the cached outputs serve
+    assert main([str(a) for a in args[:-len(TINY) - 1] + ["--fusion-weight", "0.5", "--set", *TINY]]) == 0
+    assert json.loads(capsys.readouterr().out)["reused_cached_outputs"] is True
+
+    # the cache key carries the signatures of the files found in TORCH_HOME and the HF cache
+    cfg = Config.from_profile("full").with_overrides(TINY)
+    key = lambda: pipeline._key(cfg, fer_path, go_path)  # noqa: E731
+    assert runs.is_complete(out, key())
+    resnet_file.unlink()
+    _save_hub_resnet(_resnet_state(seed=3), homes["TORCH_HOME"])
+    assert not runs.is_complete(out, key()), "a replaced ResNet-50 hub file must make the run stale"
+    stale = key()
+    clip_file.resolve().unlink()
+    _save_hf_cached(_clip_state(seed=4), homes["HF_HOME"])
+    assert key() != stale, "a replaced CLIP file in the HF cache must change the cache key"
+
+
+# ---------------------------------------------------------------- item 5: bad files stop a run at once
+def _resnet_missing_key(homes):
+    state = _resnet_state()
+    del state["layer3.2.bn2.running_var"]
+    _save_hub_resnet(state, homes["TORCH_HOME"])
+
+
+def _resnet_cut_short(homes):
+    path = _save_hub_resnet(_resnet_state(), homes["TORCH_HOME"])
+    path.write_bytes(path.read_bytes()[: 1 << 20])            # an interrupted download
+
+
+def _clip_b16(homes):
+    _save_hf_cached(_clip_state("ViT-B-16"), homes["HF_HOME"])
+
+
+def _clip_archive_cut_short(homes):
+    path = _save_openai_archive(_clip_state(), homes["HOME"] / ".cache" / "clip" / OPENAI_FILE)
+    path.write_bytes(path.read_bytes()[: 1 << 20])
+
+
+@pytest.mark.parametrize("resnet, clip, spoil, message", [
+    (False, "hf", _resnet_missing_key,
+     rf"image weights \S+/hub/checkpoints/{RESNET_FILE} are not a ResNet-50 state_dict "
+     r"\(missing \['layer3\.2\.bn2\.running_var'\]"),
+    (False, "hf", _resnet_cut_short, rf"cannot read image weights \S+/hub/checkpoints/{RESNET_FILE}: "),
+    (True, None, _clip_b16, r"cannot load CLIP ViT-B/32 weights from \S+/open_clip_pytorch_model\.bin: RuntimeError: "
+                            r"size mismatch for visual\.conv1\.weight: copying a param with shape torch\.Size\(\[768, 3, 16, 16\]\) "
+                            r"from checkpoint, the shape in current model is torch\.Size\(\[768, 3, 32, 32\]\); give"),
+    (True, None, _clip_archive_cut_short, rf"cannot load CLIP ViT-B/32 weights from \S+/\.cache/clip/{OPENAI_FILE}: "),
+], ids=["resnet-missing-key", "resnet-cut-short", "clip-is-vit-b16", "clip-archive-cut-short"])
+def test_bad_weight_files_stop_the_run_in_one_line_before_any_data(resnet, clip, spoil, message, use_caches,
+                                                                    monkeypatch, tmp_path, fer_tree, goemotions_dir):
+    homes = use_caches(resnet=resnet, clip=clip)
+    spoil(homes)
+    for reader in ("load_fer2013", "load_goemotions"):
+        monkeypatch.setattr(f"emotion_fusion.data.{reader}",
+                            lambda *a, **k: pytest.fail("data was read before the weights were checked"))
+    with pytest.raises(InputError, match=message) as err:
+        pipeline.run(Config.from_profile("full", progress=False), fer2013=fer_tree(tmp_path / "fer"),
+                     goemotions=goemotions_dir(tmp_path / "go"), out=tmp_path / "run")
+    assert "\n" not in str(err.value)
+    assert not (tmp_path / "run").exists()
