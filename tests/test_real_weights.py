@@ -1,21 +1,15 @@
 """The `full` profile's weight files in their real formats, built from random init (issue 10, items 4-5).
 
-No machine here can download weights, so each test writes the files a user's machine would hold, in the
-layout the libraries leave them in:
-- ResNet-50: a torchvision state dict named as torchvision names it, in `$TORCH_HOME/hub/checkpoints`;
-- CLIP ViT-B/32, plain state dict: `open_clip_pytorch_model.bin` in the Hugging Face cache (blob + snapshot
-  symlink + refs/main), where `open_clip.create_model(..., pretrained="openai")` downloads it today;
-- CLIP ViT-B/32, OpenAI's release: a TorchScript archive `ViT-B-32.pt` with OpenAI's key names and fp16
-  weights, in `~/.cache/clip` (open_clip's url cache; also what `clip.load` users hold).
-Then: both formats load bit for bit, a `full` run completes with them at tiny caps, replacing one makes
+No machine here can download weights, so the tests write the files a user's machine would hold, in the
+layouts the libraries leave them in (tools/random_weights.py: a torchvision hub ResNet-50, CLIP ViT-B/32 as
+an HF-cached state dict and as OpenAI's TorchScript archive in ~/.cache/clip). Then: both formats load bit for bit, a `full` run completes with them at tiny caps, replacing one makes
 the cached run stale, and a broken or wrong file stops a run in one line before any data is decoded.
 """
 from __future__ import annotations
 
 import json
 import logging
-import os
-import warnings
+import sys
 from pathlib import Path
 
 import pytest
@@ -26,93 +20,22 @@ from emotion_fusion.config import Config
 from emotion_fusion.errors import InputError
 from emotion_fusion.text import load_text_model
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
+from random_weights import (FP16_PARTS, OPENAI_FILE, RESNET_FILE, clip_state,  # noqa: E402
+                            resnet_state, save_hf_cached, save_hub_resnet, save_openai_archive)
+
 pytestmark = pytest.mark.slow
-
-RESNET_FILE = "resnet50-0676ba61.pth"        # torchvision's name for ResNet50_Weights.IMAGENET1K_V1
-HF_REPO_DIR = "models--timm--vit_base_patch32_clip_224.openai"
-HF_FILE = "open_clip_pytorch_model.bin"
-OPENAI_FILE = "ViT-B-32.pt"
-# Linear / conv / attention weights and the two projections are fp16 in OpenAI's release (its
-# convert_weights); layer norms, embeddings and logit_scale stay fp32.
-_FP16_PARTS = ("attn.", "mlp.", "conv1.", "text_projection", "visual.proj")
-
-
-# ---------------------------------------------------------------- building the files
-def _clip_state(arch: str = "ViT-B-32", seed: int = 1) -> dict[str, torch.Tensor]:
-    import open_clip
-
-    with torch.random.fork_rng(devices=[]):      # leaves the global RNG as other tests expect it
-        torch.manual_seed(seed)
-        return open_clip.create_model(arch, pretrained=None, force_quick_gelu=True).state_dict()
-
-
-def _resnet_state(seed: int = 2) -> dict[str, torch.Tensor]:
-    import torchvision
-
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        return torchvision.models.resnet50().state_dict()   # with its 1000-class fc, as torchvision ships it
-
-
-class _Tensors(torch.nn.Module):
-    """A module that only holds tensors under given dotted names; scripted, it is a TorchScript archive."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x
-
-
-def _save_openai_archive(state: dict[str, torch.Tensor], path: Path) -> Path:
-    root = _Tensors()
-    for key, value in state.items():
-        *parents, leaf = key.split(".")
-        module = root
-        for name in parents:
-            if name not in module._modules:
-                module.add_module(name, _Tensors())
-            module = module._modules[name]
-        value = value.half() if any(p in key for p in _FP16_PARTS) else value
-        module.register_buffer(leaf, value.clone())
-    # openai/CLIP's build_model deletes these three from the archive's state dict before loading it
-    for key, value in (("input_resolution", 224), ("context_length", 77), ("vocab_size", 49408)):
-        root.register_buffer(key, torch.tensor(value))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with warnings.catch_warnings():     # torch>=2.10 calls TorchScript deprecated; OpenAI's file is one
-        warnings.simplefilter("ignore", FutureWarning)
-        torch.jit.script(root).save(str(path))
-    return path
-
-
-def _save_hf_cached(state: dict, hf_home: Path, commit: str = "0" * 40) -> Path:
-    """The HF cache layout: the bytes in blobs/, a snapshot symlink to them, refs/main naming the commit."""
-    repo = hf_home / "hub" / HF_REPO_DIR
-    (repo / "blobs").mkdir(parents=True, exist_ok=True)
-    (repo / "refs").mkdir(exist_ok=True)
-    blob = repo / "blobs" / f"blob-{commit[:8]}"
-    torch.save(state, blob)
-    snap = repo / "snapshots" / commit / HF_FILE
-    snap.parent.mkdir(parents=True, exist_ok=True)
-    snap.unlink(missing_ok=True)
-    snap.symlink_to(os.path.relpath(blob, snap.parent))
-    (repo / "refs" / "main").write_text(commit)
-    return snap
-
-
-def _save_hub_resnet(state: dict, torch_home: Path) -> Path:
-    path = torch_home / "hub" / "checkpoints" / RESNET_FILE
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(state, path)
-    return path
 
 
 @pytest.fixture(scope="module")
 def weight_files(tmp_path_factory):
     """Each real-format file once per module, in its own cache folder (about 1 GB, written in seconds)."""
     root = tmp_path_factory.mktemp("weights")
-    clip = _clip_state()
+    clip = clip_state()
     return {"clip": clip, "root": root,
-            "resnet": _save_hub_resnet(_resnet_state(), root / "torch"),
-            "hf": _save_hf_cached(clip, root / "hf"),
-            "openai": _save_openai_archive(clip, root / "home" / ".cache" / "clip" / OPENAI_FILE)}
+            "resnet": save_hub_resnet(resnet_state(), root / "torch"),
+            "hf": save_hf_cached(clip, root / "hf"),
+            "openai": save_openai_archive(clip, root / "home" / ".cache" / "clip" / OPENAI_FILE)}
 
 
 @pytest.fixture
@@ -139,7 +62,7 @@ def _assert_clip_equals(net, state: dict, fp16_release: bool) -> None:
     got = net.state_dict()
     for key in ("visual.conv1.weight", "visual.proj", "token_embedding.weight",
                 "transformer.resblocks.11.attn.in_proj_weight", "ln_final.weight", "logit_scale"):
-        want = state[key].half().float() if fp16_release and any(p in key for p in _FP16_PARTS) else state[key]
+        want = state[key].half().float() if fp16_release and any(p in key for p in FP16_PARTS) else state[key]
         torch.testing.assert_close(got[key].float().cpu(), want, rtol=0, atol=0)
 
 
@@ -174,8 +97,8 @@ def test_full_profile_runs_on_real_format_files_and_their_replacement_is_stale(t
     from emotion_fusion.cli import main
 
     homes = use_caches(resnet=False, clip=None)     # private copies: this test replaces them
-    resnet_file = _save_hub_resnet(_resnet_state(), homes["TORCH_HOME"])
-    clip_file = _save_hf_cached(_clip_state(), homes["HF_HOME"])
+    save_hub_resnet(resnet_state(), homes["TORCH_HOME"])
+    save_hf_cached(clip_state(), homes["HF_HOME"])
     out = tmp_path / "full"
     args = ["run", "--profile", "full", "--fer2013", fer_path, "--goemotions", go_path, "--out", out, "--json",
             "--set", *TINY]
@@ -198,33 +121,31 @@ def test_full_profile_runs_on_real_format_files_and_their_replacement_is_stale(t
     cfg = Config.from_profile("full").with_overrides(TINY)
     key = lambda: pipeline._key(cfg, fer_path, go_path)  # noqa: E731
     assert runs.is_complete(out, key())
-    resnet_file.unlink()
-    _save_hub_resnet(_resnet_state(seed=3), homes["TORCH_HOME"])
+    save_hub_resnet(resnet_state(seed=3), homes["TORCH_HOME"])
     assert not runs.is_complete(out, key()), "a replaced ResNet-50 hub file must make the run stale"
     stale = key()
-    clip_file.resolve().unlink()
-    _save_hf_cached(_clip_state(seed=4), homes["HF_HOME"])
+    save_hf_cached(clip_state(seed=4), homes["HF_HOME"])
     assert key() != stale, "a replaced CLIP file in the HF cache must change the cache key"
 
 
 # ---------------------------------------------------------------- item 5: bad files stop a run at once
 def _resnet_missing_key(homes):
-    state = _resnet_state()
+    state = resnet_state()
     del state["layer3.2.bn2.running_var"]
-    _save_hub_resnet(state, homes["TORCH_HOME"])
+    save_hub_resnet(state, homes["TORCH_HOME"])
 
 
 def _resnet_cut_short(homes):
-    path = _save_hub_resnet(_resnet_state(), homes["TORCH_HOME"])
+    path = save_hub_resnet(resnet_state(), homes["TORCH_HOME"])
     path.write_bytes(path.read_bytes()[: 1 << 20])            # an interrupted download
 
 
 def _clip_b16(homes):
-    _save_hf_cached(_clip_state("ViT-B-16"), homes["HF_HOME"])
+    save_hf_cached(clip_state("ViT-B-16"), homes["HF_HOME"])
 
 
 def _clip_archive_cut_short(homes):
-    path = _save_openai_archive(_clip_state(), homes["HOME"] / ".cache" / "clip" / OPENAI_FILE)
+    path = save_openai_archive(clip_state(), homes["HOME"] / ".cache" / "clip" / OPENAI_FILE)
     path.write_bytes(path.read_bytes()[: 1 << 20])
 
 
