@@ -66,8 +66,35 @@ def _cmd_run(a: argparse.Namespace, out) -> int:
     result = run(cfg, fer2013=a.fer2013, goemotions=a.goemotions, out=a.out)
     if result is None:      # a non-main process of a distributed run: rank 0 writes and reports
         return 0
-    _print(result.results, a.json, result.table_text(), out)
+    text = result.table_text()
+    if cfg.protocol == "seed":
+        text += _seed_extras(result)
+    _print(result.results, a.json, text, out)
     return 0
+
+
+# the pairing summary's columns for a terminal: the pools, each rule in order, the split, the kept similarity
+_PAIRING_COLUMNS = {"pool_images": "faces", "pool_texts": "texts", "target": "target", "sampled": "sampled",
+                    "matched": "matched", "above_threshold": ">= min sim", "kept_top_target": "top target",
+                    "after_word_count": "words ok", "after_unique_ratio": "unique ok", "after_spam": "no spam",
+                    "train": "train", "val": "val", "test": "test", "sim_kept_mean": "mean sim"}
+
+
+def _seed_extras(result) -> str:
+    """The reproduction's own evidence after its table: pairs per class after each of the original's
+    rules, and the original's bug (raw-cosine vs calibrated head, fused with this run's visual branch)."""
+    from .seed_protocol import pairing_summary_table
+    from .seedbug import original_bug
+    pairing = pairing_summary_table(result.pairing_summary)
+    pairing = pairing[[c for c in _PAIRING_COLUMNS if c in pairing.columns]].rename(columns=_PAIRING_COLUMNS)
+    bug = original_bug(result.dir)
+    n_pairs = bug.attrs["n_pairs"]
+    bug = bug.astype(object).where(bug.notna(), "")           # blank, not NaN / <NA>, where a cell does not apply
+    fmt = lambda v: f"{v:.3f}" if isinstance(v, float) else str(v)  # noqa: E731
+    return (f"\n\nPairing, per class (pairs left after each of the seed protocol's rules, in order):\n"
+            f"{pairing.to_string(na_rep='', float_format=lambda v: f'{v:.3f}')}\n\n"
+            f"The original's bug, on the {n_pairs:,} "
+            f"test pairs (accuracy and macro-F1 as fractions):\n{bug.to_string(formatters=[fmt] * bug.shape[1])}")
 
 
 def _cmd_fuse(a: argparse.Namespace, out) -> int:

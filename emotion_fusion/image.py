@@ -289,7 +289,8 @@ class ImageBranch:
 
     @property
     def label(self) -> str:
-        trained = f" → trained {len(self.history['train_loss'])} epochs" if self.history.get("train_loss") else ""
+        n = len(self.history.get("train_loss", []))
+        trained = f" → trained {n} epoch{'s' * (n != 1)}" if n else ""
         return f"ResNet-50 {self.model.weights_label}{trained} at {self.preprocess.image_size}px"
 
     def save(self, folder) -> Path:

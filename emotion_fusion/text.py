@@ -169,7 +169,9 @@ class TextBranch:
 
     @property
     def label(self) -> str:
-        head = f" + {self.head.kind} head (chosen on validation)" if self.head is not None else ""
+        # "chosen" only where there was a choice: `auto` weighs zero-shot against the probe
+        how = " (chosen on validation)" if self.cfg.text_head == "auto" else ""
+        head = f" + {self.head.kind} head{how}" if self.head is not None else ""
         return f"{self.model.label}{head}"
 
     def save(self, folder) -> Path:

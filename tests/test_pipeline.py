@@ -214,7 +214,7 @@ def test_out_dir_inside_input_is_refused(tmp_path, fer_tree, goemotions_dir, tak
 
 @pytest.mark.data
 @pytest.mark.slow
-def test_seed_protocol_pairs_by_clip_similarity(tmp_path, fer_path, go_path):
+def test_seed_protocol_pairs_by_clip_similarity(tmp_path, fer_path, go_path, capsys):
     cfg = Config.from_profile("smoke", progress=False, protocol="seed", label_map="seed", multi_label="first",
                               seed_pairs_rare=5, seed_pairs_common=10, seed_min_similarity=-1.0)  # random CLIP
     res = pipeline.run(cfg, fer2013=fer_path, goemotions=go_path, out=tmp_path / "seed")
@@ -226,6 +226,24 @@ def test_seed_protocol_pairs_by_clip_similarity(tmp_path, fer_path, go_path):
     assert len(test["y"]) == res.sizes["images"]["test"]
     np.testing.assert_array_equal(test["pairs"], np.arange(len(test["y"])))
     np.testing.assert_array_equal(test["y_text"], test["y_image"])
+
+    # the CLI's table for a seed-protocol run goes on with the pairing summary and the original's bug
+    from emotion_fusion.cli import main
+    capsys.readouterr()
+    assert main(["run", "--profile", "smoke", "--fer2013", str(fer_path), "--goemotions", str(go_path),
+                 "--out", str(res.dir), "--set", "protocol=seed", "label_map=seed", "multi_label=first",
+                 "seed_pairs_rare=5", "seed_pairs_common=10", "seed_min_similarity=-1"]) == 0
+    printed = capsys.readouterr().out
+    pairing = printed.split("Pairing, per class")[1].split("The original's bug")[0].splitlines()
+    assert pairing[1].split() == ["faces", "texts", "target", "sampled", "matched", ">=", "min", "sim", "top",
+                                  "target", "words", "ok", "unique", "ok", "no", "spam", "train", "val", "test",
+                                  "mean", "sim"]
+    total = next(ln for ln in pairing if ln.startswith("total")).split()
+    assert int(total[3]) == 2 * 5 + 5 * 10 and int(total[-3]) + int(total[-2]) + int(total[-1]) == n
+    bug = printed.split("The original's bug, on the ")[1]
+    assert bug.startswith(f"{res.sizes['images']['test']} test pairs")
+    raw, calibrated = (ln for ln in bug.splitlines() if "fused 0.6·visual + 0.4·text" in ln)
+    assert raw.split()[-1].isdigit() and calibrated.split()[-1].isdigit()   # pairs whose label fusion changed
 
 
 @pytest.mark.parametrize("override, message", [

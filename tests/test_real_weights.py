@@ -107,7 +107,7 @@ def test_full_profile_runs_on_real_format_files_and_their_replacement_is_stale(t
     results = json.loads(capsys.readouterr().out)
     assert results["reused_cached_outputs"] is False
     info = json.loads((out / "run_info.json").read_text())
-    assert info["branches"].startswith("image: ResNet-50 ImageNet IMAGENET1K_V1 → trained 1 epochs at 224px; "
+    assert info["branches"].startswith("image: ResNet-50 ImageNet IMAGENET1K_V1 → trained 1 epoch at 224px; "
                                        "text: CLIP ViT-B/32 (openai) + ")   # + the head chosen on validation
     assert {(r["model"], r["split"]) for r in results["rows"]} >= {("visual", "test"), ("text", "test"),
                                                                    ("fusion", "test")}

@@ -15,6 +15,7 @@ ImageNet / openai because that is the path that loaded them. What it writes:
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import warnings
 from pathlib import Path
@@ -108,13 +109,15 @@ def main() -> None:
     ap.add_argument("--openai-archive", action="store_true",
                     help="also write DIR/home/.cache/clip/ViT-B-32.pt (found when HOME=DIR/home)")
     a = ap.parse_args()
+    # open_clip logs "initialized randomly" for the network it builds; that is the point here
+    logging.getLogger().setLevel(logging.ERROR)
     clip = clip_state()
     written = [save_hub_resnet(resnet_state(), a.dir / "torch"), save_hf_cached(clip, a.dir / "hf")]
     if a.openai_archive:
         written.append(save_openai_archive(clip, a.dir / "home" / ".cache" / "clip" / OPENAI_FILE))
     print("\n".join(f"wrote {p}" for p in written))
     print(f"RANDOM weights in real formats; use them with:\n  export TORCH_HOME={a.dir.resolve() / 'torch'} "
-          f"HF_HOME={a.dir.resolve() / 'hf'} EMOTION_FUSION_OFFLINE=1")
+          f"HF_HOME={a.dir.resolve() / 'hf'} EMOTION_FUSION_OFFLINE=1", flush=True)
 
 
 if __name__ == "__main__":
