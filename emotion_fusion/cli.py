@@ -83,18 +83,13 @@ _PAIRING_COLUMNS = {"pool_images": "faces", "pool_texts": "texts", "target": "ta
 def _seed_extras(result) -> str:
     """The reproduction's own evidence after its table: pairs per class after each of the original's
     rules, and the original's bug (raw-cosine vs calibrated head, fused with this run's visual branch)."""
-    from .seed_protocol import pairing_summary_table
     from .seedbug import original_bug
-    pairing = pairing_summary_table(result.pairing_summary)
+    pairing = result.pairing_table()
     pairing = pairing[[c for c in _PAIRING_COLUMNS if c in pairing.columns]].rename(columns=_PAIRING_COLUMNS)
     bug = original_bug(result.dir)
-    n_pairs = bug.attrs["n_pairs"]
-    bug = bug.astype(object).where(bug.notna(), "")           # blank, not NaN / <NA>, where a cell does not apply
-    fmt = lambda v: f"{v:.3f}" if isinstance(v, float) else str(v)  # noqa: E731
     return (f"\n\nPairing, per class (pairs left after each of the seed protocol's rules, in order):\n"
             f"{pairing.to_string(na_rep='', float_format=lambda v: f'{v:.3f}')}\n\n"
-            f"The original's bug, on the {n_pairs:,} "
-            f"test pairs (accuracy and macro-F1 as fractions):\n{bug.to_string(formatters=[fmt] * bug.shape[1])}")
+            f"The original's bug, on the {bug.attrs['n_pairs']:,} test pairs:\n{bug.to_string()}")
 
 
 def _cmd_fuse(a: argparse.Namespace, out) -> int:

@@ -58,6 +58,12 @@ class RunResult:
         from .report import format_results
         return format_results(self.results)
 
+    def pairing_table(self):
+        """protocol=seed: the pairs per class left after each of the original's rules (a DataFrame);
+        None under the holdout protocol, which pairs at random within class."""
+        from .seed_protocol import pairing_summary_table
+        return pairing_summary_table(self.pairing_summary) if self.pairing_summary else None
+
     def outputs(self, split: str = "test") -> dict:
         """The cached per-item and per-pair arrays of `split` (see runs.py), plus `p_fused`: the
         default pairs fused at the config's weight with its rule."""

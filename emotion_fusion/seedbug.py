@@ -60,19 +60,22 @@ def bug_table(p_visual, p_text_calibrated, y, *, raw_cosines=None, p_text_raw=No
 
 
 def bug_table_frame(table: dict) -> pd.DataFrame:
-    """`bug_table`'s dict as a DataFrame: one row per head (text alone, fused) plus visual alone."""
+    """`bug_table`'s dict as a table to read: one row per head (text alone, fused) plus visual alone,
+    scores in %, and blank cells where a column does not apply (not NaN)."""
     w = table["weight"]
-    rows = [{"head": "—", "scored": "visual alone", **table["visual"], "mean top prob": np.nan,
-             "pairs fused ≠ visual": pd.NA}]
+
+    def row(head: str, scored: str, score: dict, top_prob="", differs="") -> dict:
+        return {"head": head, "scored": scored, "accuracy %": round(100 * score["accuracy"], 1),
+                "macro-F1 %": round(100 * score["macro_f1"], 1),
+                "mean top prob": top_prob if top_prob == "" else round(top_prob, 3), "pairs fused ≠ visual": differs}
+
+    rows = [row("—", "visual alone", table["visual"])]
     labels = {"seed_raw": "raw cosines (original)", "calibrated": "calibrated"}
     for name, h in table["heads"].items():
-        rows.append({"head": labels.get(name, name), "scored": "text alone", **h["text"],
-                     "mean top prob": h["text_top_prob_mean"], "pairs fused ≠ visual": pd.NA})
-        rows.append({"head": labels.get(name, name), "scored": f"fused {w:g}·visual + {1 - w:g}·text",
-                     **h["fused"], "mean top prob": np.nan,
-                     "pairs fused ≠ visual": h["fused_differs_from_visual"]})
-    df = pd.DataFrame(rows).set_index(["head", "scored"])
-    df["pairs fused ≠ visual"] = df["pairs fused ≠ visual"].astype("Int64")
+        rows.append(row(labels.get(name, name), "text alone", h["text"], top_prob=h["text_top_prob_mean"]))
+        rows.append(row(labels.get(name, name), f"fused {w:g}·visual + {1 - w:g}·text", h["fused"],
+                        differs=int(h["fused_differs_from_visual"])))
+    df = pd.DataFrame(rows).set_index(["head", "scored"]).astype(object)
     df.attrs["n_pairs"] = table["n_pairs"]     # the count column is out of this many pairs
     return df
 

@@ -3,6 +3,7 @@ with another FUSION_WEIGHT reuses the cached branch outputs."""
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -45,6 +46,19 @@ def test_notebook_smoke_end_to_end(tmp_path, data_root, fer_path, go_path, monke
     assert len(plot_cells) == 5
     for c in plot_cells:
         assert any("image/png" in o.get("data", {}) for o in c["outputs"]), "".join(c["source"])
+
+    # the original's bug, shown: the count of test pairs whose fused label is not the visual one, per head
+    from emotion_fusion.seedbug import run_bug_table
+    bug = next(c for c in nb["cells"] if "".join(c["source"]) == "ef.original_bug(RUN_DIR)")
+    html = "".join(o.get("data", {}).get("text/html", "") for o in bug["outputs"])
+    assert "pairs fused ≠ visual" in html
+    # each fused row's last cell is its count (the HTML table; the plain-text one wraps its columns)
+    counts = re.findall(r"<th>fused 0\.6·visual \+ 0\.4·text</th>(?:\s*<td>[^<]*</td>){3}\s*<td>(\d+)</td>", html)
+    assert [int(c) for c in counts] == [h["fused_differs_from_visual"]
+                                        for h in run_bug_table(run_dir)["heads"].values()]
+    # the seed protocol's pairing summary cell shows nothing under the holdout protocol
+    pairing = next(c for c in nb["cells"] if "".join(c["source"]) == "result.pairing_table()")
+    assert pairing["outputs"] == []
 
     # a second execution with another weight reuses the branch outputs (seconds, no model built)
     nb2 = pm.execute_notebook(str(repo / "HAICAI_2026.ipynb"), str(tmp_path / "out2.ipynb"),
