@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import copy
 import socket
-import time
 
 import numpy as np
 import pytest
@@ -62,10 +61,11 @@ def test_unknown_weights_name_lists_choices():
 def test_missing_weights_offline_fails_fast_with_a_useful_line(tmp_path, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
     monkeypatch.setenv("EMOTION_FUSION_OFFLINE", "1")
-    start = time.perf_counter()
+    # fails at once, not after a download's retries: no connection is even tried
+    monkeypatch.setattr(socket, "create_connection",
+                        lambda *a, **k: pytest.fail("a connection was tried with EMOTION_FUSION_OFFLINE=1"))
     with pytest.raises(InputError) as err:
         load_image_model("imagenet")
-    assert time.perf_counter() - start < 10
     msg = str(err.value)
     assert "\n" not in msg
     for part in ("ResNet-50", "IMAGENET1K_V1", "resnet50-0676ba61.pth", str(tmp_path / "hub" / "checkpoints"),
@@ -80,14 +80,17 @@ def test_probe_gives_up_on_a_hanging_network(monkeypatch):
     import threading
     release = threading.Event()
 
-    def hanging(*a, **k):          # a connection that never answers (until the test lets it go)
-        release.wait(30)
-        raise OSError("connection abandoned by the test")
+    gave_up = threading.Event()
+
+    def hanging(*a, **k):          # a connection that answers after a minute (or when the test lets it go)
+        release.wait(60)
+        gave_up.set()
+        raise OSError("connection abandoned")
     monkeypatch.setattr(socket, "create_connection", hanging)
-    start = time.perf_counter()
     try:
         assert is_online("https://example.invalid/file.pth", timeout=1.0) is False
-        assert time.perf_counter() - start < 3
+        # it answered while the connection was still pending: it gave up instead of waiting for it
+        assert not gave_up.is_set()
     finally:
         release.set()              # end the probe thread cleanly instead of leaving it to a later test
 
