@@ -73,8 +73,10 @@ def score_run(run_dir, weight: float | None = None, rule: str | None = None, n_b
     if draws:
         from .stats import score_draws
         items = {s: {k: data[s][k] for k in ("p_image", "y_image", "p_text_items", "y_text", "pairs")} for s in data}
+        # the seed protocol builds its pairs (CLIP matching): its headline scores those, not random re-pairings
+        pairing = "fixed" if cfg.get("protocol") == "seed" else "random"
         out["draws"] = score_draws(items["val"], items["test"], weight=weight, rule=rule, R=draws,
-                                   B=max(n_boot, 100), seed=seed)
+                                   B=max(n_boot, 100), seed=seed, pairing=pairing)
     return out
 
 
@@ -144,14 +146,16 @@ def results_table(results: dict, which: str = "headline") -> ResultsTable:
     draws = results.get("draws")
     if which == "headline" and draws:
         single = {r["model"]: r for r in draws["single_draw"]["rows"]}
-        recs = [{"model": _model_label(r) + (" (per draw)" if r["model"] == "fusion_best_val" else ""),
+        per_draw = draws.get("pairing") != "fixed"
+        recs = [{"model": _model_label(r) + (" (per draw)" if r["model"] == "fusion_best_val" and per_draw else ""),
                  "accuracy": _fmt(r["accuracy"], r.get("accuracy_ci")),
                  "macro-F1": _fmt(r["macro_f1"], r.get("macro_f1_ci")),
                  "macro-F1, one draw, pair bootstrap": _fmt(single[r["model"]]["macro_f1"],
                                                            single[r["model"]]["macro_f1_ci"]),
                  "n pairs": r["n"]} for r in draws["rows"]]
-        title = (f"{results_title(results)} — test, mean of {draws['draws']} pairing draws, 95% intervals: "
-                 f"random draw × text-cluster bootstrap")
+        from .stats import pairing_words
+        how = "text-cluster bootstrap" if draws.get("pairing") == "fixed" else "random draw × text-cluster bootstrap"
+        title = f"{results_title(results)} — test, {pairing_words(draws)}, 95% intervals: {how}"
         return ResultsTable(pd.DataFrame.from_records(recs).set_index("model"), title)
     recs = [{"split": r["split"], "model": _model_label(r), "accuracy": _fmt(r["accuracy"], r.get("accuracy_ci")),
              "macro-F1": _fmt(r["macro_f1"], r.get("macro_f1_ci")), "n": r["n"]} for r in results["rows"]]

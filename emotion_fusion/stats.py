@@ -30,6 +30,7 @@ from .metrics import confusion_scores as _scores
 R_DRAWS = 200
 MODELS = ("visual", "text", "fusion", "fusion_best_val")
 SCHEMES = ("text_cluster", "two_way")
+PAIRINGS = ("random", "fixed")        # fixed: score the stored pairs only (a protocol that builds them)
 K2 = NUM_CLASSES * NUM_CLASSES
 CHUNK = 250_000  # pairs per vectorised block: bounds memory at ~100 MB
 
@@ -196,7 +197,7 @@ def _fused(s: dict, pairings: np.ndarray, weight: float, best: np.ndarray, rule:
 
 def score_draws(val: dict, test: dict, weight: float = WEIGHT, rule: str = "linear", R: int = R_DRAWS,
                 B: int = N_BOOT, seed: int = 0, prefer: float = WEIGHT, ci: float = CI,
-                scheme: str = "text_cluster") -> dict:
+                scheme: str = "text_cluster", pairing: str = "random") -> dict:
     """Score visual, text, fusion at `weight` and fusion at each draw's best validation weight over R
     seeded pairing draws of val and test. Returns a JSON-able dict: settings; `rows` (test, one per
     model: mean accuracy / macro_f1 over draws, their `_ci`, `_draw_sd` and n); `best_weight`
@@ -213,14 +214,26 @@ def score_draws(val: dict, test: dict, weight: float = WEIGHT, rule: str = "line
     on macro-F1, ties toward `prefer`, as fusion.sweep) and held fixed in the resamples. "Better
     branch" = higher validation macro-F1 on the same draw (ties: visual). The single-draw table (the
     run's `pairs`, else draw 0) keeps the old pair bootstrap (metrics.evaluate_many) for comparison.
+
+    `pairing="fixed"`: the stored `pairs` are the only draw (R is ignored). For a protocol that builds
+    its pairs (the seed protocol's CLIP matching), re-pairing at random would score another question;
+    there each text sits in one pair, so the text-cluster bootstrap is a within-class pair bootstrap.
     """
     weight, prefer, rule = check_weight(weight), check_weight(prefer), _check_rule(rule)
     _check_ci(B, ci)
     if scheme not in SCHEMES:
         raise InputError(f"unknown bootstrap scheme {scheme!r}; choose one of {', '.join(SCHEMES)}")
+    if pairing not in PAIRINGS:
+        raise InputError(f"unknown pairing {pairing!r}; choose one of {', '.join(PAIRINGS)}")
     v, t = _check_split(val, "val"), _check_split(test, "test")
     weights = _weights(SWEEP_STEP)
-    vp, tp = draw_pairings(v["y"], v["yt"], seed, R, 0), draw_pairings(t["y"], t["yt"], seed, R, 1)
+    if pairing == "fixed":
+        if "pairs" not in v or "pairs" not in t:
+            raise InputError("pairing='fixed' scores the stored pairs, but val or test has none; "
+                             "re-run the run, or use pairing='random'")
+        R, vp, tp = 1, v["pairs"][None], t["pairs"][None]
+    else:
+        vp, tp = draw_pairings(v["y"], v["yt"], seed, R, 0), draw_pairings(t["y"], t["yt"], seed, R, 1)
     val_vis = _draw_scores(v["y"], v["pv"].argmax(1)[None])[1][0]
     val_txt = _draw_scores(v["y"], v["pt"].argmax(1)[vp])[1]
     better_text = val_txt > val_vis
@@ -268,7 +281,7 @@ def score_draws(val: dict, test: dict, weight: float = WEIGHT, rule: str = "line
     mc = [{"model_a": a, "model_b": b, "weight": weight if a == "fusion" else w0,
            **mcnemar(t["y"], single_preds[a], single_preds[b])}
           for a in ("fusion", "fusion_best_val") for b in ("visual", "text")]
-    return {"rule": rule, "weight": weight, "prefer": prefer, "draws": int(R), "n_boot": int(B),
+    return {"rule": rule, "weight": weight, "prefer": prefer, "draws": int(R), "pairing": pairing, "n_boot": int(B),
             "seed": int(seed), "ci": ci, "scheme": scheme, "rows": rows,
             "best_weight": {"mean": float(best.mean()), "sd": float(best.std()), "min": float(best.min()),
                             "max": float(best.max()), "per_draw": best.tolist()},
@@ -289,13 +302,21 @@ def _pct(x: float, ci=None) -> str:
     return f"{100 * x:5.1f}" + (f" [{100 * ci[0]:.1f}, {100 * ci[1]:.1f}]" if ci else "")
 
 
+def pairing_words(res: dict) -> str:
+    """What the headline's means are over, in words."""
+    if res.get("pairing") == "fixed":
+        return "the protocol's own pairs (fixed, not redrawn)"
+    return f"mean of {res['draws']} pairing draws"
+
+
 def format_draws(res: dict) -> str:
     """Plain-text table of `score_draws`: means with intervals beside the single-draw ones, the paired
     comparison with the better branch, McNemar on the default draw and text reuse."""
     names = {"visual": "Visual only", "text": "Text only", "fusion": f"Fusion, w = {res['weight']:.2f}",
-             "fusion_best_val": "Fusion, best val w (per draw)"}
+             "fusion_best_val": "Fusion, best val w" + ("" if res.get("pairing") == "fixed" else " (per draw)")}
     single = {r["model"]: r for r in res["single_draw"]["rows"]}
-    lines = [f"Test, mean of {res['draws']} pairing draws; {100 * res['ci']:.0f}% interval: random draw x "
+    lines = [f"Test, {pairing_words(res)}; {100 * res['ci']:.0f}% interval: "
+             f"{'' if res.get('pairing') == 'fixed' else 'random draw x '}"
              f"{res['scheme'].replace('_', '-')} bootstrap ({res['n_boot']} resamples)",
              f"{'model':<31}{'accuracy %':<21}{'macro-F1 %':<21}{'one draw, pair bootstrap':<26}width x"]
     for r in res["rows"]:
@@ -305,8 +326,11 @@ def format_draws(res: dict) -> str:
                      f"{_pct(r['macro_f1'], r['macro_f1_ci']):<21}{_pct(s['macro_f1'], s['macro_f1_ci']):<26}"
                      + (f"{ratio:.2f}" if ratio is not None else "-"))
     bw = res["best_weight"]
-    lines.append(f"best validation weight per draw: mean {bw['mean']:.2f}, range {bw['min']:.2f}-"
-                 f"{bw['max']:.2f} (default draw {res['single_draw']['best_weight']:.2f})")
+    if res.get("pairing") == "fixed":
+        lines.append(f"best validation weight: {bw['mean']:.2f}")
+    else:
+        lines.append(f"best validation weight per draw: mean {bw['mean']:.2f}, range {bw['min']:.2f}-"
+                     f"{bw['max']:.2f} (default draw {res['single_draw']['best_weight']:.2f})")
     for m, c in res["comparison"].items():
         b = c["better_branch"]
         lines.append(f"{names[m]} minus the better branch on validation (visual {b['visual']}, text "

@@ -222,6 +222,9 @@ def test_seed_protocol_pairs_by_clip_similarity(tmp_path, fer_path, go_path, cap
     n = sum(res.sizes["images"].values())
     assert 0 < n <= 60 and res.sizes["images"] == res.sizes["texts"]
     assert "seed protocol" in res.results["title"]
+    # the headline scores the CLIP pairs themselves, not random re-pairings of their faces and texts
+    assert res.results["draws"]["pairing"] == "fixed" and res.results["draws"]["draws"] == 1
+    assert "the protocol's own pairs (fixed, not redrawn)" in res.table().title
     test = runs.load_outputs(res.dir, "test")
     assert len(test["y"]) == res.sizes["images"]["test"]
     np.testing.assert_array_equal(test["pairs"], np.arange(len(test["y"])))

@@ -206,6 +206,37 @@ def test_single_draw_uses_given_pairs_pair_bootstrap_and_mcnemar():
     assert set(mc) == {(a, b) for a in ("fusion", "fusion_best_val") for b in ("visual", "text")}
 
 
+def _matched(seed, n):
+    """A split built like the seed protocol's: n faces, n texts, face i paired with text i (same class)."""
+    d = _split(seed, n, n)
+    d["y_text"] = d["y_image"].copy()
+    d["pairs"] = np.arange(n)
+    return d
+
+
+def test_fixed_pairing_scores_the_stored_pairs_only():
+    val, test = _matched(20, 300), _matched(21, 400)
+    res = stats.score_draws(val, test, weight=0.6, R=50, B=300, seed=4, pairing="fixed")
+    assert res["draws"] == 1 and res["pairing"] == "fixed"
+    pt = test["p_text_items"]                     # pairs = identity: text i goes with face i
+    fused = fuse(test["p_image"], pt, 0.6).argmax(1)
+    rows = {r["model"]: r for r in res["rows"]}
+    assert rows["fusion"]["accuracy"] == accuracy_score(test["y_image"], fused)
+    assert rows["text"]["macro_f1"] == pytest.approx(f1_score(test["y_image"], pt.argmax(1), average="macro",
+                                                              labels=range(7), zero_division=0))
+    # the stored pairs are also the single draw: same point estimates in both tables
+    for r in res["single_draw"]["rows"]:
+        assert r["accuracy"] == rows[r["model"]]["accuracy"]
+    lo, hi = rows["fusion"]["accuracy_ci"]
+    assert lo < rows["fusion"]["accuracy"] < hi                 # a real interval around that one pairing
+    assert res["text_reuse"]["test"]["all"]["max_reuse"] == 1
+    assert "the protocol's own pairs (fixed, not redrawn)" in stats.format_draws(res)
+    with pytest.raises(InputError, match="pairing='fixed' scores the stored pairs"):
+        stats.score_draws({k: v for k, v in val.items() if k != "pairs"}, test, pairing="fixed")
+    with pytest.raises(InputError, match="unknown pairing 'hungarian'; choose one of random, fixed"):
+        stats.score_draws(val, test, pairing="hungarian")
+
+
 def test_deterministic_with_a_seed_and_json_able():
     val, test = _split(12, 200, 100), _split(13, 220, 100)
     a, b = (json.dumps(stats.score_draws(val, test, R=10, B=100, seed=5)) for _ in range(2))

@@ -70,8 +70,9 @@ cells = [
        "was scored once). Its 95% interval mixes the pairing draws with a bootstrap that resamples *texts* as "
        "clusters — a text used by k faces moves with its k pairs — within each class. The last column is the "
        "usual pair bootstrap on the one default pairing, for comparison: it treats pairs as independent and "
-       "is too narrow for the text branch when texts are reused. The title says where the test pairs come "
-       "from and flags random-init weights."),
+       "is too narrow for the text branch when texts are reused. Under `protocol=seed` the pairs are the "
+       "original's CLIP matches, so they are scored as they are, not redrawn. The title says where the test "
+       "pairs come from and flags random-init weights."),
     code("result.table()", metadata={"tags": ["results-table"]}),
     md("### The claim that matters: fusion minus the *better* single branch\n"
        "On each draw the better branch is the one with the higher validation macro-F1; the difference is "
