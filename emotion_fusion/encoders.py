@@ -157,8 +157,11 @@ def _load_clip_file(net, path: Path) -> None:
         else:
             open_clip.load_checkpoint(net, str(path))
     except Exception as e:
-        raise InputError(f"cannot load CLIP ViT-B/32 weights from {path}: {type(e).__name__}: "
-                         f"{useful_line(e)}; give an open_clip ViT-B-32 checkpoint") from None
+        fix = ("it holds another model: give an open_clip ViT-B-32 checkpoint" if isinstance(e, RuntimeError)
+               and "size mismatch" in str(e) else "it is corrupt or truncated (an interrupted download?): "
+               "delete it and download it again")
+        raise InputError(f"cannot load CLIP ViT-B/32 weights from {path} ({useful_line(e)}); {fix}, "
+                         f"or pass another file with {WEIGHTS_OPTION}") from None
 
 
 def _clip_encode(net, tokenize, texts: list[str], batch_size: int, fast: bool, device, progress: bool):

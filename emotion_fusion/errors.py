@@ -10,11 +10,18 @@ class InputError(ValueError):
 
 
 def useful_line(e: Exception, limit: int = 240) -> str:
-    """The useful line of a library error for a one-line message (torch's load errors start with an
-    empty or generic line and put "size mismatch for ..." further down)."""
+    """`Type: the useful line` of a library error, for a one-line message (torch's load errors start
+    with an empty or generic line and put "size mismatch for ..." further down). Cut at a word, with
+    "…", past `limit` characters; just the type when the error has no text (EOFError on an empty file)."""
     lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
     useful = [ln for ln in lines if "size mismatch" in ln or "Missing key" in ln or "Unexpected key" in ln]
-    return ((useful or lines or [type(e).__name__])[0])[:limit].rstrip(".")   # the caller goes on with "; ..."
+    # a size mismatch line as is; otherwise the first sentence (torch goes on "This is an internal miniz
+    # error. If you are seeing this error, ..." and breaks lines mid-sentence)
+    line = useful[0] if useful else " ".join(lines).split(". ")[0]
+    if len(line) > limit:
+        line = line[:limit].rsplit(" ", 1)[0] + " …"
+    line = line.rstrip(".")           # the caller goes on with "; ..."
+    return f"{type(e).__name__}: {line}" if line else type(e).__name__
 
 
 def json_kind(obj) -> str:

@@ -109,8 +109,9 @@ def _read_file(path: Path) -> dict:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # corrupt file, pickle with code, ...: one line naming the file
-        raise InputError(f"cannot read image weights {path}: {type(e).__name__}; give a ResNet-50 "
-                         f"state_dict .pth or a checkpoint from save_image_model") from None
+        raise InputError(f"cannot read image weights {path} ({useful_line(e)}); if it is corrupt or truncated "
+                         f"(an interrupted download?) delete it and download it again, or give a ResNet-50 "
+                         f"state_dict .pth or a checkpoint from save_image_model with {WEIGHTS_OPTION}") from None
     if not isinstance(obj, dict):
         raise InputError(f"image weights {path} hold a {type(obj).__name__}, not a state_dict; "
                          f"save with torch.save(model.state_dict(), path) or save_image_model")
@@ -178,14 +179,16 @@ def _load_backbone(model: nn.Module, state: dict, path, strict_fc: bool = False)
         raise InputError(f"image weights {path} are not a complete torchvision ResNet-50 checkpoint (no fc.* "
                          "keys); delete the file and download it again, or pass --set image_weights=PATH")
     state = {k: v for k, v in state.items() if not k.startswith("fc.")}
+    fix = (f"delete it and download it again, or pass {WEIGHTS_OPTION}" if strict_fc    # a broken hub file
+           else "give torchvision resnet50 weights")
     try:
         missing, unexpected = model.load_state_dict(state, strict=False)
     except RuntimeError as e:
-        raise InputError(f"image weights {path} do not fit ResNet-50: {useful_line(e)}") from None
+        raise InputError(f"image weights {path} do not fit ResNet-50 ({useful_line(e)}); {fix}") from None
     missing = [k for k in missing if not k.startswith("fc.")]
     if missing or unexpected:
         raise InputError(f"image weights {path} are not a ResNet-50 state_dict (missing {missing[:3]}, "
-                         f"unexpected {list(unexpected)[:3]}); give torchvision resnet50 weights")
+                         f"unexpected {list(unexpected)[:3]}); {fix}")
 
 
 def save_image_model(model: nn.Module, path: str | os.PathLike, **meta) -> Path:

@@ -107,7 +107,9 @@ def format_results(results: dict) -> str:
     lines = [results_title(results)]
     if results.get("draws"):
         from .stats import format_draws
-        lines += [format_draws(results["draws"]), "", "The default pairing alone (outputs/*.npz), pair bootstrap:"]
+        again = ("The same pairs with validation, plain pair bootstrap (not stratified by class):"
+                 if results["draws"].get("pairing") == "fixed" else "The default pairing alone (outputs/*.npz), pair bootstrap:")
+        lines += [format_draws(results["draws"]), "", again]
     lines.append(f"{'split':<6}{'model':<38}{'accuracy %':<22}{'macro-F1 %':<22}n")
     for r in results["rows"]:
         lines.append(f"{r['split']:<6}{_model_label(r):<38}{_fmt(r['accuracy'], r.get('accuracy_ci')):<22}"

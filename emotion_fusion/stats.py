@@ -312,33 +312,38 @@ def pairing_words(res: dict) -> str:
 def format_draws(res: dict) -> str:
     """Plain-text table of `score_draws`: means with intervals beside the single-draw ones, the paired
     comparison with the better branch, McNemar on the default draw and text reuse."""
+    fixed = res.get("pairing") == "fixed"
     names = {"visual": "Visual only", "text": "Text only", "fusion": f"Fusion, w = {res['weight']:.2f}",
-             "fusion_best_val": "Fusion, best val w" + ("" if res.get("pairing") == "fixed" else " (per draw)")}
+             "fusion_best_val": "Fusion, best val w" + ("" if fixed else " (per draw)")}
     single = {r["model"]: r for r in res["single_draw"]["rows"]}
-    lines = [f"Test, {pairing_words(res)}; {100 * res['ci']:.0f}% interval: "
-             f"{'' if res.get('pairing') == 'fixed' else 'random draw x '}"
+    lines = [f"Test, {pairing_words(res)}; {100 * res['ci']:.0f}% interval: {'' if fixed else 'random draw x '}"
              f"{res['scheme'].replace('_', '-')} bootstrap ({res['n_boot']} resamples)",
-             f"{'model':<31}{'accuracy %':<21}{'macro-F1 %':<21}{'one draw, pair bootstrap':<26}width x"]
+             f"{'model':<31}{'accuracy %':<21}{'macro-F1 %':<21}"
+             f"{'pair bootstrap' if fixed else 'one draw, pair bootstrap':<26}width x"]
     for r in res["rows"]:
         s = single[r["model"]]
         ratio = res["widths"][r["model"]]["macro_f1"]["ratio"]
         lines.append(f"{names[r['model']]:<31}{_pct(r['accuracy'], r['accuracy_ci']):<21}"
                      f"{_pct(r['macro_f1'], r['macro_f1_ci']):<21}{_pct(s['macro_f1'], s['macro_f1_ci']):<26}"
                      + (f"{ratio:.2f}" if ratio is not None else "-"))
+    if any(r[f"{k}_ci"][0] == r[f"{k}_ci"][1] for r in res["rows"] for k in ("accuracy", "macro_f1")):
+        lines.append("(an interval of zero width: that model is right on all or none of each class's test "
+                     "pairs, which resampling within class cannot change)")
     bw = res["best_weight"]
-    if res.get("pairing") == "fixed":
+    if fixed:
         lines.append(f"best validation weight: {bw['mean']:.2f}")
     else:
         lines.append(f"best validation weight per draw: mean {bw['mean']:.2f}, range {bw['min']:.2f}-"
                      f"{bw['max']:.2f} (default draw {res['single_draw']['best_weight']:.2f})")
     for m, c in res["comparison"].items():
         b = c["better_branch"]
-        lines.append(f"{names[m]} minus the better branch on validation (visual {b['visual']}, text "
-                     f"{b['text']} draws): " + "; ".join(
+        which = ("text" if b["text"] else "visual") if fixed else f"visual {b['visual']}, text {b['text']} draws"
+        lines.append(f"{names[m]} minus the better branch on validation ({which}): " + "; ".join(
                          f"{k.replace('_', '-')} {100 * c[k]['mean_diff']:+.1f} [{100 * c[k]['ci'][0]:+.1f}, "
                          f"{100 * c[k]['ci'][1]:+.1f}] p = {c[k]['p_value']:.3g}"
                          for k in ("accuracy", "macro_f1")))
-    lines.append("McNemar on the default draw (treats pairs as independent; too small a p under text reuse):")
+    lines.append(f"McNemar on {'these pairs' if fixed else 'the default draw'} (treats pairs as independent; "
+                 "too small a p under text reuse):")
     lines += [f"  fusion at w = {m['weight']:.2f} vs {m['model_b']}: b = {m['b']}, c = {m['c']}, "
               f"p = {m['pvalue']:.3g}" for m in res["single_draw"]["mcnemar"]]
     lines.append(f"{'text reuse':<12}{'class':<10}{'faces':>7}{'pool':>7}{'used':>7}{'mean':>7}{'max':>6}")

@@ -9,6 +9,7 @@ import contextlib
 import io
 import os
 import shutil
+import socket
 import zipfile
 from pathlib import Path
 
@@ -288,3 +289,16 @@ def count_builds(monkeypatch):
     monkeypatch.setattr(image, "load_image_model", counting("image", image.load_image_model))
     monkeypatch.setattr(text, "load_text_model", counting("text", text.load_text_model))
     return calls
+
+
+@pytest.fixture
+def connection_attempts(monkeypatch) -> list:
+    """socket.create_connection refused and recorded: the list of addresses a test's code tried (a list,
+    not pytest.fail, because the weights probe runs in a thread where a raised failure would be lost)."""
+    tried = []
+
+    def refuse(address, *args, **kwargs):
+        tried.append(address)
+        raise OSError("no network in this test")
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    return tried

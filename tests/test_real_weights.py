@@ -1,9 +1,11 @@
 """The `full` profile's weight files in their real formats, built from random init (issue 10, items 4-5).
 
 No machine here can download weights, so the tests write the files a user's machine would hold, in the
-layouts the libraries leave them in (tools/random_weights.py: a torchvision hub ResNet-50, CLIP ViT-B/32 as
-an HF-cached state dict and as OpenAI's TorchScript archive in ~/.cache/clip). Then: both formats load bit for bit, a `full` run completes with them at tiny caps, replacing one makes
-the cached run stale, and a broken or wrong file stops a run in one line before any data is decoded.
+layouts the libraries leave them in (tools/random_weights.py: a torchvision hub ResNet-50; CLIP ViT-B/32 in
+the HF cache as open_clip_model.safetensors and as open_clip_pytorch_model.bin, and as OpenAI's TorchScript
+archive in ~/.cache/clip). Then: every format loads bit for bit, a `full` run completes with them at tiny
+caps, replacing one makes the cached run stale, and a broken or wrong file stops a run in one line, saying
+what to do, before any data is decoded.
 """
 from __future__ import annotations
 
@@ -18,7 +20,7 @@ import torch
 from emotion_fusion import pipeline
 from emotion_fusion.config import Config
 from emotion_fusion.errors import InputError
-from emotion_fusion.text import load_text_model
+from emotion_fusion.text import load_text_model, locate_weights
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
 from random_weights import (FP16_PARTS, OPENAI_FILE, RESNET_FILE, clip_state,  # noqa: E402
@@ -34,18 +36,19 @@ def weight_files(tmp_path_factory):
     clip = clip_state()
     return {"clip": clip, "root": root,
             "resnet": save_hub_resnet(resnet_state(), root / "torch"),
-            "hf": save_hf_cached(clip, root / "hf"),
+            "hf": save_hf_cached(clip, root / "hf", "safetensors"),    # what open_clip downloads
+            "hf_bin": save_hf_cached(clip, root / "hf_bin", "bin"),     # its other file
             "openai": save_openai_archive(clip, root / "home" / ".cache" / "clip" / OPENAI_FILE)}
 
 
 @pytest.fixture
 def use_caches(tmp_path, monkeypatch, weight_files):
-    """`use_caches(resnet=True, clip="hf"|"openai"|None)`: point TORCH_HOME / HF_HOME / HOME at the
-    module's files or at empty folders, with no network. Returns the three folders."""
+    """`use_caches(resnet=True, clip="hf"|"hf_bin"|"openai"|None)`: point TORCH_HOME / HF_HOME / HOME at
+    the module's files or at empty folders, with no network. Returns the three folders."""
     def use(resnet: bool = True, clip: str | None = "hf") -> dict[str, Path]:
         root = weight_files["root"]
         homes = {"TORCH_HOME": root / "torch" if resnet else tmp_path / "torch",
-                 "HF_HOME": root / "hf" if clip == "hf" else tmp_path / "hf",
+                 "HF_HOME": root / clip if clip in ("hf", "hf_bin") else tmp_path / "hf",
                  "HOME": root / "home" if clip == "openai" else tmp_path / "home"}
         for env, folder in homes.items():
             folder.mkdir(exist_ok=True)
@@ -67,9 +70,11 @@ def _assert_clip_equals(net, state: dict, fp16_release: bool) -> None:
 
 
 # ---------------------------------------------------------------- item 4: both formats load
-@pytest.mark.parametrize("kind", ["hf", "openai"])
-def test_openai_clip_found_in_its_cache_and_loaded_exactly(kind, weight_files, use_caches, caplog):
+@pytest.mark.parametrize("kind, file", [("hf", "open_clip_model.safetensors"), ("hf_bin", "open_clip_pytorch_model.bin"),
+                                        ("openai", OPENAI_FILE)])
+def test_openai_clip_found_in_its_cache_and_loaded_exactly(kind, file, weight_files, use_caches, caplog):
     use_caches(resnet=False, clip=kind)
+    assert locate_weights("ViT-B/32", "openai").name == file
     caplog.set_level(logging.INFO)
     model, tokenize = load_text_model("ViT-B/32", weights="openai")
     assert model.label == "CLIP ViT-B/32 (openai)"
@@ -149,16 +154,34 @@ def _clip_archive_cut_short(homes):
     path.write_bytes(path.read_bytes()[: 1 << 20])
 
 
+def _clip_hf_empty(homes):
+    path = save_hf_cached(clip_state(), homes["HF_HOME"])
+    path.resolve().write_bytes(b"")
+
+
+REDOWNLOAD = "delete it and download it again, or pass "
+ZIP_CUT = r"\(RuntimeError: PytorchStreamReader failed reading zip archive: failed finding central directory\)"
+
+
 @pytest.mark.parametrize("resnet, clip, spoil, message", [
     (False, "hf", _resnet_missing_key,
-     rf"image weights \S+/hub/checkpoints/{RESNET_FILE} are not a ResNet-50 state_dict "
-     r"\(missing \['layer3\.2\.bn2\.running_var'\]"),
-    (False, "hf", _resnet_cut_short, rf"cannot read image weights \S+/hub/checkpoints/{RESNET_FILE}: "),
-    (True, None, _clip_b16, r"cannot load CLIP ViT-B/32 weights from \S+/open_clip_pytorch_model\.bin: RuntimeError: "
-                            r"size mismatch for visual\.conv1\.weight: copying a param with shape torch\.Size\(\[768, 3, 16, 16\]\) "
-                            r"from checkpoint, the shape in current model is torch\.Size\(\[768, 3, 32, 32\]\); give"),
-    (True, None, _clip_archive_cut_short, rf"cannot load CLIP ViT-B/32 weights from \S+/\.cache/clip/{OPENAI_FILE}: "),
-], ids=["resnet-missing-key", "resnet-cut-short", "clip-is-vit-b16", "clip-archive-cut-short"])
+     rf"^image weights \S+/hub/checkpoints/{RESNET_FILE} are not a ResNet-50 state_dict "
+     rf"\(missing \['layer3\.2\.bn2\.running_var'\], unexpected \[\]\); {REDOWNLOAD}.*--set image_weights=PATH\)$"),
+    (False, "hf", _resnet_cut_short,
+     rf"^cannot read image weights \S+/hub/checkpoints/{RESNET_FILE} {ZIP_CUT}; if it is corrupt or truncated "
+     rf"\(an interrupted download\?\) delete it and download it again, or .*--set image_weights=PATH\)$"),
+    (True, None, _clip_b16,
+     r"^cannot load CLIP ViT-B/32 weights from \S+/open_clip_model\.safetensors \(RuntimeError: size mismatch for "
+     r"visual\.conv1\.weight: copying a param with shape torch\.Size\(\[768, 3, 16, 16\]\) from checkpoint, the "
+     r"shape in current model is torch\.Size\(\[768, 3, 32, 32\]\)\); it holds another model: give an open_clip "
+     r"ViT-B-32 checkpoint, or pass another file with .*--set text_weights=PATH\)$"),
+    (True, None, _clip_archive_cut_short,
+     rf"^cannot load CLIP ViT-B/32 weights from \S+/\.cache/clip/{OPENAI_FILE} {ZIP_CUT}; it is corrupt or "
+     rf"truncated \(an interrupted download\?\): {REDOWNLOAD}.*--set text_weights=PATH\)$"),
+    (True, None, _clip_hf_empty,
+     rf"^cannot load CLIP ViT-B/32 weights from \S+/open_clip_model\.safetensors \(\w+(: [^)]+)?\); it is corrupt "
+     rf"or truncated \(an interrupted download\?\): {REDOWNLOAD}.*--set text_weights=PATH\)$"),
+], ids=["resnet-missing-key", "resnet-cut-short", "clip-is-vit-b16", "clip-archive-cut-short", "clip-file-empty"])
 def test_bad_weight_files_stop_the_run_in_one_line_before_any_data(resnet, clip, spoil, message, use_caches,
                                                                     monkeypatch, tmp_path, fer_tree, goemotions_dir):
     homes = use_caches(resnet=resnet, clip=clip)

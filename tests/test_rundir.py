@@ -14,7 +14,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
@@ -147,7 +146,7 @@ _HOLD = ("import sys; from emotion_fusion import runs\n"
          "    print('locked', flush=True); sys.stdin.read()\n")
 
 
-def test_a_second_writer_fails_at_once_naming_the_pid(run_copy, data, repo, cli):
+def test_a_second_writer_fails_at_once_naming_the_pid(run_copy, data, repo, cli, monkeypatch):
     """Issue 12 case 2: while one writer holds RUN_DIR, `run` (and `evaluate --out`) fail at once."""
     before = {p: runs.sha256(p) for p in run_copy.rglob("*") if p.is_file() and p.name != ".lock"}
     holder = subprocess.Popen([sys.executable, "-c", _HOLD, str(run_copy)], cwd=repo, stdin=subprocess.PIPE,
@@ -155,10 +154,12 @@ def test_a_second_writer_fails_at_once_naming_the_pid(run_copy, data, repo, cli)
     try:
         assert holder.stdout.readline().strip() == "locked"
         busy = rf"run directory .*run is being written by another process \(pid {holder.pid}\)"
-        start = time.perf_counter()
-        _error(cli("run", "--profile", "smoke", "--fer2013", data[0], "--goemotions", data[1], "--out", run_copy,
-                   "--set", "text_model=toy", "text_weights=none", "seed=1"), busy)
-        assert time.perf_counter() - start < 20          # no data read, no model built: it did not wait
+        with monkeypatch.context() as m:                 # refused before any data is read
+            for reader in ("load_fer2013", "load_goemotions"):
+                m.setattr(f"emotion_fusion.data.{reader}", lambda *a, **k: pytest.fail("data was read"))
+            _error(cli("run", "--profile", "smoke", "--fer2013", data[0], "--goemotions", data[1], "--out", run_copy,
+                       "--set", "text_model=toy", "text_weights=none", "seed=1"), busy)
+        assert holder.poll() is None                     # refused while the holder still runs: it did not wait
         with pytest.raises(InputError, match=busy):
             pipeline.run(_cfg(seed=0), fer2013=data[0], goemotions=data[1], out=run_copy)
     finally:

@@ -230,7 +230,10 @@ def test_fixed_pairing_scores_the_stored_pairs_only():
     lo, hi = rows["fusion"]["accuracy_ci"]
     assert lo < rows["fusion"]["accuracy"] < hi                 # a real interval around that one pairing
     assert res["text_reuse"]["test"]["all"]["max_reuse"] == 1
-    assert "the protocol's own pairs (fixed, not redrawn)" in stats.format_draws(res)
+    text = stats.format_draws(res)
+    assert "the protocol's own pairs (fixed, not redrawn)" in text and "McNemar on these pairs" in text
+    assert "minus the better branch on validation (visual):" in text or \
+        "minus the better branch on validation (text):" in text
     with pytest.raises(InputError, match="pairing='fixed' scores the stored pairs"):
         stats.score_draws({k: v for k, v in val.items() if k != "pairs"}, test, pairing="fixed")
     with pytest.raises(InputError, match="unknown pairing 'hungarian'; choose one of random, fixed"):

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
@@ -88,17 +87,16 @@ def test_empty_text_is_rejected(clip):
         encode_texts(model, tokenize, [], progress=False)
 
 
-def test_missing_clip_weights_offline_fails_fast(tmp_path, monkeypatch):
+def test_missing_clip_weights_offline_fails_fast(tmp_path, monkeypatch, connection_attempts):
     monkeypatch.setenv("HF_HOME", str(tmp_path))
     monkeypatch.delenv("HF_HUB_CACHE", raising=False)
     monkeypatch.setenv("HOME", str(tmp_path))           # ~/.cache/clip, open_clip's url cache
     monkeypatch.setenv("EMOTION_FUSION_OFFLINE", "1")
     import huggingface_hub  # noqa: F401  (library imports are not the lookup: they took 5-10 s on a loaded CPU)
     import open_clip  # noqa: F401
-    start = time.perf_counter()
     with pytest.raises(InputError) as err:
         load_text_model("ViT-B/32", weights="openai")
-    assert time.perf_counter() - start < 10
+    assert connection_attempts == []     # failed at once: no download was even tried
     msg = str(err.value)
     assert "\n" not in msg
     for part in ("CLIP ViT-B/32", "open_clip_model.safetensors", "timm/vit_base_patch32_clip_224.openai",

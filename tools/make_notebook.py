@@ -1,5 +1,6 @@
 """Regenerate HAICAI_2026.ipynb (outputs cleared). The notebook holds parameters, calls and prose only:
 it imports `emotion_fusion as ef` and nothing else."""
+import hashlib
 from pathlib import Path
 
 import nbformat as nbf
@@ -125,8 +126,14 @@ cells = [
     code("if DEMO:\n    ef.demo(RUN_DIR)"),
 ]
 
-for i, cell in enumerate(cells):
-    cell.id = f"cell-{i:02d}"          # stable ids: regenerating the notebook changes only what changed
+seen: set[str] = set()
+for cell in cells:
+    # ids from the cell's own text: regenerating, or inserting a cell, leaves the other cells' ids alone
+    cid = hashlib.sha1(f"{cell.cell_type}\n{cell.source}".encode()).hexdigest()[:12]
+    while cid in seen:                 # two identical cells: the second gets a derived id
+        cid = hashlib.sha1(cid.encode()).hexdigest()[:12]
+    seen.add(cid)
+    cell.id = cid
 nb = nbf.v4.new_notebook(cells=cells)
 nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
 nb.metadata["language_info"] = {"name": "python"}

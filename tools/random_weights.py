@@ -7,8 +7,10 @@ network (tests, a dry run before a GPU job); every number it prints is meaningle
 ImageNet / openai because that is the path that loaded them. What it writes:
 - ResNet-50: a torchvision state dict (1000-class fc included) named as torchvision names
   ResNet50_Weights.IMAGENET1K_V1, in `$TORCH_HOME/hub/checkpoints`;
-- CLIP ViT-B/32, plain state dict: `open_clip_pytorch_model.bin` in the Hugging Face cache layout (blob,
-  snapshot symlink, refs/main), where `open_clip.create_model(..., pretrained="openai")` downloads it;
+- CLIP ViT-B/32 in the Hugging Face cache layout (blob, snapshot symlink, refs/main), where
+  `open_clip.create_model(..., pretrained="openai")` downloads it: `open_clip_model.safetensors` (what
+  open_clip fetches when safetensors is installed), or `open_clip_pytorch_model.bin` (torch.save; its
+  other file) with `--hf-format bin`;
 - with `--openai-archive`: OpenAI's own release format, a TorchScript archive `ViT-B-32.pt` with OpenAI's
   key names and fp16 weights, in `HOME/.cache/clip` (open_clip's url cache; what `clip.load` users hold).
 """
@@ -24,7 +26,7 @@ import torch
 
 RESNET_FILE = "resnet50-0676ba61.pth"        # torchvision's name for ResNet50_Weights.IMAGENET1K_V1
 HF_REPO_DIR = "models--timm--vit_base_patch32_clip_224.openai"
-HF_FILE = "open_clip_pytorch_model.bin"
+HF_FILES = {"safetensors": "open_clip_model.safetensors", "bin": "open_clip_pytorch_model.bin"}
 OPENAI_FILE = "ViT-B-32.pt"
 # Linear / conv / attention weights and the two projections are fp16 in OpenAI's release (its
 # convert_weights); layer norms, embeddings and logit_scale stay fp32.
@@ -78,15 +80,19 @@ def save_openai_archive(state: dict[str, torch.Tensor], path: Path) -> Path:
     return path
 
 
-def save_hf_cached(state: dict, hf_home: Path, commit: str = "0" * 40) -> Path:
+def save_hf_cached(state: dict, hf_home: Path, fmt: str = "safetensors", commit: str = "0" * 40) -> Path:
     """The HF cache layout under `hf_home`/hub: bytes in blobs/, a snapshot symlink, refs/main."""
     repo = Path(hf_home) / "hub" / HF_REPO_DIR
     (repo / "blobs").mkdir(parents=True, exist_ok=True)
     (repo / "refs").mkdir(exist_ok=True)
-    blob = repo / "blobs" / f"blob-{commit[:8]}"
+    blob = repo / "blobs" / f"blob-{fmt}-{commit[:8]}"
     blob.unlink(missing_ok=True)        # never write through a hard link into someone else's file
-    torch.save(state, blob)
-    snap = repo / "snapshots" / commit / HF_FILE
+    if fmt == "safetensors":
+        from safetensors.torch import save_file
+        save_file({k: v.contiguous() for k, v in state.items()}, str(blob))
+    else:
+        torch.save(state, blob)
+    snap = repo / "snapshots" / commit / HF_FILES[fmt]
     snap.parent.mkdir(parents=True, exist_ok=True)
     snap.unlink(missing_ok=True)
     snap.symlink_to(os.path.relpath(blob, snap.parent))
@@ -106,13 +112,15 @@ def save_hub_resnet(state: dict, torch_home: Path) -> Path:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("dir", type=Path, help="writes DIR/torch (TORCH_HOME) and DIR/hf (HF_HOME)")
+    ap.add_argument("--hf-format", choices=list(HF_FILES), default="safetensors",
+                    help="the HF cache file: open_clip_model.safetensors (default) or open_clip_pytorch_model.bin")
     ap.add_argument("--openai-archive", action="store_true",
                     help="also write DIR/home/.cache/clip/ViT-B-32.pt (found when HOME=DIR/home)")
     a = ap.parse_args()
     # open_clip logs "initialized randomly" for the network it builds; that is the point here
     logging.getLogger().setLevel(logging.ERROR)
     clip = clip_state()
-    written = [save_hub_resnet(resnet_state(), a.dir / "torch"), save_hf_cached(clip, a.dir / "hf")]
+    written = [save_hub_resnet(resnet_state(), a.dir / "torch"), save_hf_cached(clip, a.dir / "hf", a.hf_format)]
     if a.openai_archive:
         written.append(save_openai_archive(clip, a.dir / "home" / ".cache" / "clip" / OPENAI_FILE))
     print("\n".join(f"wrote {p}" for p in written))
