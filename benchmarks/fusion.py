@@ -32,9 +32,9 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # run as a script from a checkout
 
 from emotion_fusion import runs  # noqa: E402
-from emotion_fusion.fusion import fuse, sweep  # noqa: E402
-from emotion_fusion.labels import CLASSES  # noqa: E402
-from emotion_fusion.metrics import evaluate  # noqa: E402
+from emotion_fusion.scoring.fusion import fuse, sweep  # noqa: E402
+from emotion_fusion.data.labels import CLASSES  # noqa: E402
+from emotion_fusion.scoring.metrics import evaluate  # noqa: E402
 
 N_TEST, N_VAL = 3589, 3000
 N_TEXTS_TEST, N_TEXTS_VAL = 5426, 4340   # every text of the pool is scored once (GoEmotions dev / val slice)
@@ -57,7 +57,7 @@ def _best(fn, repeats: int) -> float:
 def _synthetic_run(root: Path) -> Path:
     """A complete run dir shaped like an offline run's (visual stronger than text): per-item outputs with
     every text of the pool scored once, the default pairing, config.json, run_info.json, the manifest."""
-    from emotion_fusion.pairing import make_pairs
+    from emotion_fusion.data.pairing import make_pairs
     rng = np.random.default_rng(0)
 
     def probs(y, signal):
@@ -90,7 +90,7 @@ def bench_rescore(run_dir: Path) -> float:
 
 def bench_repair(run_dir: Path) -> float:
     """Another seeded pairing of the test split from the cached per-item arrays, scored (issue 8: < 1 s)."""
-    from emotion_fusion.pairing import make_pairs
+    from emotion_fusion.data.pairing import make_pairs
     rule, seeds = _rule(run_dir), iter(range(1000, 10**6))
 
     def once():
@@ -137,7 +137,7 @@ def _goemotions_texts(go_dir: Path, n: int) -> list[str]:
 
 
 def _time_image(data_root: Path, n: int) -> tuple[float, float, int]:
-    from emotion_fusion.image import load_image_model, predict_proba
+    from emotion_fusion.branches.image import load_image_model, predict_proba
     pixels = _fer_test_images(data_root / "fer2013.zip", n)
     t = time.perf_counter()
     model, preprocess = load_image_model(weights=None, image_size=IMAGE_SIZE)
@@ -148,7 +148,7 @@ def _time_image(data_root: Path, n: int) -> tuple[float, float, int]:
 
 
 def _time_text(data_root: Path, n: int) -> tuple[float, float, int]:
-    from emotion_fusion.text import encode_texts, load_text_model
+    from emotion_fusion.branches.text import encode_texts, load_text_model
     texts = _goemotions_texts(data_root / "goemotions", n)
     t = time.perf_counter()
     model, tokenize = load_text_model("ViT-B/32", weights=None)
@@ -168,8 +168,8 @@ def bench_recompute(data_root: Path | None, n: int, rescore_s: float) -> dict:
                 "reason": "set EMOTION_FUSION_DATA to a folder with fer2013.zip and goemotions/"}
     out: dict = {"scaled_to": N_TEST, "model_load_s": {}}
     missing = []
-    for name, module, timer in (("image", "emotion_fusion.image", _time_image),
-                                ("text", "emotion_fusion.text", _time_text)):
+    for name, module, timer in (("image", "emotion_fusion.branches.image", _time_image),
+                                ("text", "emotion_fusion.branches.text", _time_text)):
         if importlib.util.find_spec(module) is None:
             missing.append(module)
             continue

@@ -28,7 +28,7 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 
 from fusion import _per_item  # noqa: E402
 
-from emotion_fusion.stats import MODELS, score_draws  # noqa: E402
+from emotion_fusion.scoring.stats import MODELS, score_draws  # noqa: E402
 
 R, B = 50, 500
 RESULTS = REPO / "benchmarks" / "results" / "stats_calibration.json"

@@ -10,39 +10,34 @@ The public API is a handful of functions (in the style of `clip.load`), everythi
 
 Names are imported lazily so that `import emotion_fusion` (and the `fuse` CLI) never pays for torch.
 """
-from importlib import import_module
-
+from ._lazy import lazy_exports
+from .data.labels import CLASSES
 from .errors import InputError
-from .labels import CLASSES
 
 __version__ = "0.2.0"
 
-_LAZY = {
+_WHERE = {
     # data and pairing
-    "load_fer2013": "data", "load_goemotions": "data", "format_summary": "data", "make_pairs": "pairing",
+    "load_fer2013": "data", "load_goemotions": "data", "format_summary": "data", "make_pairs": "data",
     # branches and encoders
-    "load_image_model": "image", "ImageBranch": "image", "load_text_model": "text", "TextBranch": "text",
-    "available_models": "text", "register_encoder": "encoders", "EncoderSpec": "encoders",
+    "load_image_model": "branches.image", "ImageBranch": "branches.image", "load_text_model": "branches.text",
+    "TextBranch": "branches.text", "available_models": "branches.text", "register_encoder": "branches.encoders",
+    "EncoderSpec": "branches.encoders",
     # running and using a run
-    "Config": "config", "run": "pipeline", "RunResult": "pipeline", "evaluate_run": "inference",
-    "predict": "inference", "load_predictor": "inference", "load_examples": "protocol",
+    "Config": "config", "run": "pipeline", "RunResult": "pipeline", "load_examples": "pipeline",
+    "evaluate_run": "app.inference", "predict": "app.inference", "load_predictor": "app.inference",
     "load_outputs": "runs",
     # fusion, scoring and tables
-    "fuse": "fusion", "sweep": "fusion", "evaluate": "metrics", "per_class_table": "metrics",
-    "confusion": "metrics", "mcnemar": "metrics", "score_run": "report", "results_table": "report",
-    "format_results": "report", "as_table": "report", "original_bug": "seedbug",
-    "comparison_table": "report", "text_reuse_table": "report",
+    "fuse": "scoring.fusion", "sweep": "scoring.fusion", "evaluate": "scoring.metrics",
+    "per_class_table": "scoring.metrics", "confusion": "scoring.metrics", "mcnemar": "scoring.metrics",
+    "score_run": "report", "results_table": "report", "format_results": "report", "as_table": "report",
+    "comparison_table": "report", "text_reuse_table": "report", "original_bug": "original.bugs",
     # plots
-    "plot_history": "plots", "plot_sweep": "plots", "plot_confusions": "plots", "plot_face_grid": "plots",
-    "plot_example_pairs": "plots",
+    "plot_history": "scoring.plots", "plot_sweep": "scoring.plots", "plot_confusions": "scoring.plots",
+    "plot_face_grid": "scoring.plots", "plot_example_pairs": "scoring.plots",
     # the interactive page
-    "demo": "demo",
+    "demo": "app.demo",
 }
 
-__all__ = ["CLASSES", "InputError", *_LAZY]
-
-
-def __getattr__(name: str):
-    if name in _LAZY:
-        return getattr(import_module(f".{_LAZY[name]}", __name__), name)
-    raise AttributeError(f"module 'emotion_fusion' has no attribute {name!r}")
+__all__ = ["CLASSES", "InputError", *_WHERE]
+__getattr__, __dir__ = lazy_exports(__name__, _WHERE)

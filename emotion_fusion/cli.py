@@ -12,17 +12,17 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
-from .errors import InputError
+from emotion_fusion.errors import InputError
 
 
 def _print(obj: Any, as_json: bool, text: str, out) -> None:
-    from .runs import to_jsonable
+    from emotion_fusion.runs import to_jsonable
     print(json.dumps(obj, default=to_jsonable, allow_nan=False) if as_json else text, file=out)
 
 
 def _weight(text: str) -> float:
     """Parse a --weight value; the range check is fusion's own (one rule, one message)."""
-    from .fusion import check_weight
+    from emotion_fusion.scoring.fusion import check_weight
     try:
         w = float(text)
     except ValueError:
@@ -32,7 +32,7 @@ def _weight(text: str) -> float:
 
 # --- handlers -------------------------------------------------------------------------------------
 def _cmd_data(a: argparse.Namespace, out) -> int:
-    from . import data
+    from emotion_fusion import data
     fer_path, go_path = data.resolve_paths(a.fer2013, a.goemotions)
     fer = data.load_fer2013(fer_path, skip_bad=a.skip_bad, progress=not a.json,
                             allow_empty_classes=a.allow_empty_classes)
@@ -43,8 +43,8 @@ def _cmd_data(a: argparse.Namespace, out) -> int:
 
 
 def _cmd_run(a: argparse.Namespace, out) -> int:
-    from .config import Config
-    from .pipeline import run
+    from emotion_fusion.config import Config
+    from emotion_fusion.pipeline import run
     overrides: dict[str, Any] = {}
     if a.fusion_weight is not None:
         overrides["fusion_weight"] = _weight(a.fusion_weight)
@@ -55,7 +55,7 @@ def _cmd_run(a: argparse.Namespace, out) -> int:
             overrides[flag] = True
     cfg = Config.from_profile(a.profile, **overrides).with_overrides(a.set or [])
     if a.seeds:
-        from .repeat import format_aggregate, run_seeds
+        from emotion_fusion.repeat import format_aggregate, run_seeds
         if a.seed is not None:
             raise InputError("give either --seed S or --seeds S1 S2 ..., not both")
         agg = run_seeds(cfg, a.seeds, fer2013=a.fer2013, goemotions=a.goemotions, out=a.out)
@@ -83,7 +83,7 @@ _PAIRING_COLUMNS = {"pool_images": "faces", "pool_texts": "texts", "target": "ta
 def _seed_extras(result) -> str:
     """The reproduction's own evidence after its table: pairs per class after each of the original's
     rules, and the original's bug (raw-cosine vs calibrated head, fused with this run's visual branch)."""
-    from .seedbug import original_bug
+    from emotion_fusion.original.bugs import original_bug
     pairing = result.pairing_table()
     pairing = pairing[[c for c in _PAIRING_COLUMNS if c in pairing.columns]].rename(columns=_PAIRING_COLUMNS)
     bug = original_bug(result.dir)
@@ -93,7 +93,7 @@ def _seed_extras(result) -> str:
 
 
 def _cmd_fuse(a: argparse.Namespace, out) -> int:
-    from . import report
+    from emotion_fusion import report
     res = report.score_run(a.run_dir, weight=_weight(a.weight))
     _print(res, a.json, report.format_results(res), out)
     return 0
@@ -102,8 +102,8 @@ def _cmd_fuse(a: argparse.Namespace, out) -> int:
 def _cmd_sweep(a: argparse.Namespace, out) -> int:
     import matplotlib.pyplot as plt
 
-    from . import report
-    from .plots import plot_sweep
+    from emotion_fusion import report
+    from emotion_fusion.scoring.plots import plot_sweep
     res = report.score_run(a.run_dir)
     fig = plot_sweep(res["sweep"], chosen=res.get("weight"))
     plot_path = Path(a.run_dir) / "sweep.png"
@@ -118,7 +118,7 @@ def _cmd_sweep(a: argparse.Namespace, out) -> int:
 
 
 def _cmd_evaluate(a: argparse.Namespace, out) -> int:
-    from .inference import evaluate_run
+    from emotion_fusion.app.inference import evaluate_run
     result = evaluate_run(a.run_dir, fer2013=a.fer2013, goemotions=a.goemotions, out=a.out, skip_bad=a.skip_bad,
                           allow_empty_classes=a.allow_empty_classes)
     _print(result.results, a.json, result.table_text(), out)
@@ -126,11 +126,11 @@ def _cmd_evaluate(a: argparse.Namespace, out) -> int:
 
 
 def _cmd_predict(a: argparse.Namespace, out) -> int:
-    from .inference import predict
+    from emotion_fusion.app.inference import predict
     weight = None if a.weight is None else _weight(a.weight)
     batch = [f for f in ("images", "texts", "pairs", "out") if getattr(a, f) is not None]
     if batch:   # the batch form (batch.py); the single pair below is unchanged
-        from .batch import predict_batch
+        from emotion_fusion.app.batch import predict_batch
         if a.image is not None or a.text is not None or a.out is None:
             raise InputError("batch form: --images and/or --texts with --out CSV, without --image/--text")
         res = predict_batch(a.run_dir, images=a.images, texts=a.texts, pairs=a.pairs, out=a.out, weight=weight,
@@ -148,7 +148,7 @@ def _cmd_predict(a: argparse.Namespace, out) -> int:
 
 
 def _cmd_demo(a: argparse.Namespace, out) -> int:
-    from .demo import serve
+    from emotion_fusion.app.demo import serve
     serve(a.run_dir, host=a.host, port=a.port)
     return 0
 

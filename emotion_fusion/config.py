@@ -13,8 +13,10 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from .errors import InputError, json_kind
-from .labels import MAPPINGS, MULTI_LABEL_RULES
+from emotion_fusion.errors import InputError, json_kind
+from emotion_fusion.branches.choices import IMAGE_MODES, LR_SCHEDULES
+from emotion_fusion.branches.encoders import ENCODERS
+from emotion_fusion.data.labels import MAPPINGS, MULTI_LABEL_RULES
 
 PROFILES = ("full", "offline", "smoke", "seed")
 AUGMENT_STYLES = ("ours", "seed")
@@ -22,8 +24,6 @@ _DEVICE = re.compile(r"cpu|cuda(:[0-9]+)?|mps")
 PROTOCOLS = ("holdout", "seed")
 FUSION_RULES = ("linear", "loglinear")
 TEXT_HEADS = ("auto", "zeroshot", "probe", "seed_raw")   # seed_raw: the original's bug, never a default
-IMAGE_MODES = ("finetune", "frozen")
-LR_SCHEDULES = ("plateau", "onecycle")
 
 
 @dataclass
@@ -86,7 +86,6 @@ class Config:
         _choice("text_head", self.text_head, TEXT_HEADS)
         _choice("fusion_rule", self.fusion_rule, FUSION_RULES)
         _choice("augment_style", self.augment_style, AUGMENT_STYLES)
-        from .encoders import ENCODERS
         _choice("text_model", self.text_model, tuple(ENCODERS))
         if self.protocol == "seed" and self.text_model != "ViT-B/32":
             raise InputError(f"protocol=seed pairs faces and texts by CLIP similarity and needs "
@@ -165,7 +164,6 @@ class Config:
     @property
     def uses_random_weights(self) -> bool:
         """True when a branch starts from random weights (every table must say so)."""
-        from .encoders import ENCODERS
         return self.image_weights is None or (ENCODERS[self.text_model].random_init and self.text_weights is None)
 
 

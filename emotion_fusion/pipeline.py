@@ -1,7 +1,7 @@
 """`run`: the whole experiment, load → split → fit → predict → calibrate → write → score.
 
-The evaluation protocol lives in protocol.py (holdout) and seed_protocol.py (the original's), the
-branches in image.py / text.py, the run directory in runs.py and the scoring in report.py. Branch
+The evaluation protocol lives in data/holdout.py (holdout) and original/protocol.py (the original's),
+the branches in branches/image.py / text.py, the run directory in runs.py and the scoring in report.py. Branch
 outputs are cached in the run dir under a key made from the config (less the scoring knobs), the
 datasets' and weight files' signatures: re-running with another fusion weight rebuilds nothing.
 """
@@ -14,12 +14,12 @@ from pathlib import Path
 from typing import Any
 
 
-from . import __version__
-from . import data as _data
-from . import protocol as _protocol
-from . import runs as _runs
-from .config import Config
-from .report import results_table, score_run, write_results
+from emotion_fusion import __version__
+from emotion_fusion import data as _data
+from emotion_fusion.data import holdout as _holdout
+from emotion_fusion import runs as _runs
+from emotion_fusion.config import Config
+from emotion_fusion.report import results_table, score_run, write_results
 
 # Settings that only change how cached branch outputs are fused and scored: not part of the cache key.
 SCORING_ONLY = ("fusion_weight", "fusion_rule", "n_boot", "pairing_draws", "progress", "skip_bad")
@@ -55,19 +55,19 @@ class RunResult:
         return results_table(self.results)
 
     def table_text(self) -> str:
-        from .report import format_results
+        from emotion_fusion.report import format_results
         return format_results(self.results)
 
     def pairing_table(self):
         """protocol=seed: the pairs per class left after each of the original's rules (a DataFrame);
         None under the holdout protocol, which pairs at random within class."""
-        from .seed_protocol import pairing_summary_table
+        from emotion_fusion.original.protocol import pairing_summary_table
         return pairing_summary_table(self.pairing_summary) if self.pairing_summary else None
 
     def outputs(self, split: str = "test") -> dict:
         """The cached per-item and per-pair arrays of `split` (see runs.py), plus `p_fused`: the
         default pairs fused at the config's weight with its rule."""
-        from .fusion import fuse
+        from emotion_fusion.scoring.fusion import fuse
         d = _runs.load_outputs(self.dir, split)
         return {**d, "p_fused": fuse(d["p_visual"], d["p_text"], self.config.fusion_weight, self.config.fusion_rule)}
 
@@ -86,8 +86,8 @@ def run(config: Config | None = None, *, fer2013: str | Path | None = None,
     this; they share the image training and only the main process writes `out` and returns a
     RunResult, the others return None (distributed.py).
     """
-    from .distributed import state
-    from .precision import choose_device
+    from emotion_fusion.branches.distributed import state
+    from emotion_fusion.branches.precision import choose_device
     cfg = dataclasses.replace(config or Config(), **overrides)
     fer_path, go_path = _data.resolve_paths(fer2013, goemotions)
     procs = state(choose_device(cfg.device))   # a missing GPU fails now, not after the data
@@ -127,17 +127,17 @@ def _follow(cfg: Config, fer_path: Path, go_path: Path, out, procs) -> None:
 def _weight_files(cfg: Config) -> list:
     """Signatures of the weight files a run reads (a local path or a file found in a library cache):
     replacing one makes the cache stale. Raises the missing-weights error in seconds, before any data."""
-    from . import image as _image
-    from . import text as _text
+    from emotion_fusion.branches import image as _image
+    from emotion_fusion.branches import text as _text
     found = [_image.locate_weights(cfg.image_weights), _text.locate_weights(cfg.text_model, cfg.text_weights)]
     return [_runs.file_signature(p) for p in found if p is not None]
 
 
 def _compute(cfg: Config, fer_path: Path, go_path: Path, out: Path | None, key: str) -> None:
     """Fit, predict, calibrate and write `out`; `out=None` (a non-main process) stops after the image fit."""
-    from .fusion import apply_temperature, fit_temperature
-    from .image import ImageBranch
-    from .text import TextBranch
+    from emotion_fusion.scoring.fusion import apply_temperature, fit_temperature
+    from emotion_fusion.branches.image import ImageBranch
+    from emotion_fusion.branches.text import TextBranch
     t0 = time.perf_counter()
     # Both branches are built first: a corrupt or wrong-architecture weight file fails in seconds, not
     # after the data is decoded and the other branch has trained for hours.
@@ -150,10 +150,10 @@ def _compute(cfg: Config, fer_path: Path, go_path: Path, out: Path | None, key: 
     go = _data.load_goemotions(go_path, mapping=cfg.label_map, multi_label=cfg.multi_label, skip_bad=cfg.skip_bad)
     timings["load_data_s"] = time.perf_counter() - t
     if cfg.protocol == "seed":
-        from .seed_protocol import seed_split
+        from emotion_fusion.original.protocol import seed_split
         split = seed_split(cfg, fer, go)
     else:
-        split = _protocol.holdout_split(cfg, fer, go, go_path)
+        split = _holdout.holdout_split(cfg, fer, go, go_path)
     img, txt, pairs = split["images"], split["texts"], split["pairs"]
     probs = {}
     for name, frames in (("image", img), ("text", txt)):
@@ -179,8 +179,8 @@ def _compute(cfg: Config, fer_path: Path, go_path: Path, out: Path | None, key: 
                             other_text_heads={"zeroshot": apply_temperature(others[part]["zeroshot"],
                                                                             temps["text_zeroshot"]),
                                               "seed_raw": others[part]["seed_raw"]})   # raw: as the original
-    _protocol.save_examples(out, img, txt, pairs["test"])
-    _protocol.save_seen(out, img, txt)
+    _holdout.save_examples(out, img, txt, pairs["test"])
+    _holdout.save_seen(out, img, txt)
     label = f"image: {branches['image'].label}; text: {branches['text'].label}"
     title = f"{cfg.profile} profile — {label} — test = {split['test_desc']}"
     if cfg.uses_random_weights:     # every table made from random-init weights says so
@@ -200,4 +200,8 @@ def _describe(path: Path) -> str:
     return Path(path).name if Path(path).exists() else str(path)
 
 
-from .inference import evaluate_run, load_predictor, predict  # noqa: E402,F401 (public API lives beside run)
+def load_examples(run_dir) -> dict:
+    """The sample faces and example test pairs saved by `run` (for the notebook's gallery)."""
+    run_dir = _runs.run_dir_path(run_dir)
+    _runs.verify(run_dir)
+    return _holdout.read_examples(run_dir)

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
-from . import data as _data
-from . import runs as _runs
-from .errors import InputError
+from emotion_fusion import data as _data
+from emotion_fusion import runs as _runs
+from emotion_fusion.errors import InputError
 
 AGGREGATE = "aggregate.json"
 
@@ -32,13 +32,13 @@ def _headline(results: dict) -> tuple[list[dict], dict]:
 
 def run_seeds(cfg, seeds: list[int], *, fer2013=None, goemotions=None, out) -> dict | None:
     """Run `cfg` once per training seed into OUT/seed-<s>/ and write OUT/aggregate.json."""
-    from .pipeline import run
+    from emotion_fusion.pipeline import run
     seeds = list(dict.fromkeys(int(s) for s in seeds))
     if len(seeds) < 2 or min(seeds) < 0:
         raise InputError(f"--seeds {seeds}: give two or more non-negative seeds, e.g. --seeds 0 1 2")
     fer_path, go_path = _data.resolve_paths(fer2013, goemotions)
-    from .distributed import state
-    from .precision import choose_device
+    from emotion_fusion.branches.distributed import state
+    from emotion_fusion.branches.precision import choose_device
     if not state(choose_device(cfg.device)).is_main_process:   # under a launcher: train, write nothing
         for s in seeds:
             run(dataclasses.replace(cfg, seed=s), fer2013=fer_path, goemotions=go_path, out=Path(out) / f"seed-{s}")
@@ -71,7 +71,7 @@ def run_seeds(cfg, seeds: list[int], *, fer2013=None, goemotions=None, out) -> d
 
 def format_aggregate(agg: dict) -> str:
     """Plain-text table: per model, mean ± sd over seeds and each seed's value (test, in %)."""
-    from .report import MODEL_NAMES
+    from emotion_fusion.report import MODEL_NAMES
     seeds = agg["seeds"]
     lines = [agg["title"], f"Test, {len(seeds)} training seeds ({', '.join(map(str, seeds))}); each value the "
              "mean over pairing draws", f"{'model':<28}{'accuracy % mean ± sd':<24}{'macro-F1 % mean ± sd':<24}"

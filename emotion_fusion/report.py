@@ -7,10 +7,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .errors import InputError
-from .fusion import check_weight, fuse, sweep
-from .metrics import evaluate_many, mcnemar
-from .runs import CONFIG, INFO, RESULTS, read_run, rerun, write_json
+from emotion_fusion.errors import InputError
+from emotion_fusion.scoring.fusion import check_weight, fuse, sweep
+from emotion_fusion.scoring.metrics import evaluate_many, mcnemar
+from emotion_fusion.runs import CONFIG, INFO, RESULTS, read_run, rerun, write_json
 
 MODEL_NAMES = {"visual": "Visual only", "text": "Text only", "fusion": "Fusion",
                "fusion_best_val": "Fusion (best val weight)"}
@@ -71,7 +71,7 @@ def score_run(run_dir, weight: float | None = None, rule: str | None = None, n_b
     out = {"title": title, "rule": rule, "weight": weight, "best_weight": best, "seed": seed,
            "n_boot": n_boot, "rows": rows, "mcnemar": tests, "sweep": sw}
     if draws:
-        from .stats import score_draws
+        from emotion_fusion.scoring.stats import score_draws
         items = {s: {k: data[s][k] for k in ("p_image", "y_image", "p_text_items", "y_text", "pairs")} for s in data}
         # the seed protocol builds its pairs (CLIP matching): its headline scores those, not random re-pairings
         pairing = "fixed" if cfg.get("protocol") == "seed" else "random"
@@ -106,7 +106,7 @@ def format_results(results: dict) -> str:
     table (title, one line per row, best weight, McNemar); no pandas needed."""
     lines = [results_title(results)]
     if results.get("draws"):
-        from .stats import format_draws
+        from emotion_fusion.scoring.stats import format_draws
         again = ("The same pairs with validation, plain pair bootstrap (not stratified by class):"
                  if results["draws"].get("pairing") == "fixed" else "The default pairing alone (outputs/*.npz), pair bootstrap:")
         lines += [format_draws(results["draws"]), "", again]
@@ -155,7 +155,7 @@ def results_table(results: dict, which: str = "headline") -> ResultsTable:
                  "macro-F1, one draw, pair bootstrap": _fmt(single[r["model"]]["macro_f1"],
                                                            single[r["model"]]["macro_f1_ci"]),
                  "n pairs": r["n"]} for r in draws["rows"]]
-        from .stats import pairing_words
+        from emotion_fusion.scoring.stats import pairing_words
         how = "text-cluster bootstrap" if draws.get("pairing") == "fixed" else "random draw × text-cluster bootstrap"
         title = f"{results_title(results)} — test, {pairing_words(draws)}, 95% intervals: {how}"
         return ResultsTable(pd.DataFrame.from_records(recs).set_index("model"), title)

@@ -25,10 +25,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import InputError, json_kind
-from .fusion import check_classes, check_probs
-from .labels import CLASSES
-from .metrics import as_labels
+from emotion_fusion.errors import InputError, json_kind
+from emotion_fusion.scoring.fusion import check_classes, check_probs
+from emotion_fusion.data.labels import CLASSES
+from emotion_fusion.scoring.metrics import as_labels
 
 OUTPUTS = "outputs"
 MANIFEST = "manifest.json"

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from emotion_fusion.labels import CLASSES, GOEMOTIONS_LABELS
+from emotion_fusion.data.labels import CLASSES, GOEMOTIONS_LABELS
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -182,7 +182,8 @@ def build_run_dir(d: Path, *, sizes=None, seed: int = 0, config: dict | None = N
     """A complete run directory made the way `run` makes one, without any model: per-item outputs
     (runs.write_outputs; more texts than faces, paired by label with pairing.make_pairs), config.json,
     run_info.json (title, key), and the manifest written last (runs.write_manifest)."""
-    from emotion_fusion import pairing, runs
+    from emotion_fusion.data import pairing
+    from emotion_fusion import runs
     from emotion_fusion.config import Config
 
     d = Path(d)
@@ -237,7 +238,7 @@ def _toy_encode(net, tokenize, texts, batch_size, fast, device, progress) -> np.
 @contextlib.contextmanager
 def registered_toy_encoder():
     """The text encoder "toy" (numpy, no torch) in the registry while the block runs."""
-    from emotion_fusion import encoders
+    from emotion_fusion.branches import encoders
     spec = encoders.register_encoder(encoders.EncoderSpec("toy", "Toy BoW", _toy_load, _toy_encode))
     try:
         yield spec
@@ -277,7 +278,7 @@ def chromium_paths() -> tuple[str, str]:
 @pytest.fixture
 def count_builds(monkeypatch):
     """Counts the models built from here on (image.load_image_model, text.load_text_model)."""
-    from emotion_fusion import image, text
+    from emotion_fusion.branches import image, text
     calls = {"image": 0, "text": 0}
 
     def counting(name, fn):

@@ -13,7 +13,7 @@ from PIL import Image
 from sklearn.metrics import accuracy_score, f1_score
 
 from emotion_fusion import runs
-from emotion_fusion.fusion import fuse
+from emotion_fusion.scoring.fusion import fuse
 
 
 class Finished:

@@ -48,7 +48,7 @@ def test_notebook_smoke_end_to_end(tmp_path, data_root, fer_path, go_path, monke
         assert any("image/png" in o.get("data", {}) for o in c["outputs"]), "".join(c["source"])
 
     # the original's bug, shown: the count of test pairs whose fused label is not the visual one, per head
-    from emotion_fusion.seedbug import run_bug_table
+    from emotion_fusion.original.bugs import run_bug_table
     bug = next(c for c in nb["cells"] if "".join(c["source"]) == "ef.original_bug(RUN_DIR)")
     html = "".join(o.get("data", {}).get("text/html", "") for o in bug["outputs"])
     assert "pairs fused ≠ visual" in html

@@ -18,7 +18,8 @@ import sys
 import numpy as np
 import pytest
 
-from emotion_fusion import inference, pipeline, runs
+from emotion_fusion.app import inference
+from emotion_fusion import pipeline, runs
 from emotion_fusion.cli import main
 from emotion_fusion.config import Config
 from emotion_fusion.errors import InputError
@@ -219,7 +220,7 @@ def test_fuse_without_results_json_keeps_the_random_init_title(base, run_copy, c
 
 def test_a_failed_run_leaves_no_folder_behind(data, tmp_path, monkeypatch, toy_encoder_module):
     """Issue 12 case 10: a run that fails after creating its output folder removes it again."""
-    from emotion_fusion import image
+    from emotion_fusion.branches import image
 
     def boom(self, train, val):
         raise InputError("training failed on purpose")

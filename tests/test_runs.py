@@ -12,8 +12,8 @@ from sklearn.metrics import accuracy_score, f1_score
 
 from emotion_fusion import runs
 from emotion_fusion.errors import InputError
-from emotion_fusion.fusion import fuse
-from emotion_fusion.labels import CLASSES
+from emotion_fusion.scoring.fusion import fuse
+from emotion_fusion.data.labels import CLASSES
 from emotion_fusion.report import format_results, results_table, score_run, write_results
 from emotion_fusion.runs import (fingerprint, invalidate, load_outputs, read_config, read_json, read_run, verify,
                                  write_json, write_manifest, write_outputs)

@@ -1,0 +1,272 @@
+"""The interactive page (DESIGN.md section 8): a face and a sentence in, each branch and the fusion out.
+
+    python -m emotion_fusion demo --run-dir runs/offline [--host 127.0.0.1] [--port 7860]
+    ef.demo("runs/offline")            # in Jupyter: renders inline, returns the app
+
+A submit detects and crops the face (`faces.py`), scores it and the text with the run's trained branches
+(temperature-calibrated, as the run's cached outputs are), and caches both probability vectors in the
+session. Moving the weight slider only re-fuses those cached vectors: no model is called.
+Every bad input ends as one message on the page; the server keeps serving.
+"""
+from __future__ import annotations
+
+import html
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"   # before gradio is imported anywhere; never phone home
+
+import numpy as np
+
+from . import notes
+from emotion_fusion.errors import InputError
+from emotion_fusion.data.labels import CLASSES
+
+MAX_UPLOAD = "25mb"      # a phone photo is a few MB; gradio refuses larger uploads with its own message
+INLINE_HEIGHT = 1150     # px of the notebook's iframe: the whole page without an inner scroll bar
+MAX_TEXT_CHARS = 2000   # the text encoders read ~77 (CLIP) or 256 (MiniLM) tokens; more is a paste error
+RANDOM_INIT = "RANDOM-INIT"
+_BANNER = "background:#fff4e5;border:2px solid #d9480f;border-radius:6px;padding:10px;color:#5c1a00"
+log = logging.getLogger(__name__)
+
+
+class _Models:
+    """The one adapter between the page and the package: a run's `inference.Predictor` (both trained
+    branches, calibrated with the run's temperatures), loaded once."""
+
+    def __init__(self, run_dir: Path, cfg, info: dict, results: dict, predictor):
+        self.run_dir, self.cfg, self.info, self.results = run_dir, cfg, info, results
+        self._predictor = predictor
+
+    @classmethod
+    def load(cls, run_dir: str | Path) -> "_Models":
+        """Load a finished run's branches, or raise a one-line InputError saying what is wrong."""
+        from .inference import load_predictor
+        from emotion_fusion.runs import RESULTS, read_json
+        src = Path(run_dir)
+        pred = load_predictor(src)     # refuses a dir without a valid manifest ("incomplete ... re-run")
+        results = read_json(src / RESULTS) if (src / RESULTS).is_file() else {}
+        return cls(src, pred.config, pred.info, results, pred)
+
+    @property
+    def title(self) -> str:
+        return str(self.results.get("title") or self.info.get("title") or "")
+
+    @property
+    def random_init(self) -> bool:
+        return RANDOM_INIT in self.title or RANDOM_INIT in str(self.info.get("title", ""))
+
+    def face_probs(self, pixels: np.ndarray) -> np.ndarray:
+        """(48, 48) uint8 face -> (7,) calibrated probabilities."""
+        return self._predictor.image_probs(pixels[None])[0]
+
+    def text_probs(self, text: str) -> np.ndarray:
+        """One text -> (7,) calibrated probabilities."""
+        return self._predictor.text_probs([text])[0]
+
+
+# --- handlers (plain functions of plain values: tested directly, wired to the page below) -------------
+def _probs_dict(p) -> dict[str, float]:
+    return {c: float(v) for c, v in zip(CLASSES, p)}
+
+
+def check_text(text: Any) -> str:
+    """The text as typed, or a one-line InputError for empty, whitespace-only or overlong text."""
+    if text is None or not str(text).strip():
+        raise InputError("the text is empty; type a sentence about how you feel")
+    text = str(text)
+    if len(text) > MAX_TEXT_CHARS:
+        raise InputError(f"the text has {len(text):,} characters; keep it under {MAX_TEXT_CHARS:,} "
+                         "(the text model reads only the first few hundred words anyway)")
+    return text
+
+
+class Demo:
+    """The page's state and handlers for one run directory (`models` None: `error` says why)."""
+
+    def __init__(self, run_dir: str | Path, models: _Models | None = None):
+        self.run_dir, self.models, self.error = Path(run_dir), models, None
+        if models is None:
+            try:
+                self.models = _Models.load(run_dir)
+            except InputError as e:   # shown on the page; each submit repeats it
+                self.error = str(e)
+
+    def header(self) -> str:
+        """Markdown: the run, its profile and branches."""
+        if self.models is None:
+            return f"**Run directory:** `{self.run_dir}`"
+        m = self.models
+        return (f"**Run directory:** `{self.run_dir}` · **profile:** `{m.cfg.profile}` · "
+                f"**fusion rule:** {m.cfg.fusion_rule}\n\n{m.title}")
+
+    def warning(self) -> str:
+        """HTML for the banner: a run that cannot be used, or random-init weights; else empty."""
+        if self.error:
+            head, body = "⛔ This run cannot be used", self.error
+        elif self.models.random_init:
+            head, body = ("⚠️ Random-init weights", "This run's branches start from random weights (its "
+                          "title says RANDOM-INIT): their predictions are close to chance and say nothing "
+                          "about your face or your words. Use a run made with real weights.")
+        else:
+            return ""
+        return (f'<div style="{_BANNER}"><strong>{html.escape(head)}</strong><br>{html.escape(body)}</div>')
+
+    def analyze(self, image: str | None, text: str | None, weight: float, whole_image: bool = False):
+        """Submit: (status, face crop, visual, text, fused, summary, note, cached state)."""
+        from .faces import extract_face
+        try:
+            if self.error:
+                raise InputError(self.error)
+            if not image:
+                raise InputError("no image; upload a photo of a face or take one with the webcam")
+            text = check_text(text)
+            face = extract_face(image, whole_image_if_none=bool(whole_image))
+            state = {"p_visual": self.models.face_probs(face.pixels).tolist(),
+                     "p_text": self.models.text_probs(text).tolist(), "status": self._face_status(face)}
+            status, crop = state["status"], face.pixels
+            fused, summary, note = self._fused(weight, state)
+        except Exception as e:   # noqa: BLE001 - the page must show a message, never a traceback
+            return (_error_message(e), None, None, None, None, "", "", None)
+        return (status, crop, _probs_dict(state["p_visual"]), _probs_dict(state["p_text"]),
+                fused, summary, note, state)
+
+    def refuse(self, weight: float, state: dict | None):
+        """Slider moved: (status, fused, summary, note) from the cached probabilities, no model call."""
+        if not state:
+            return "Submit a face and a text first; the slider then re-weighs their results.", None, "", ""
+        try:
+            fused, summary, note = self._fused(weight, state)
+        except Exception as e:   # noqa: BLE001
+            return _error_message(e), None, "", ""
+        return state.get("status", ""), fused, summary, note
+
+    def _face_status(self, face) -> str:
+        if face.box is None:
+            return "No face found: the whole image was scored, as you asked."
+        more = f" ({face.n_faces} faces found; the largest was used)" if face.n_faces > 1 else ""
+        return f"Face found and scored{more}."
+
+    def _fused(self, weight: float, state: dict) -> tuple[dict, str, str]:
+        from emotion_fusion.scoring.fusion import fuse
+        w, rule = float(weight), self.models.cfg.fusion_rule
+        p_v, p_t = np.asarray(state["p_visual"])[None], np.asarray(state["p_text"])[None]
+        p_f = fuse(p_v, p_t, w, rule=rule)[0]
+        label, face_label, text_label = (CLASSES[int(np.argmax(p))] for p in (p_f, p_v[0], p_t[0]))
+        agree = face_label == text_label
+        summary = (f"**Fused: {label}** ({p_f.max():.0%}) at w = {w:.2f} (visual share, {rule} rule)\n\n"
+                   f"Face: **{face_label}** · words: **{text_label}** · "
+                   + ("**the face and the words agree**" if agree else "**the face and the words disagree**"))
+        note = f"**{label.capitalize()}.** {notes.emotion_note(label)}"
+        if not agree:
+            note += f"\n\n**{face_label.capitalize()} and {text_label}.** {notes.pair_note(face_label, text_label)}"
+        return _probs_dict(p_f), summary, f"{note}\n\n*{notes.DISCLAIMER}*"
+
+
+def _error_message(e: Exception) -> str:
+    if isinstance(e, InputError):
+        return f"⚠️ {e}"
+    log.exception("demo handler failed")   # the traceback goes to the server log, not the page
+    return f"⚠️ Something went wrong ({type(e).__name__}: {e}). The server is still running; try again."
+
+
+# --- the page ----------------------------------------------------------------------------------------
+def _image_input(gr):
+    """gr.Image whose upload step lets a non-image through to `analyze`, which names the file and the
+    fix (Gradio's own preprocessing would end in a generic error toast). Wrapped on the instance: a
+    gr.Image subclass would make gradio write a demo.pyi stub beside this file at import time."""
+    image = gr.Image(type="filepath", sources=["upload", "webcam"], label="Your face (photo or webcam)",
+                     elem_id="face-input")
+    strict = image.preprocess
+
+    def lenient(payload):
+        try:
+            return strict(payload)
+        except Exception:   # noqa: BLE001 - not decodable: `faces.open_image` says so on the page
+            return str(payload.path) if payload is not None and payload.path else None
+
+    image.preprocess = lenient
+    return image
+
+
+def create_app(run_dir: str | Path, models: _Models | None = None):
+    """The gradio Blocks for RUN_DIR (not launched). An unusable run dir gives a page that says why."""
+    import gradio as gr
+    d = Demo(run_dir, models)
+    weight = d.models.cfg.fusion_weight if d.models else 0.6
+    with gr.Blocks(title="Emotion fusion demo", analytics_enabled=False) as app:
+        gr.Markdown("# Emotion fusion: a face and a sentence")
+        gr.Markdown(d.header(), elem_id="run-info")
+        gr.HTML(d.warning(), elem_id="run-warning", visible=bool(d.warning()))
+        with gr.Row():
+            with gr.Column():
+                image = _image_input(gr)
+                whole = gr.Checkbox(label="If no face is found, use the whole image", value=False,
+                                    elem_id="whole-image")
+                text = gr.Textbox(label="How do you feel? (one or two sentences)", lines=2, elem_id="text-input")
+                submit = gr.Button("Submit", variant="primary", elem_id="submit")
+                slider = gr.Slider(0.0, 1.0, value=weight, step=0.05, elem_id="weight",
+                                   label="Fusion weight: visual share (0 = words only, 1 = face only)")
+            with gr.Column():
+                status = gr.Markdown(elem_id="status")
+                summary = gr.Markdown(elem_id="fused-summary")
+                fused = gr.Label(num_top_classes=len(CLASSES), label="Fused", elem_id="fused")
+                note = gr.Markdown(elem_id="note")
+        with gr.Row():
+            crop = gr.Image(label="The face that was scored (48x48, as in training)", type="numpy",
+                            interactive=False, elem_id="crop", height=160)
+            visual = gr.Label(num_top_classes=len(CLASSES), label="Face branch", elem_id="visual")
+            textual = gr.Label(num_top_classes=len(CLASSES), label="Text branch", elem_id="textual")
+        gr.Markdown(f"*{notes.DISCLAIMER}*", elem_id="disclaimer")
+        state = gr.State(None)
+        submit.click(d.analyze, [image, text, slider, whole],
+                     [status, crop, visual, textual, fused, summary, note, state], api_name="analyze")
+        slider.change(d.refuse, [slider, state], [status, fused, summary, note], api_name="refuse",
+                      trigger_mode="always_last", show_progress="hidden")
+    return app
+
+
+def _in_notebook() -> bool:
+    try:
+        from IPython import get_ipython
+        return get_ipython() is not None and type(get_ipython()).__name__ != "TerminalInteractiveShell"
+    except ImportError:
+        return False
+
+
+def demo(run_dir: str | Path, *, host: str = "127.0.0.1", port: int | None = None,
+         block: bool | None = None):
+    """Launch the page for RUN_DIR on host:port (local only, never shared) and return the app.
+
+    In Jupyter it renders inline and returns at once (`app = ef.demo(RUN_DIR)`; `app.close()` stops it).
+    Elsewhere it blocks until Ctrl-C, unless `block=False`. An unusable run dir gives a page saying why.
+    """
+    app = create_app(run_dir)
+    return _launch(app, host, port, inline=_in_notebook(), block=block)
+
+
+def serve(run_dir: str | Path, host: str = "127.0.0.1", port: int | None = None) -> None:
+    """The CLI: fail in seconds on an unusable run dir (one line, exit 2), else serve until Ctrl-C."""
+    models = _Models.load(run_dir)
+    _launch(create_app(run_dir, models), host, port, inline=False, block=True)
+
+
+def _launch(app, host: str, port: int | None, inline: bool, block: bool | None):
+    import gradio as gr
+    block = not inline if block is None else block
+    try:   # quiet: gradio's own banner advertises share=True, which this project never uses
+        app.launch(server_name=host, server_port=port, share=False, inline=inline, inbrowser=False,
+                   prevent_thread_lock=True, quiet=True, max_file_size=MAX_UPLOAD,
+                   height=INLINE_HEIGHT)
+    except OSError as e:   # port taken
+        raise InputError(f"cannot serve on {host}:{port} ({e}); pick another port") from None
+    if not block:
+        return app
+    print(f"serving on {app.local_url} (local only; Ctrl-C stops it)", flush=True)
+    try:
+        app.block_thread()     # returns on Ctrl-C, after closing the server
+    finally:
+        gr.close_all()
+    return app

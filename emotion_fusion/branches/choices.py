@@ -1,0 +1,5 @@
+"""What the branches offer, by name, without importing torch: `config` validates its settings here."""
+from __future__ import annotations
+
+IMAGE_MODES = ("finetune", "frozen")      # fine-tune the whole ResNet-50, or train its head only
+LR_SCHEDULES = ("plateau", "onecycle")    # ReduceLROnPlateau on val loss, or OneCycleLR

@@ -1,0 +1,96 @@
+"""The original's fusion bug, shown: its text head was a softmax over RAW CLIP cosines (no logit scale).
+
+Cosines of one text to the 7 prompts differ by a few hundredths, so that head's probabilities sit near
+1/7 each; fused linearly at 0.6 x visual + 0.4 x text, they shift every class by almost the same amount
+and the fused argmax is the visual argmax on (nearly) every pair: the "fusion" equals the visual branch.
+`bug_table` scores that head against a calibrated one from cached per-pair arrays (numpy only).
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from scipy.special import softmax
+
+from emotion_fusion.errors import InputError
+from emotion_fusion.scoring.fusion import check_probs, fuse
+from emotion_fusion.data.labels import CLASSES
+from emotion_fusion.scoring.metrics import as_labels, macro_f1
+
+SEED_WEIGHT = 0.6        # the original's visual share, linear rule, no calibration
+HEADS = ("seed_raw", "calibrated")
+
+
+def _scores(y: np.ndarray, pred: np.ndarray) -> dict:
+    return {"accuracy": float(np.mean(y == pred)), "macro_f1": macro_f1(y, pred)}
+
+
+def bug_table(p_visual, p_text_calibrated, y, *, raw_cosines=None, p_text_raw=None,
+              weight: float = SEED_WEIGHT) -> dict:
+    """Text alone and fused (linear at `weight`) under the raw-cosine head vs the calibrated head.
+
+    Give the raw head either as `raw_cosines` (N, 7; softmax taken here, scale 1) or as its
+    probabilities `p_text_raw`. Per head: text and fused accuracy / macro-F1, the mean top text
+    probability, and the pairs whose fused argmax differs from the visual argmax. JSON-able.
+    """
+    if (raw_cosines is None) == (p_text_raw is None):
+        raise InputError("bug_table: give exactly one of raw_cosines= or p_text_raw=")
+    if raw_cosines is not None:
+        cos = np.asarray(raw_cosines, dtype=np.float64)
+        if cos.ndim != 2 or cos.shape[1] != len(CLASSES) or not np.all(np.abs(cos) <= 1 + 1e-6):
+            raise InputError(f"raw_cosines must be (N, 7) cosine similarities in [-1, 1], got shape {cos.shape}")
+        p_text_raw = softmax(cos, axis=1)
+    pv = check_probs(p_visual, "p_visual")
+    heads = {"seed_raw": check_probs(p_text_raw, "p_text_raw"),
+             "calibrated": check_probs(p_text_calibrated, "p_text_calibrated")}
+    y = as_labels(y)
+    for name, p in (("p_text_raw", heads["seed_raw"]), ("p_text_calibrated", heads["calibrated"]), ("y", y)):
+        if len(p) != len(pv):
+            raise InputError(f"{name} has {len(p)} rows but p_visual has {len(pv)}; pass one row per pair")
+    visual_pred = pv.argmax(axis=1)
+    out = {"weight": float(weight), "rule": "linear", "n_pairs": int(len(y)),
+           "visual": _scores(y, visual_pred), "heads": {}}
+    for name, pt in heads.items():
+        fused_pred = fuse(pv, pt, weight, rule="linear").argmax(axis=1)
+        differs = int((fused_pred != visual_pred).sum())
+        out["heads"][name] = {"text": _scores(y, pt.argmax(axis=1)), "fused": _scores(y, fused_pred),
+                              "text_top_prob_mean": float(pt.max(axis=1).mean()),
+                              "fused_differs_from_visual": differs,
+                              "fused_differs_share": differs / len(y) if len(y) else 0.0}
+    return out
+
+
+def bug_table_frame(table: dict) -> pd.DataFrame:
+    """`bug_table`'s dict as a table to read: one row per head (text alone, fused) plus visual alone,
+    scores in %, and blank cells where a column does not apply (not NaN)."""
+    w = table["weight"]
+
+    def row(head: str, scored: str, score: dict, top_prob="", differs="") -> dict:
+        return {"head": head, "scored": scored, "accuracy %": round(100 * score["accuracy"], 1),
+                "macro-F1 %": round(100 * score["macro_f1"], 1),
+                "mean top prob": top_prob if top_prob == "" else round(top_prob, 3), "pairs fused ≠ visual": differs}
+
+    rows = [row("—", "visual alone", table["visual"])]
+    labels = {"seed_raw": "raw cosines (original)", "calibrated": "calibrated"}
+    for name, h in table["heads"].items():
+        rows.append(row(labels.get(name, name), "text alone", h["text"], top_prob=h["text_top_prob_mean"]))
+        rows.append(row(labels.get(name, name), f"fused {w:g}·visual + {1 - w:g}·text", h["fused"],
+                        differs=int(h["fused_differs_from_visual"])))
+    df = pd.DataFrame(rows).set_index(["head", "scored"]).astype(object)
+    df.attrs["n_pairs"] = table["n_pairs"]     # the count column is out of this many pairs
+    return df
+
+
+def run_bug_table(run_dir, split: str = "test") -> dict:
+    """`bug_table` on a finished run's cached outputs (no model): the original's raw-cosine head vs the
+    calibrated zero-shot head (the encoder's logit scale, the prompt ensemble, a temperature fitted on
+    validation), each alone and fused with the run's visual branch at 0.6, linearly, on the default pairs."""
+    from emotion_fusion.runs import load_outputs
+    d = load_outputs(run_dir, split)
+    pairs = d["pairs"]
+    return bug_table(d["p_visual"], d["p_text_items_zeroshot"][pairs], d["y"],
+                     p_text_raw=d["p_text_items_seed_raw"][pairs])
+
+
+def original_bug(run_dir, split: str = "test") -> pd.DataFrame:
+    """The notebook's "original's bug, shown" table for a finished run (see `run_bug_table`)."""
+    return bug_table_frame(run_bug_table(run_dir, split))

@@ -1,0 +1,181 @@
+"""Figures for the notebook and the CLI. Each function returns a matplotlib Figure.
+
+Figures come from `pyplot.figure` so that Jupyter's inline backend shows each one once at the end of
+the cell (end the line with `;` so the returned Figure is not shown a second time) and then closes
+it. The backend is never touched and `plt.show()` never called: scripts save with `fig.savefig(...)`
+and should `plt.close(fig)` when making many. Nothing here imports torch.
+"""
+from __future__ import annotations
+
+import textwrap
+from typing import Mapping
+
+import numpy as np
+from matplotlib import pyplot as plt
+from matplotlib.figure import Figure
+
+from emotion_fusion.errors import InputError
+from emotion_fusion.data.labels import CLASSES, NUM_CLASSES
+from .metrics import as_labels, as_pred, confusion
+
+PANEL = 3.4  # inches per panel
+DPI = 56     # figures are embedded in the executed notebook as PNGs: small enough to share (<= 300 KB total)
+CMAP = "Blues"
+HISTORY_KEYS = ("train_loss", "val_loss", "val_acc")
+
+
+def plot_confusions(y, preds: Mapping[str, np.ndarray], normalize: bool = True) -> Figure:
+    """One confusion-matrix panel per model (true rows, predicted columns, class names on axes)."""
+    if not preds:
+        raise InputError("plot_confusions needs at least one model in preds ({name: predictions})")
+    fig = plt.figure(figsize=(PANEL * len(preds) + 0.5, PANEL + 0.6), layout="constrained", dpi=DPI)
+    axes = fig.subplots(1, len(preds), squeeze=False)[0]
+    for ax, (name, pred) in zip(axes, preds.items()):
+        cm = confusion(y, pred, normalize=normalize)
+        ax.imshow(cm, cmap=CMAP, vmin=0, vmax=1 if normalize else None)
+        fmt = "{:.2f}" if normalize else "{:d}"
+        top = cm.max() or 1
+        for i in range(NUM_CLASSES):
+            for j in range(NUM_CLASSES):
+                ax.text(j, i, fmt.format(cm[i, j]), ha="center", va="center", fontsize=7,
+                        color="white" if cm[i, j] > 0.6 * (1 if normalize else top) else "black")
+        ax.set_xticks(range(NUM_CLASSES), CLASSES, rotation=45, ha="right", fontsize=8)
+        ax.set_yticks(range(NUM_CLASSES), CLASSES, fontsize=8)
+        ax.set_xlabel("predicted")
+        ax.set_title(name)
+    axes[0].set_ylabel("true")
+    return fig
+
+
+def plot_sweep(sweep: dict, chosen: float | None = None) -> Figure:
+    """Macro-F1 and accuracy vs fusion weight (val, and test when swept); best val and chosen marked."""
+    missing = [k for k in ("weights", "val_macro_f1", "val_accuracy", "best_weight") if k not in sweep]
+    if missing:
+        raise InputError(f"sweep result lacks {missing}; pass the dict returned by fusion.sweep")
+    w = np.asarray(sweep["weights"])
+    fig = plt.figure(figsize=(2 * PANEL + 1.5, PANEL), layout="constrained", dpi=DPI)
+    axes = fig.subplots(1, 2)
+    for ax, metric, label in zip(axes, ("macro_f1", "accuracy"), ("macro-F1", "accuracy")):
+        ax.plot(w, sweep[f"val_{metric}"], label="validation")
+        if f"test_{metric}" in sweep:
+            ax.plot(w, sweep[f"test_{metric}"], label="test", alpha=0.8)
+        ax.axvline(sweep["best_weight"], color="tab:green", linestyle="--",
+                   label=f"best val w = {sweep['best_weight']:.2f}")
+        if chosen is not None:
+            ax.axvline(chosen, color="tab:red", linestyle=":", label=f"chosen w = {chosen:.2f}")
+        ax.set_xlabel("fusion weight w (0 = text only, 1 = visual only)")
+        ax.set_ylabel(label)
+        ax.set_xlim(0, 1)
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    fig.suptitle(f"{sweep.get('rule', 'linear')} fusion: weight sweep")
+    return fig
+
+
+def _history_columns(history) -> dict[str, np.ndarray]:
+    # Accept a dict of per-epoch lists, a list of per-epoch dicts, or a DataFrame.
+    if hasattr(history, "to_dict") and hasattr(history, "columns"):
+        history = {c: history[c].to_numpy() for c in history.columns}
+    elif isinstance(history, (list, tuple)):
+        history = {k: [row[k] for row in history] for k in (history[0] if history else {})}
+    if not isinstance(history, Mapping):
+        raise InputError(f"history is a {type(history).__name__}; pass a dict of per-epoch lists")
+    missing = [k for k in HISTORY_KEYS if k not in history]
+    if missing:
+        raise InputError(f"training history lacks {missing}; it needs {', '.join(HISTORY_KEYS)} per epoch")
+    cols = {k: np.asarray(history[k], dtype=float) for k in HISTORY_KEYS}
+    if len({c.size for c in cols.values()}) != 1 or cols["val_acc"].size == 0:
+        raise InputError("training history columns are empty or of different lengths; one value per epoch")
+    return cols
+
+
+def plot_history(history, best_epoch: int | None = None) -> Figure:
+    """Train/val loss and val accuracy per epoch, with the best epoch (1-based) marked.
+
+    The best epoch is `best_epoch`, else the history's own `best_epoch` (what training restored),
+    else the epoch with the highest val_acc.
+    """
+    cols = _history_columns(history)
+    epochs = np.arange(1, cols["val_acc"].size + 1)
+    if best_epoch is None and isinstance(history, Mapping) and "best_epoch" in history:
+        best_epoch = history["best_epoch"]
+    best = int(np.argmax(cols["val_acc"])) + 1 if best_epoch is None else int(best_epoch)
+    fig = plt.figure(figsize=(2 * PANEL + 1, PANEL), layout="constrained", dpi=DPI)
+    ax_loss, ax_acc = fig.subplots(1, 2)
+    ax_loss.plot(epochs, cols["train_loss"], marker="o", label="train")
+    ax_loss.plot(epochs, cols["val_loss"], marker="o", label="validation")
+    ax_loss.set_ylabel("loss")
+    ax_acc.plot(epochs, cols["val_acc"], marker="o", color="tab:orange")
+    ax_acc.set_ylabel("validation accuracy")
+    for ax in (ax_loss, ax_acc):
+        ax.axvline(best, color="tab:green", linestyle="--", label=f"best epoch {best}")
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+    ax_loss.legend(fontsize=8)
+    return fig
+
+
+def _display(face: np.ndarray) -> np.ndarray:
+    """A face for display: 32 grey levels (indistinguishable at gallery size) compress several times
+    better as PNG, which keeps the executed notebook small enough to share."""
+    return (np.asarray(face, dtype=np.uint8) // 8) * 8 + 4
+
+
+def _check_pixels(pixels, n: int | None = None) -> np.ndarray:
+    a = np.asarray(pixels)
+    if a.ndim != 3:
+        raise InputError(f"pixels have shape {a.shape}; expected N x H x W grayscale images")
+    if n is not None and a.shape[0] != n:
+        raise InputError(f"{a.shape[0]} images but {n} labels; pass one label per image")
+    return a
+
+
+def plot_face_grid(pixels, y, per_class: int = 6, seed: int = 0) -> Figure:
+    """A 7-row mosaic of `per_class` seeded random faces per class (blank cells if a class has fewer).
+
+    One image rather than 42 small axes: the same picture at a fraction of the PNG size.
+    """
+    y = as_labels(y)
+    pixels = _check_pixels(pixels, y.size)
+    rng = np.random.default_rng(seed)
+    h, w = pixels.shape[1:]
+    gap = 2
+    mosaic = np.full((NUM_CLASSES * (h + gap), per_class * (w + gap)), 255, dtype=np.uint8)
+    for c in range(NUM_CLASSES):
+        members = np.flatnonzero(y == c)
+        pick = rng.choice(members, size=min(per_class, members.size), replace=False)
+        for j, i in enumerate(pick):
+            mosaic[c * (h + gap):c * (h + gap) + h, j * (w + gap):j * (w + gap) + w] = _display(pixels[i])
+    fig = plt.figure(figsize=(0.75 * per_class + 1, 0.75 * NUM_CLASSES), layout="constrained", dpi=DPI)
+    ax = fig.subplots()
+    ax.imshow(mosaic, cmap="gray", vmin=0, vmax=255, interpolation="nearest")
+    ax.set_xticks([])
+    ax.set_yticks([c * (h + gap) + h / 2 for c in range(NUM_CLASSES)], CLASSES)
+    ax.tick_params(length=0)
+    for side in ax.spines.values():
+        side.set_visible(False)
+    return fig
+
+
+def plot_example_pairs(pixels, texts, y, p_visual, p_text, p_fused, n: int = 6) -> Figure:
+    """The first `n` pairs: each face over its text, with the true, visual, text and fused labels."""
+    y = as_labels(y)
+    pixels = _check_pixels(pixels, y.size)
+    preds = {k: as_pred(p, k) for k, p in (("visual", p_visual), ("text", p_text), ("fused", p_fused))}
+    if len(texts) != y.size or any(p.size != y.size for p in preds.values()):
+        raise InputError("pixels, texts, labels and the three probability arrays must describe the "
+                         "same pairs (equal lengths)")
+    n = min(n, y.size)
+    fig = plt.figure(figsize=(2.4 * n, 3.9), layout="constrained", dpi=DPI)
+    axes = fig.subplots(2, n, squeeze=False, height_ratios=[3, 2])
+    for i in range(n):
+        face, note = axes[0, i], axes[1, i]
+        face.imshow(_display(pixels[i]), cmap="gray", vmin=0, vmax=255, interpolation="nearest")
+        face.set_axis_off()
+        face.set_title(f"true: {CLASSES[y[i]]}", fontsize=9)
+        verdict = "\n".join(f"{k}: {CLASSES[p[i]]} {'(right)' if p[i] == y[i] else '(wrong)'}"
+                            for k, p in preds.items())
+        note.set_axis_off()
+        note.text(0, 1, textwrap.fill(str(texts[i]), 28)[:200], va="top", fontsize=8, wrap=True)
+        note.text(0, 0, verdict, va="bottom", fontsize=8, family="monospace")
+    return fig

@@ -1,0 +1,146 @@
+"""Batch predict (issue 13): inputs, pairing rules, bad rows, the CLI batch form next to the single pair."""
+from __future__ import annotations
+
+import io
+import zipfile
+from types import SimpleNamespace
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import face, jpeg_bytes
+
+from emotion_fusion.app import batch, inference
+from emotion_fusion import cli, pipeline
+from emotion_fusion.scoring import fusion
+from emotion_fusion.config import Config
+from emotion_fusion.errors import InputError
+from emotion_fusion.data.labels import CLASSES
+
+
+class FakePredictor:
+    """Deterministic stand-in for a run's Predictor (the real one is checked end to end below):
+    a face's probabilities follow its mean pixel, a text's its length."""
+
+    def __init__(self):
+        self.config = Config.from_profile("smoke")
+        self.image, self.text = SimpleNamespace(cfg=self.config), SimpleNamespace(cfg=self.config)
+        self.face_batches = []
+
+    @staticmethod
+    def _probs(v: np.ndarray) -> np.ndarray:
+        z = np.outer(v, np.arange(1, 8)) % 5.0
+        return (np.exp(z) / np.exp(z).sum(1, keepdims=True)).astype(np.float32)
+
+    def image_probs(self, faces):
+        self.face_batches.append(len(faces))
+        return self._probs(np.asarray(faces).reshape(len(faces), -1).mean(1) / 50)
+
+    def text_probs(self, texts):
+        return self._probs(np.array([len(t) for t in texts], float) / 7)
+
+    def fuse(self, pv, pt, w=None):
+        return fusion.fuse(pv, pt, 0.6 if w is None else w, rule="linear")
+
+
+@pytest.fixture
+def fake(monkeypatch):
+    p = FakePredictor()
+    monkeypatch.setattr(inference, "load_predictor", lambda run_dir: p)
+    return p
+
+
+@pytest.fixture
+def inputs(tmp_path):
+    folder = tmp_path / "faces"
+    for k in range(5):
+        (folder / ("sub" if k % 2 else "")).mkdir(parents=True, exist_ok=True)
+        (folder / ("sub" if k % 2 else "") / f"f{k}.jpg").write_bytes(jpeg_bytes(face(k, k)))
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        for p in sorted(folder.rglob("*.jpg")):
+            z.write(p, p.relative_to(folder).as_posix())
+    (tmp_path / "faces.zip").write_bytes(buf.getvalue())
+    (tmp_path / "texts.txt").write_text("so happy\nthis is awful\nwow!\nI am scared\nmeh\n")
+    pd.DataFrame({"id": list("abcde"), "text": ["so happy", "this is awful", "wow!", "I am scared", "meh"]}) \
+        .to_csv(tmp_path / "texts.tsv", sep="\t", index=False)
+    return tmp_path
+
+
+def test_row_aligned_pairs_from_folder_and_zip_agree(fake, inputs):
+    r1 = batch.predict_batch("R", images=inputs / "faces", texts=inputs / "texts.txt", out=inputs / "a.csv",
+                             workers=2, batch_size=2, progress=False)
+    r2 = batch.predict_batch("R", images=inputs / "faces.zip", texts=inputs / "texts.tsv", out=inputs / "b.csv",
+                             workers=0, progress=False)
+    a, b = pd.read_csv(inputs / "a.csv"), pd.read_csv(inputs / "b.csv")
+    assert r1["rows"] == r2["rows"] == 5 and r1["mode"] == "pairs (row-aligned)"
+    assert fake.face_batches[:3] == [2, 2, 1]                     # the DataLoader's batches
+    assert a.image.tolist() == ["f0.jpg", "f2.jpg", "f4.jpg", "sub/f1.jpg", "sub/f3.jpg"]   # path order
+    assert a.text.tolist() == [1, 2, 3, 4, 5] and b.text.tolist() == list("abcde")      # line number / id
+    cols = [f"fusion_{c}" for c in CLASSES]
+    np.testing.assert_allclose(a[cols].to_numpy(), b[cols].to_numpy(), atol=1e-6)
+    pv = a[[f"visual_{c}" for c in CLASSES]].to_numpy()
+    pt = a[[f"text_{c}" for c in CLASSES]].to_numpy()
+    np.testing.assert_allclose(a[cols].to_numpy(), 0.6 * pv + 0.4 * pt, atol=2e-6)
+    assert (a.fusion_label == [CLASSES[k] for k in a[cols].to_numpy().argmax(1)]).all()
+
+
+def test_one_branch_alone(fake, inputs):
+    r = batch.predict_batch("R", images=inputs / "faces.zip", out=inputs / "i.csv", progress=False)
+    assert r["mode"] == "images" and not any(c.startswith(("text", "fusion")) for c in pd.read_csv(inputs / "i.csv"))
+    r = batch.predict_batch("R", texts=inputs / "texts.tsv", out=inputs / "t.csv", progress=False)
+    df = pd.read_csv(inputs / "t.csv")
+    assert r["rows"] == 5 and list(df.columns[:2]) == ["text", "text_label"] and "image" not in df
+
+
+def test_pairs_file_and_bad_rows(fake, inputs, capsys):
+    (inputs / "faces" / "broken.jpg").write_bytes(b"not an image")
+    (inputs / "texts.txt").write_text("so happy\n   \nwow!\n")
+    pd.DataFrame({"image": ["f0.jpg", "sub/f3.jpg", "broken.jpg", "f2.jpg"], "text": ["1", "3", "1", "2"]}) \
+        .to_csv(inputs / "pairs.csv", index=False)
+    kw = dict(images=inputs / "faces", texts=inputs / "texts.txt", pairs=inputs / "pairs.csv", progress=False)
+    with pytest.raises(InputError, match=r"broken\.jpg: cannot decode image.*--skip-bad"):
+        batch.predict_batch("R", out=inputs / "p.csv", **kw)
+    assert not (inputs / "p.csv").exists()
+    r = batch.predict_batch("R", out=inputs / "p.csv", skip_bad=True, **kw)
+    df = pd.read_csv(inputs / "p.csv")
+    assert list(zip(df.image, df.text)) == [("f0.jpg", 1), ("sub/f3.jpg", 3)]
+    assert len(r["skipped"]) == 4       # the face, the blank line, and the two pairs naming them
+    err = capsys.readouterr().err
+    assert "texts.txt line 2: the text is empty" in err and "pairs.csv line 4: image 'broken.jpg'" in err
+    assert "pairs.csv line 5: text '2'" in err
+
+
+def test_input_errors(fake, inputs):
+    (inputs / "short.txt").write_text("one\ntwo\n")
+    with pytest.raises(InputError, match="5 faces .* but 2 texts .*--pairs"):
+        batch.predict_batch("R", images=inputs / "faces", texts=inputs / "short.txt", out=inputs / "x.csv")
+    (inputs / "t.csv").write_text("id,body\n1,hi\n")
+    with pytest.raises(InputError, match="no `text` column"):
+        batch.predict_batch("R", texts=inputs / "t.csv", out=inputs / "x.csv")
+    with pytest.raises(InputError, match="neither a folder nor a zip"):
+        batch.predict_batch("R", images=inputs / "texts.txt", out=inputs / "x.csv")
+    with pytest.raises(InputError, match="--pairs needs both"):
+        batch.predict_batch("R", images=inputs / "faces", pairs=inputs / "p.csv", out=inputs / "x.csv")
+    assert cli.main(["predict", "--run-dir", "R", "--images", str(inputs / "faces"), "--text", "hi",
+                     "--out", str(inputs / "x.csv")]) == 2
+    assert cli.main(["predict", "--run-dir", "R", "--image", str(inputs / "faces" / "f0.jpg")]) == 2
+
+
+@pytest.mark.data
+@pytest.mark.slow
+def test_batch_rows_equal_single_predictions(tmp_path_factory, fer_path, go_path, inputs, capsys):
+    run = pipeline.run(Config.from_profile("smoke", progress=False), fer2013=fer_path, goemotions=go_path,
+                       out=tmp_path_factory.mktemp("smoke") / "run")
+    out = inputs / "pred.csv"
+    assert cli.main(["predict", "--run-dir", str(run.dir), "--images", str(inputs / "faces.zip"), "--texts",
+                     str(inputs / "texts.txt"), "--out", str(out), "--weight", "0.3", "--json"]) == 0
+    df = pd.read_csv(out)
+    for k in (0, 4):
+        face_file = inputs / "faces" / df.image[k]
+        text = (inputs / "texts.txt").read_text().splitlines()[k]
+        one = inference.predict(run.dir, image=face_file, text=text, weight=0.3)
+        for name in ("visual", "text", "fusion"):
+            np.testing.assert_allclose(df.loc[k, [f"{name}_{c}" for c in CLASSES]].to_numpy(float),
+                                       list(one[name]["probs"].values()), atol=2e-5)
+            assert df.loc[k, f"{name}_label"] == one[name]["label"]

@@ -1,0 +1,59 @@
+"""The original's raw-cosine text head and the "bug shown" table (numpy only, no CLIP)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy.special import softmax
+
+from emotion_fusion.errors import InputError
+
+
+def test_seed_raw_head_is_a_softmax_over_raw_cosines():
+    from emotion_fusion.branches.heads import seed_raw_head
+    rng = np.random.default_rng(0)
+    prompts, emb = rng.normal(size=(7, 16)), rng.normal(size=(20, 16))
+    emb /= np.linalg.norm(emb, axis=1, keepdims=True)
+    head = seed_raw_head(prompts * 3.0, model_label="fake")
+    assert head.kind == "seed_raw" and head.scale == 1.0
+    assert head.info["prompts"][0] == "a person feeling angry" and len(head.info["prompts"]) == 7
+    cos = emb @ (prompts / np.linalg.norm(prompts, axis=1, keepdims=True)).T
+    assert np.allclose(head.predict_proba(emb), softmax(cos, axis=1), atol=1e-6)
+    with pytest.raises(InputError, match=r"shape \(7, D\); got \(6, 16\)"):
+        seed_raw_head(prompts[:6])
+
+
+def test_bug_table_raw_head_fusion_equals_visual():
+    from emotion_fusion.original.bugs import bug_table, bug_table_frame
+    rng = np.random.default_rng(0)
+    n = 2000
+    y = rng.integers(0, 7, n)
+    logits_v = rng.normal(size=(n, 7)) * 1.5
+    logits_v[np.arange(n), y] += 1.0
+    p_visual = softmax(logits_v, axis=1)
+    raw_cos = 0.2 + rng.uniform(-0.03, 0.03, size=(n, 7))          # what CLIP cosines look like
+    raw_cos[np.arange(n), y] += 0.01
+    logits_t = rng.normal(size=(n, 7)) * 2.0
+    logits_t[np.arange(n), y] += 2.5
+    p_cal = softmax(logits_t, axis=1)
+    table = bug_table(p_visual, p_cal, y, raw_cosines=raw_cos)
+    raw, cal = table["heads"]["seed_raw"], table["heads"]["calibrated"]
+    assert raw["text_top_prob_mean"] < 1 / 7 + 0.01                  # near-uniform
+    assert raw["fused_differs_from_visual"] <= 0.02 * n               # fused == visual on nearly every pair
+    # and only where the visual top-2 margin is smaller than the raw head's whole spread can shift it
+    p_raw = softmax(raw_cos, axis=1)
+    top2 = np.sort(p_visual, axis=1)[:, -2:]
+    flipped = (0.6 * p_visual + 0.4 * p_raw).argmax(1) != p_visual.argmax(1)
+    assert np.all(0.6 * (top2[flipped, 1] - top2[flipped, 0]) < 0.4 * np.ptp(p_raw[flipped], axis=1))
+    assert cal["fused_differs_from_visual"] >= 0.1 * n
+    assert raw["fused"]["accuracy"] == pytest.approx(table["visual"]["accuracy"], abs=0.01)
+    assert cal["fused"]["accuracy"] > table["visual"]["accuracy"] + 0.05
+    same = bug_table(p_visual, p_cal, y, p_text_raw=softmax(raw_cos, axis=1))
+    assert same == table
+    frame = bug_table_frame(table)
+    assert frame.shape == (5, 4) and frame.attrs["n_pairs"] == n
+    assert frame.loc[("raw cosines (original)", "fused 0.6·visual + 0.4·text"), "pairs fused ≠ visual"] == \
+        raw["fused_differs_from_visual"]
+    with pytest.raises(InputError, match="exactly one of raw_cosines= or p_text_raw="):
+        bug_table(p_visual, p_cal, y)
+    with pytest.raises(InputError, match="p_text_calibrated has 3 rows but p_visual has 2000"):
+        bug_table(p_visual, p_cal[:3], y, raw_cosines=raw_cos)

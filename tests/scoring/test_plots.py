@@ -1,0 +1,144 @@
+"""plots: every function returns a Figure with the expected panels; bad input is refused."""
+import matplotlib
+
+matplotlib.use("Agg")  # tests only; the library never selects a backend
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+from matplotlib import pyplot as plt  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+from emotion_fusion.errors import InputError  # noqa: E402
+from emotion_fusion.scoring.fusion import fuse, sweep  # noqa: E402
+from emotion_fusion.data.labels import CLASSES  # noqa: E402
+from emotion_fusion.scoring.plots import (plot_confusions, plot_example_pairs, plot_face_grid,  # noqa: E402
+                                  plot_history, plot_sweep)
+
+
+@pytest.fixture(autouse=True)
+def _close_figures():
+    yield
+    plt.close("all")
+
+
+def _probs(n, seed):
+    e = np.exp(np.random.default_rng(seed).normal(size=(n, 7)))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def _render(fig, tmp_path) -> np.ndarray:
+    """The figure saved as PNG and decoded again: (H, W, 3) uint8 of the figure's size at its dpi."""
+    from PIL import Image
+    path = tmp_path / "fig.png"
+    fig.savefig(path)
+    with Image.open(path) as im:
+        assert im.format == "PNG"
+        rgb = np.asarray(im.convert("RGB"))
+    w, h = fig.get_size_inches() * fig.dpi
+    assert abs(rgb.shape[0] - h) <= 1 and abs(rgb.shape[1] - w) <= 1
+    return rgb
+
+
+def _ink(rgb: np.ndarray) -> float:
+    """Share of pixels that are not (near) white: 0 for an empty figure."""
+    return float((rgb.min(axis=2) < 200).mean())
+
+
+def _colour(rgb: np.ndarray) -> int:
+    """Pixels that are clearly coloured (not grey): data drawn in a colour map or line colours."""
+    return int((rgb.max(axis=2).astype(int) - rgb.min(axis=2) > 40).sum())
+
+
+def test_plot_confusions_one_panel_per_model(tmp_path):
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 7, 100)
+    preds = {"visual": rng.integers(0, 7, 100), "text": _probs(100, 1), "fusion": y}
+    fig = plot_confusions(y, preds)
+    assert isinstance(fig, Figure) and len(fig.axes) == 3
+    assert [a.get_title() for a in fig.axes] == ["visual", "text", "fusion"]
+    assert fig.axes[0].get_yticklabels()[0].get_text() == "angry"
+    # a perfect predictor: the diagonal cells are the darkest blue, off-diagonal cells white
+    fig = plot_confusions(y, {"v": y}, normalize=False)
+    rgb = _render(fig, tmp_path)
+    assert _colour(rgb) > 0.05 * rgb.shape[0] * rgb.shape[1] and _ink(rgb) > 0.05
+    img = fig.axes[0].images[0].get_array()
+    np.testing.assert_array_equal(np.asarray(img), np.diag(np.bincount(y, minlength=7)))
+    with pytest.raises(InputError, match="at least one model"):
+        plot_confusions(y, {})
+
+
+def test_plot_sweep_marks_best_and_chosen(tmp_path):
+    y = np.random.default_rng(2).integers(0, 7, 200)
+    val = {"p_visual": _probs(200, 3), "p_text": _probs(200, 4), "y": y}
+    sw = sweep(val, val, n_boot=50)
+    fig = plot_sweep(sw, chosen=0.3)
+    assert isinstance(fig, Figure) and len(fig.axes) == 2
+    assert len(fig.axes[0].lines) == 4  # val, test, best, chosen
+    assert fig.axes[0].lines[2].get_xdata()[0] == sw["best_weight"] and fig.axes[0].lines[3].get_xdata()[0] == 0.3
+    np.testing.assert_array_equal(fig.axes[0].lines[0].get_ydata(), sw["val_macro_f1"])
+    assert _colour(_render(fig, tmp_path)) > 500
+    with pytest.raises(InputError, match="sweep result lacks"):
+        plot_sweep({"weights": [0, 1]})
+
+
+@pytest.mark.parametrize("as_rows", [False, True])
+def test_plot_history(as_rows, tmp_path):
+    hist = {"train_loss": [2.0, 1.5, 1.2], "val_loss": [1.9, 1.6, 1.7], "val_acc": [0.3, 0.45, 0.42]}
+    if as_rows:
+        hist = [dict(zip(hist, v)) for v in zip(*hist.values())]
+    fig = plot_history(hist)
+    assert isinstance(fig, Figure) and len(fig.axes) == 2
+    assert fig.axes[1].lines[-1].get_xdata()[0] == 2  # best val_acc is epoch 2
+    if not as_rows:  # the trainer's own best epoch (lowest val loss) wins over val_acc
+        assert plot_history({**hist, "best_epoch": 1}).axes[0].lines[-1].get_xdata()[0] == 1
+    np.testing.assert_array_equal(fig.axes[0].lines[0].get_ydata(), [2.0, 1.5, 1.2])   # train loss
+    assert _colour(_render(fig, tmp_path)) > 500
+    with pytest.raises(InputError, match=r"training history lacks \['val_acc'\]"):
+        plot_history({"train_loss": [1], "val_loss": [1]})
+
+
+def test_plot_face_grid(tmp_path):
+    rng = np.random.default_rng(5)
+    pixels = rng.integers(0, 256, size=(60, 48, 48), dtype=np.uint8)
+    y = np.r_[np.repeat(np.arange(6), 9), [6, 6], [0, 1, 2, 3]]      # class 6 (surprise) has only 2 faces
+    fig = plot_face_grid(pixels, y, per_class=4)
+    assert isinstance(fig, Figure) and len(fig.axes) == 1 and len(fig.axes[0].images) == 1
+    assert [t.get_text() for t in fig.axes[0].get_yticklabels()] == list(CLASSES)
+    mosaic = np.asarray(fig.axes[0].images[0].get_array())
+    cell = 48 + 2
+    assert mosaic.shape == (7 * cell, 4 * cell)
+    shown = (pixels // 8) * 8 + 4                  # the display quantisation (32 grey levels)
+    for c in range(7):
+        for j in range(4):
+            face = mosaic[c * cell:c * cell + 48, j * cell:j * cell + 48]
+            hits = [i for i in np.flatnonzero(y == c) if np.array_equal(face, shown[i])]
+            if c == 6 and j >= 2:
+                assert (face == 255).all() and not hits       # blank cells: the class has fewer faces
+            else:
+                assert len(hits) == 1                          # each cell is a face of its row's class
+    assert _ink(_render(fig, tmp_path)) > 0.3
+    with pytest.raises(InputError, match="60 images but 59 labels"):
+        plot_face_grid(pixels, y[:59])
+
+
+def test_plot_example_pairs(tmp_path):
+    n = 8
+    rng = np.random.default_rng(6)
+    pixels = rng.integers(0, 256, size=(n, 48, 48), dtype=np.uint8)
+    y = rng.integers(0, 7, n)
+    pv, pt = _probs(n, 7), _probs(n, 8)
+    texts = [f"text number {i} that is long enough to need wrapping in the panel" for i in range(n)]
+    fig = plot_example_pairs(pixels, texts, y, pv, pt, fuse(pv, pt), n=5)
+    assert isinstance(fig, Figure) and len(fig.axes) == 10
+    fused = fuse(pv, pt).argmax(1)
+    for i in range(5):
+        face_ax, note_ax = fig.axes[i], fig.axes[5 + i]
+        assert face_ax.get_title() == f"true: {CLASSES[y[i]]}"
+        verdict = note_ax.texts[1].get_text().splitlines()
+        for line, (name, p) in zip(verdict, (("visual", pv), ("text", pt), ("fused", fused))):
+            pred = p[i].argmax() if p.ndim == 2 else p[i]
+            assert line == f"{name}: {CLASSES[pred]} {'(right)' if pred == y[i] else '(wrong)'}"
+        assert note_ax.texts[0].get_text().replace("\n", " ").startswith(f"text number {i} ")
+    assert _ink(_render(fig, tmp_path)) > 0.05
+    with pytest.raises(InputError, match="same pairs"):
+        plot_example_pairs(pixels, texts[:3], y, pv, pt, pv)
