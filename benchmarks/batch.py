@@ -29,8 +29,8 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from emotion_fusion.app import inference
 from emotion_fusion import pipeline  # noqa: E402
+from emotion_fusion.app import inference
 from emotion_fusion.app.batch import predict_batch  # noqa: E402
 from emotion_fusion.config import Config  # noqa: E402
 

@@ -30,11 +30,11 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from emotion_fusion.data import load_fer2013, stack_pixels  # noqa: E402
 from emotion_fusion.branches.image import load_image_model, predict_proba  # noqa: E402
-from emotion_fusion.branches.text import encode_texts, load_text_model  # noqa: E402
 from emotion_fusion.branches.precision import BF16_ENV, cpu_native_bf16, precision_label  # noqa: E402
+from emotion_fusion.branches.text import encode_texts, load_text_model  # noqa: E402
 from emotion_fusion.branches.train import train_image_model  # noqa: E402
+from emotion_fusion.data import load_fer2013, stack_pixels  # noqa: E402
 
 # --- defaults: (quick, full) sizes ----------------------------------------------------------------
 N_TEXTS = (256, 2048)

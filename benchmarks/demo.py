@@ -29,8 +29,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # run as a script from a checkout
 
 from emotion_fusion.app import faces  # noqa: E402
-from emotion_fusion.data import resolve_paths  # noqa: E402
 from emotion_fusion.app.demo import Demo, create_app  # noqa: E402
+from emotion_fusion.data import resolve_paths  # noqa: E402
 
 LIMITS = {"submit_s": 1.0, "slider_ms": 50.0}
 TEXT = "I finally got the job, I can't stop smiling"

@@ -32,8 +32,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # run as a script from a checkout
 
 from emotion_fusion import runs  # noqa: E402
-from emotion_fusion.scoring.fusion import fuse, sweep  # noqa: E402
 from emotion_fusion.data.labels import CLASSES  # noqa: E402
+from emotion_fusion.scoring.fusion import fuse, sweep  # noqa: E402
 from emotion_fusion.scoring.metrics import evaluate  # noqa: E402
 
 N_TEST, N_VAL = 3589, 3000

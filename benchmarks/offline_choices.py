@@ -22,10 +22,10 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from emotion_fusion import data as ef_data  # noqa: E402
-from emotion_fusion.config import Config  # noqa: E402
 from emotion_fusion.branches.image import ImageBranch  # noqa: E402
-from emotion_fusion.data.pairing import cap_per_class, stratified_split  # noqa: E402
 from emotion_fusion.branches.precision import precision_label  # noqa: E402
+from emotion_fusion.config import Config  # noqa: E402
+from emotion_fusion.data.pairing import cap_per_class, stratified_split  # noqa: E402
 
 ARMS = {"profile: 2 epochs, no augmentation": {},
         "2 epochs, augmentation": {"augment": True},

@@ -13,10 +13,10 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from emotion_fusion.errors import InputError, json_kind
 from emotion_fusion.branches.choices import IMAGE_MODES, LR_SCHEDULES
 from emotion_fusion.branches.encoders import ENCODERS
 from emotion_fusion.data.labels import MAPPINGS, MULTI_LABEL_RULES
+from emotion_fusion.errors import InputError, json_kind
 
 PROFILES = ("full", "offline", "smoke", "seed")
 AUGMENT_STYLES = ("ours", "seed")

@@ -13,12 +13,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-
 from emotion_fusion import __version__
 from emotion_fusion import data as _data
-from emotion_fusion.data import holdout as _holdout
 from emotion_fusion import runs as _runs
 from emotion_fusion.config import Config
+from emotion_fusion.data import holdout as _holdout
 from emotion_fusion.report import results_table, score_run, write_results
 
 # Settings that only change how cached branch outputs are fused and scored: not part of the cache key.
@@ -135,9 +134,9 @@ def _weight_files(cfg: Config) -> list:
 
 def _compute(cfg: Config, fer_path: Path, go_path: Path, out: Path | None, key: str) -> None:
     """Fit, predict, calibrate and write `out`; `out=None` (a non-main process) stops after the image fit."""
-    from emotion_fusion.scoring.fusion import apply_temperature, fit_temperature
     from emotion_fusion.branches.image import ImageBranch
     from emotion_fusion.branches.text import TextBranch
+    from emotion_fusion.scoring.fusion import apply_temperature, fit_temperature
     t0 = time.perf_counter()
     # Both branches are built first: a corrupt or wrong-architecture weight file fails in seconds, not
     # after the data is decoded and the other branch has trained for hours.

@@ -8,9 +8,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from emotion_fusion.errors import InputError
+from emotion_fusion.runs import CONFIG, INFO, RESULTS, read_run, rerun, write_json
 from emotion_fusion.scoring.fusion import check_weight, fuse, sweep
 from emotion_fusion.scoring.metrics import evaluate_many, mcnemar
-from emotion_fusion.runs import CONFIG, INFO, RESULTS, read_run, rerun, write_json
 
 MODEL_NAMES = {"visual": "Visual only", "text": "Text only", "fusion": "Fusion",
                "fusion_best_val": "Fusion (best val weight)"}
@@ -106,7 +106,6 @@ def format_results(results: dict) -> str:
     table (title, one line per row, best weight, McNemar); no pandas needed."""
     lines = [results_title(results)]
     if results.get("draws"):
-        from emotion_fusion.scoring.stats import format_draws
         again = ("The same pairs with validation, plain pair bootstrap (not stratified by class):"
                  if results["draws"].get("pairing") == "fixed" else "The default pairing alone (outputs/*.npz), pair bootstrap:")
         lines += [format_draws(results["draws"]), "", again]
@@ -155,7 +154,6 @@ def results_table(results: dict, which: str = "headline") -> ResultsTable:
                  "macro-F1, one draw, pair bootstrap": _fmt(single[r["model"]]["macro_f1"],
                                                            single[r["model"]]["macro_f1_ci"]),
                  "n pairs": r["n"]} for r in draws["rows"]]
-        from emotion_fusion.scoring.stats import pairing_words
         how = "text-cluster bootstrap" if draws.get("pairing") == "fixed" else "random draw × text-cluster bootstrap"
         title = f"{results_title(results)} — test, {pairing_words(draws)}, 95% intervals: {how}"
         return ResultsTable(pd.DataFrame.from_records(recs).set_index("model"), title)
@@ -197,3 +195,59 @@ def as_table(obj, name: str | None = None):
     if all(isinstance(v, dict) for v in obj.values()):
         return pd.DataFrame(obj)
     return pd.Series(obj, name=name).to_frame()
+
+
+# ---------------------------------------------------------------- the pairing draws, in words
+def _pct(x: float, ci=None) -> str:
+    return f"{100 * x:5.1f}" + (f" [{100 * ci[0]:.1f}, {100 * ci[1]:.1f}]" if ci else "")
+
+
+def pairing_words(res: dict) -> str:
+    """What the headline's means are over, in words."""
+    if res.get("pairing") == "fixed":
+        return "the protocol's own pairs (fixed, not redrawn)"
+    return f"mean of {res['draws']} pairing draws"
+
+
+def format_draws(res: dict) -> str:
+    """Plain-text table of `score_draws`: means with intervals beside the single-draw ones, the paired
+    comparison with the better branch, McNemar on the default draw and text reuse."""
+    fixed = res.get("pairing") == "fixed"
+    names = {"visual": "Visual only", "text": "Text only", "fusion": f"Fusion, w = {res['weight']:.2f}",
+             "fusion_best_val": "Fusion, best val w" + ("" if fixed else " (per draw)")}
+    single = {r["model"]: r for r in res["single_draw"]["rows"]}
+    lines = [f"Test, {pairing_words(res)}; {100 * res['ci']:.0f}% interval: {'' if fixed else 'random draw x '}"
+             f"{res['scheme'].replace('_', '-')} bootstrap ({res['n_boot']} resamples)",
+             f"{'model':<31}{'accuracy %':<21}{'macro-F1 %':<21}"
+             f"{'pair bootstrap' if fixed else 'one draw, pair bootstrap':<26}width x"]
+    for r in res["rows"]:
+        s = single[r["model"]]
+        ratio = res["widths"][r["model"]]["macro_f1"]["ratio"]
+        lines.append(f"{names[r['model']]:<31}{_pct(r['accuracy'], r['accuracy_ci']):<21}"
+                     f"{_pct(r['macro_f1'], r['macro_f1_ci']):<21}{_pct(s['macro_f1'], s['macro_f1_ci']):<26}"
+                     + (f"{ratio:.2f}" if ratio is not None else "-"))
+    if any(r[f"{k}_ci"][0] == r[f"{k}_ci"][1] for r in res["rows"] for k in ("accuracy", "macro_f1")):
+        lines.append("(an interval of zero width: that model is right on all or none of each class's test "
+                     "pairs, which resampling within class cannot change)")
+    bw = res["best_weight"]
+    if fixed:
+        lines.append(f"best validation weight: {bw['mean']:.2f}")
+    else:
+        lines.append(f"best validation weight per draw: mean {bw['mean']:.2f}, range {bw['min']:.2f}-"
+                     f"{bw['max']:.2f} (default draw {res['single_draw']['best_weight']:.2f})")
+    for m, c in res["comparison"].items():
+        b = c["better_branch"]
+        which = ("text" if b["text"] else "visual") if fixed else f"visual {b['visual']}, text {b['text']} draws"
+        lines.append(f"{names[m]} minus the better branch on validation ({which}): " + "; ".join(
+                         f"{k.replace('_', '-')} {100 * c[k]['mean_diff']:+.1f} [{100 * c[k]['ci'][0]:+.1f}, "
+                         f"{100 * c[k]['ci'][1]:+.1f}] p = {c[k]['p_value']:.3g}"
+                         for k in ("accuracy", "macro_f1")))
+    lines.append(f"McNemar on {'these pairs' if fixed else 'the default draw'} (treats pairs as independent; "
+                 "too small a p under text reuse):")
+    lines += [f"  fusion at w = {m['weight']:.2f} vs {m['model_b']}: b = {m['b']}, c = {m['c']}, "
+              f"p = {m['pvalue']:.3g}" for m in res["single_draw"]["mcnemar"]]
+    lines.append(f"{'text reuse':<12}{'class':<10}{'faces':>7}{'pool':>7}{'used':>7}{'mean':>7}{'max':>6}")
+    for split, per in res["text_reuse"].items():
+        lines += [f"{split:<12}{c:<10}{d['faces']:>7}{d['texts_in_pool']:>7}{d['texts_used']:>7}"
+                  f"{d['mean_reuse']:>7.2f}{d['max_reuse']:>6}" for c, d in per.items()]
+    return "\n".join(lines)

@@ -25,9 +25,9 @@ from pathlib import Path
 
 import numpy as np
 
+from emotion_fusion.data.labels import CLASSES
 from emotion_fusion.errors import InputError, json_kind
 from emotion_fusion.scoring.fusion import check_classes, check_probs
-from emotion_fusion.data.labels import CLASSES
 from emotion_fusion.scoring.metrics import as_labels
 
 OUTPUTS = "outputs"
@@ -125,12 +125,30 @@ def file_signature(path: Path) -> list:
     return [[str(p.relative_to(path.parent)), p.stat().st_size, p.stat().st_mtime_ns] for p in files]
 
 
-def sha256(path: Path) -> str:
+# sha256 of files this process has already hashed, keyed by what changes whenever the content can have:
+# device, inode (a file swapped in by rename is another inode), size, mtime and ctime (an in-place
+# rewrite that restores the mtime still moves the ctime, which no user call can set). In memory only:
+# another process never trusts it, and a manifest is always written from fresh hashes.
+_HASHES: dict[tuple, str] = {}
+
+
+def _identity(st: os.stat_result) -> tuple:
+    return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns
+
+
+def sha256(path: Path, *, cached: bool = True) -> str:
+    """The file's sha256; with `cached`, reused while its (inode, size, mtime, ctime) are unchanged."""
+    key = _identity(os.stat(path))
+    if cached and key in _HASHES:
+        return _HASHES[key]
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
-    return h.hexdigest()
+    if len(_HASHES) > 4096:     # a long-lived kernel scoring many run dirs: stay bounded
+        _HASHES.clear()
+    _HASHES[key] = h.hexdigest()
+    return _HASHES[key]
 
 
 # ---------------------------------------------------------------- one writer at a time
@@ -215,7 +233,7 @@ def write_manifest(run_dir, key: str) -> Path:
     for rel in _manifest_files(run_dir):
         if not (run_dir / rel).is_file():
             raise InputError(f"{run_dir / rel} is missing; cannot complete the run directory")
-        files[rel] = {"sha256": sha256(run_dir / rel), "size": (run_dir / rel).stat().st_size}
+        files[rel] = {"sha256": sha256(run_dir / rel, cached=False), "size": (run_dir / rel).stat().st_size}
     return write_json(run_dir / MANIFEST, {"format": MANIFEST_FORMAT, "key": key, "files": files})
 
 

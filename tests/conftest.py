@@ -182,9 +182,9 @@ def build_run_dir(d: Path, *, sizes=None, seed: int = 0, config: dict | None = N
     """A complete run directory made the way `run` makes one, without any model: per-item outputs
     (runs.write_outputs; more texts than faces, paired by label with pairing.make_pairs), config.json,
     run_info.json (title, key), and the manifest written last (runs.write_manifest)."""
-    from emotion_fusion.data import pairing
     from emotion_fusion import runs
     from emotion_fusion.config import Config
+    from emotion_fusion.data import pairing
 
     d = Path(d)
     rng = np.random.default_rng(seed)

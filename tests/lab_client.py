@@ -21,7 +21,6 @@ from pathlib import Path
 import nbformat
 import requests
 import websocket
-
 from conftest import REPO, _real_data_root
 
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",

@@ -25,7 +25,6 @@ from pathlib import Path
 
 import nbformat
 import pytest
-
 from conftest import REPO
 from lab_client import KernelChannel, Lab, LabBrowser, start_lab, table_rows
 

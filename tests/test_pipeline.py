@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 
 import emotion_fusion as ef
-from emotion_fusion.branches import image
 from emotion_fusion import pipeline, runs
+from emotion_fusion.branches import image
 from emotion_fusion.config import Config
+from emotion_fusion.data.labels import CLASSES
 from emotion_fusion.errors import InputError
 from emotion_fusion.scoring.fusion import fuse
-from emotion_fusion.data.labels import CLASSES
 
 
 def _stable(results: dict) -> dict:

@@ -18,8 +18,8 @@ import sys
 import numpy as np
 import pytest
 
-from emotion_fusion.app import inference
 from emotion_fusion import pipeline, runs
+from emotion_fusion.app import inference
 from emotion_fusion.cli import main
 from emotion_fusion.config import Config
 from emotion_fusion.errors import InputError

@@ -11,12 +11,22 @@ import pytest
 from sklearn.metrics import accuracy_score, f1_score
 
 from emotion_fusion import runs
-from emotion_fusion.errors import InputError
-from emotion_fusion.scoring.fusion import fuse
 from emotion_fusion.data.labels import CLASSES
+from emotion_fusion.errors import InputError
 from emotion_fusion.report import format_results, results_table, score_run, write_results
-from emotion_fusion.runs import (fingerprint, invalidate, load_outputs, read_config, read_json, read_run, verify,
-                                 write_json, write_manifest, write_outputs)
+from emotion_fusion.runs import (
+    fingerprint,
+    invalidate,
+    load_outputs,
+    read_config,
+    read_json,
+    read_run,
+    verify,
+    write_json,
+    write_manifest,
+    write_outputs,
+)
+from emotion_fusion.scoring.fusion import fuse
 
 ROW_KEYS = {"model", "split", "accuracy", "macro_f1", "accuracy_ci", "macro_f1_ci", "n"}
 
@@ -107,6 +117,39 @@ def test_outputs_swapped_in_from_another_run_are_refused(fake_run):
     shutil.copytree(b / "outputs", a / "outputs")
     with pytest.raises(InputError, match=r"incomplete: .*outputs/(test|val)\.npz changed after the run"):
         score_run(a)
+
+
+def test_cached_hashes_still_catch_a_swapped_or_rewritten_file(run_dir, tmp_path):
+    verify(run_dir)                                       # every file hashed once: the cache is warm
+    path = run_dir / "outputs" / "test.npz"
+    original, st = path.read_bytes(), path.stat()
+    # a file of the same size and mtime renamed into place: another inode, so it is hashed again
+    forged = tmp_path / "forged.npz"
+    forged.write_bytes(original[:-1] + bytes([original[-1] ^ 1]))
+    os.utime(forged, ns=(st.st_atime_ns, st.st_mtime_ns))
+    os.replace(forged, path)
+    with pytest.raises(InputError, match=r"incomplete: .*test\.npz changed after the run"):
+        verify(run_dir)
+    # the same inode rewritten in place with its mtime put back: the ctime still moves
+    with open(path, "r+b") as f:
+        f.write(original)
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    verify(run_dir)                                       # the original bytes again: complete
+    with open(path, "r+b") as f:
+        f.seek(len(original) - 1)
+        f.write(bytes([original[-1] ^ 1]))
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    with pytest.raises(InputError, match=r"incomplete: .*test\.npz changed after the run"):
+        verify(run_dir)
+
+
+def test_a_warm_verify_reads_no_file_again(run_dir, monkeypatch):
+    verify(run_dir)
+    opened = []
+    real_open = open
+    monkeypatch.setattr("builtins.open", lambda f, *a, **k: opened.append(str(f)) or real_open(f, *a, **k))
+    verify(run_dir)
+    assert not [f for f in opened if f.endswith((".npz", ".json")) and "manifest" not in f], opened
 
 
 def test_malformed_arrays_are_refused(tmp_path):

@@ -29,8 +29,8 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from emotion_fusion.errors import InputError
 from emotion_fusion.data.labels import CLASSES
+from emotion_fusion.errors import InputError
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 

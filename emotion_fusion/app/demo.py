@@ -20,9 +20,10 @@ os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"   # before gradio is imported a
 
 import numpy as np
 
-from . import notes
-from emotion_fusion.errors import InputError
 from emotion_fusion.data.labels import CLASSES
+from emotion_fusion.errors import InputError
+
+from . import notes
 
 MAX_UPLOAD = "25mb"      # a phone photo is a few MB; gradio refuses larger uploads with its own message
 INLINE_HEIGHT = 1150     # px of the notebook's iframe: the whole page without an inner scroll bar
@@ -43,8 +44,9 @@ class _Models:
     @classmethod
     def load(cls, run_dir: str | Path) -> "_Models":
         """Load a finished run's branches, or raise a one-line InputError saying what is wrong."""
-        from .inference import load_predictor
         from emotion_fusion.runs import RESULTS, read_json
+
+        from .inference import load_predictor
         src = Path(run_dir)
         pred = load_predictor(src)     # refuses a dir without a valid manifest ("incomplete ... re-run")
         results = read_json(src / RESULTS) if (src / RESULTS).is_file() else {}

@@ -12,11 +12,11 @@ from pathlib import Path
 import numpy as np
 
 from emotion_fusion import data as _data
-from emotion_fusion.data import holdout as _holdout
 from emotion_fusion import runs as _runs
 from emotion_fusion.config import load_config
-from emotion_fusion.errors import InputError
+from emotion_fusion.data import holdout as _holdout
 from emotion_fusion.data.labels import CLASSES
+from emotion_fusion.errors import InputError
 
 MAX_TEXT_CHARS = 5000     # a longer "text" is almost certainly a pasted file, not a sentence
 

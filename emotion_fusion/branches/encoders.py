@@ -24,6 +24,7 @@ from typing import Any, Callable
 import numpy as np
 
 from emotion_fusion.errors import InputError, useful_line
+
 from .weights import first_existing, hf_hub_cache, is_online, missing_weights_error
 
 # --- defaults -------------------------------------------------------------------------------------

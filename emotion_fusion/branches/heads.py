@@ -16,8 +16,8 @@ from typing import Callable
 import numpy as np
 from scipy.special import softmax
 
-from emotion_fusion.errors import InputError
 from emotion_fusion.data.labels import CLASSES
+from emotion_fusion.errors import InputError
 from emotion_fusion.scoring.metrics import macro_f1
 
 # --- defaults -------------------------------------------------------------------------------------

@@ -10,8 +10,16 @@ import numpy as np
 from torch import nn
 
 from emotion_fusion.errors import InputError
-from .resnet import (MODEL_FILE, ImagePreprocess, _pixels, load_image_model, locate_weights,  # noqa: F401 (re-export)
-                     predict_proba, save_image_model)
+
+from .resnet import (  # noqa: F401 (re-export)
+    MODEL_FILE,
+    ImagePreprocess,
+    _pixels,
+    load_image_model,
+    locate_weights,
+    predict_proba,
+    save_image_model,
+)
 from .train import train_image_model
 
 

@@ -20,8 +20,9 @@ from torch import nn
 from torchvision.models import ResNet50_Weights, resnet50
 from tqdm.auto import tqdm
 
-from emotion_fusion.errors import InputError, useful_line
 from emotion_fusion.data.labels import NUM_CLASSES
+from emotion_fusion.errors import InputError, useful_line
+
 from .precision import autocast, choose_device
 from .weights import is_online, missing_weights_error, torch_hub_checkpoints
 

@@ -14,11 +14,11 @@ from pathlib import Path
 
 import numpy as np
 
-from .encoders import CLIP_TAG, ENCODERS, clip_encode_truncated, get_encoder  # noqa: F401 (re-export)
-from emotion_fusion.errors import InputError
-from .heads import (CLASS_WORDS, DEFAULT_TEMPLATES, TextHead, choose_text_head,  # noqa: F401 (re-export)
-                    fit_probe, seed_raw_head, zero_shot_head)
 from emotion_fusion.data.labels import CLASSES
+from emotion_fusion.errors import InputError
+
+from .encoders import CLIP_TAG, ENCODERS, clip_encode_truncated, get_encoder  # noqa: F401 (re-export)
+from .heads import CLASS_WORDS, DEFAULT_TEMPLATES, TextHead, choose_text_head, fit_probe, seed_raw_head, zero_shot_head  # noqa: F401 (re-export)
 
 HEAD_FILE = "text_head.npz"               # the trained head inside RUN_DIR/models/
 

@@ -20,11 +20,12 @@ from sklearn.utils.class_weight import compute_class_weight
 from torch import nn
 from tqdm.auto import tqdm
 
+from emotion_fusion.errors import InputError
+
 from . import distributed as _dist
 from .choices import IMAGE_MODES, LR_SCHEDULES
-from emotion_fusion.errors import InputError
-from .resnet import ImagePreprocess, batch_logits
 from .precision import autocast, choose_device, precision_label
+from .resnet import ImagePreprocess, batch_logits
 
 # --- defaults -------------------------------------------------------------------------------------
 LR_FACTOR, LR_PATIENCE = 0.5, 1          # ReduceLROnPlateau on validation loss

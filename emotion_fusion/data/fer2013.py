@@ -20,8 +20,9 @@ import pandas as pd
 from PIL import Image
 from tqdm.auto import tqdm  # a widget in Jupyter, a text bar in a terminal
 
-from ._loading import SKIP_BAD, WHERE_FIX, check_present, check_split_names
 from emotion_fusion.errors import InputError
+
+from ._loading import SKIP_BAD, WHERE_FIX, check_present, check_split_names
 from .labels import CLASS_INDEX, CLASSES
 
 IMAGE_SIZE = 48

@@ -16,10 +16,10 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from ._loading import SKIP_BAD, WHERE_FIX, check_present, check_split_names
 from emotion_fusion.errors import InputError
-from .labels import (CLASS_INDEX, GOEMOTIONS_LABELS, MAPPINGS, MULTI_LABEL_RULES, goemotions_map,
-                     map_labels)
+
+from ._loading import SKIP_BAD, WHERE_FIX, check_present, check_split_names
+from .labels import CLASS_INDEX, GOEMOTIONS_LABELS, MAPPINGS, MULTI_LABEL_RULES, goemotions_map, map_labels
 
 GO_SPLITS = ("train", "dev", "test")
 HF_IDS = ("google-research-datasets/go_emotions", "go_emotions")
@@ -178,7 +178,7 @@ def _hub_unreachable(endpoint: str) -> bool:
     if any(os.environ.get(v, "").lower() in ("1", "true", "yes", "on")
            for v in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")):
         return False
-    from emotion_fusion.hub import is_online      # the same bounded probe as the weight lookups (DNS included)
+    from emotion_fusion.hub import is_online  # the same bounded probe as the weight lookups (DNS included)
     return not is_online(endpoint)
 
 

@@ -13,9 +13,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .fer2013 import drop_duplicates_of, stack_pixels
-from . import pairing as _pairing
 from emotion_fusion.errors import InputError
+
+from . import pairing as _pairing
+from .fer2013 import drop_duplicates_of, stack_pixels
 from .labels import CLASSES
 
 N_EXAMPLES = 12          # test pairs kept (face + text) for the notebook's example gallery

@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from emotion_fusion.errors import InputError
+
 from .labels import CLASSES
 
 # ---- defaults -----------------------------------------------------------------------------------
@@ -34,7 +35,7 @@ def stratified_split(y, fraction: float, seed: int) -> tuple[np.ndarray, np.ndar
     y = label_array(y, "y")
     if not 0.0 < fraction < 1.0:
         raise InputError(f"split fraction {fraction} must be between 0 and 1 (exclusive)")
-    from sklearn.model_selection import train_test_split   # here: re-pairing must stay numpy-only
+    from sklearn.model_selection import train_test_split  # here: re-pairing must stay numpy-only
     classes, counts = np.unique(y, return_counts=True)
     single = np.isin(y, classes[counts == 1])
     idx = np.flatnonzero(~single)

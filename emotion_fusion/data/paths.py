@@ -4,8 +4,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ._loading import WHERE_FIX
 from emotion_fusion.errors import InputError
+
+from ._loading import WHERE_FIX
 
 ENV_VAR = "EMOTION_FUSION_DATA"
 REPO_DATA = Path(__file__).resolve().parents[2] / "data"

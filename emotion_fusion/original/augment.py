@@ -12,8 +12,8 @@ import pandas as pd
 from PIL import Image, ImageEnhance, ImageFilter, ImageOps
 
 from emotion_fusion.data import pixel_hash as _pixel_hash
-from emotion_fusion.errors import InputError
 from emotion_fusion.data.labels import CLASS_INDEX
+from emotion_fusion.errors import InputError
 
 AUG_CLASS = "disgust"
 AUG_TARGET = 1500              # disgust train images after augmentation

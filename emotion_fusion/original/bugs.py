@@ -11,9 +11,9 @@ import numpy as np
 import pandas as pd
 from scipy.special import softmax
 
+from emotion_fusion.data.labels import CLASSES
 from emotion_fusion.errors import InputError
 from emotion_fusion.scoring.fusion import check_probs, fuse
-from emotion_fusion.data.labels import CLASSES
 from emotion_fusion.scoring.metrics import as_labels, macro_f1
 
 SEED_WEIGHT = 0.6        # the original's visual share, linear rule, no calibration

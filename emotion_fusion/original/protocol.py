@@ -23,10 +23,11 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from . import pairing as _pairing
 from emotion_fusion.data import stack_pixels
-from emotion_fusion.errors import InputError
 from emotion_fusion.data.labels import CLASS_INDEX, CLASSES
+from emotion_fusion.errors import InputError
+
+from . import pairing as _pairing
 from .augment import AUG_TARGET, augment_class, clip_image_embeddings
 from .texts import POST_FILTERS, post_pair_masks, text_pool
 

@@ -17,8 +17,8 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from emotion_fusion.errors import InputError
 from emotion_fusion.data.labels import CLASS_INDEX, goemotions_map, map_labels
+from emotion_fusion.errors import InputError
 
 POOL_WORDS = (3, 50)          # kept when lo <= words <= hi (before pairing)
 PAIR_WORDS = (4, 50)          # kept when lo <= words <= hi (after pairing)

@@ -10,8 +10,9 @@ from typing import Sequence
 
 import numpy as np
 
-from emotion_fusion.errors import InputError
 from emotion_fusion.data.labels import CLASSES, NUM_CLASSES
+from emotion_fusion.errors import InputError
+
 from .metrics import N_BOOT, SEED, as_labels, confusion_scores, evaluate
 
 WEIGHT = 0.6  # visual share; the original system's 0.6 visual / 0.4 text

@@ -12,8 +12,8 @@ import math
 
 import numpy as np
 
-from emotion_fusion.errors import InputError
 from emotion_fusion.data.labels import CLASSES, NUM_CLASSES
+from emotion_fusion.errors import InputError
 
 N_BOOT = 1000  # bootstrap resamples
 CI = 0.95  # two-sided percentile interval

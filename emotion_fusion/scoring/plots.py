@@ -14,8 +14,9 @@ import numpy as np
 from matplotlib import pyplot as plt
 from matplotlib.figure import Figure
 
-from emotion_fusion.errors import InputError
 from emotion_fusion.data.labels import CLASSES, NUM_CLASSES
+from emotion_fusion.errors import InputError
+
 from .metrics import as_labels, as_pred, confusion
 
 PANEL = 3.4  # inches per panel

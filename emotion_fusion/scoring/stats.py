@@ -11,19 +11,28 @@ Under text reuse they are not: the k pairs that share a text share its predictio
 part of the discordant counts b and c moves in blocks of k. The variance of b - c is then larger than
 the binomial variance McNemar assumes (by the cluster design effect 1 + (k - 1) rho, rho the
 within-text correlation of the discordances), so its p-values come out too small: anti-conservative.
-It also ignores that another pairing gives other pairs. McNemar is still reported (on the default draw) for comparison; the paired interval and
-p-value over draws with text-cluster resampling (`score_draws`) are the test to quote.
-
-Pure numpy (no scipy / sklearn / torch at import), so the `fuse` CLI can afford it.
+It also ignores that another pairing gives other pairs. McNemar is still reported (default draw) for
+comparison; the paired interval and p-value over draws (`score_draws`) are the test to quote. Pure numpy.
 """
 from __future__ import annotations
 
 import numpy as np
 
-from emotion_fusion.errors import InputError
-from .fusion import SWEEP_STEP, WEIGHT, _check_rule, _log, _sweep_preds, _weights, check_probs
-from .fusion import check_weight, pick_best, sweep_counts
 from emotion_fusion.data.labels import CLASSES, NUM_CLASSES
+from emotion_fusion.errors import InputError
+
+from .fusion import (
+    SWEEP_STEP,
+    WEIGHT,
+    _check_rule,
+    _log,
+    _sweep_preds,
+    _weights,
+    check_probs,
+    check_weight,
+    pick_best,
+    sweep_counts,
+)
 from .metrics import CI, N_BOOT, _check_ci, _interval, as_labels, evaluate_many, mcnemar
 from .metrics import confusion_scores as _scores
 
@@ -296,58 +305,3 @@ def score_draws(val: dict, test: dict, weight: float = WEIGHT, rule: str = "line
                             for m in MODELS}},
             "text_reuse": {"val": text_reuse(dv, v["y"], v["yt"]),
                            "test": text_reuse(dt, t["y"], t["yt"])}}
-
-
-def _pct(x: float, ci=None) -> str:
-    return f"{100 * x:5.1f}" + (f" [{100 * ci[0]:.1f}, {100 * ci[1]:.1f}]" if ci else "")
-
-
-def pairing_words(res: dict) -> str:
-    """What the headline's means are over, in words."""
-    if res.get("pairing") == "fixed":
-        return "the protocol's own pairs (fixed, not redrawn)"
-    return f"mean of {res['draws']} pairing draws"
-
-
-def format_draws(res: dict) -> str:
-    """Plain-text table of `score_draws`: means with intervals beside the single-draw ones, the paired
-    comparison with the better branch, McNemar on the default draw and text reuse."""
-    fixed = res.get("pairing") == "fixed"
-    names = {"visual": "Visual only", "text": "Text only", "fusion": f"Fusion, w = {res['weight']:.2f}",
-             "fusion_best_val": "Fusion, best val w" + ("" if fixed else " (per draw)")}
-    single = {r["model"]: r for r in res["single_draw"]["rows"]}
-    lines = [f"Test, {pairing_words(res)}; {100 * res['ci']:.0f}% interval: {'' if fixed else 'random draw x '}"
-             f"{res['scheme'].replace('_', '-')} bootstrap ({res['n_boot']} resamples)",
-             f"{'model':<31}{'accuracy %':<21}{'macro-F1 %':<21}"
-             f"{'pair bootstrap' if fixed else 'one draw, pair bootstrap':<26}width x"]
-    for r in res["rows"]:
-        s = single[r["model"]]
-        ratio = res["widths"][r["model"]]["macro_f1"]["ratio"]
-        lines.append(f"{names[r['model']]:<31}{_pct(r['accuracy'], r['accuracy_ci']):<21}"
-                     f"{_pct(r['macro_f1'], r['macro_f1_ci']):<21}{_pct(s['macro_f1'], s['macro_f1_ci']):<26}"
-                     + (f"{ratio:.2f}" if ratio is not None else "-"))
-    if any(r[f"{k}_ci"][0] == r[f"{k}_ci"][1] for r in res["rows"] for k in ("accuracy", "macro_f1")):
-        lines.append("(an interval of zero width: that model is right on all or none of each class's test "
-                     "pairs, which resampling within class cannot change)")
-    bw = res["best_weight"]
-    if fixed:
-        lines.append(f"best validation weight: {bw['mean']:.2f}")
-    else:
-        lines.append(f"best validation weight per draw: mean {bw['mean']:.2f}, range {bw['min']:.2f}-"
-                     f"{bw['max']:.2f} (default draw {res['single_draw']['best_weight']:.2f})")
-    for m, c in res["comparison"].items():
-        b = c["better_branch"]
-        which = ("text" if b["text"] else "visual") if fixed else f"visual {b['visual']}, text {b['text']} draws"
-        lines.append(f"{names[m]} minus the better branch on validation ({which}): " + "; ".join(
-                         f"{k.replace('_', '-')} {100 * c[k]['mean_diff']:+.1f} [{100 * c[k]['ci'][0]:+.1f}, "
-                         f"{100 * c[k]['ci'][1]:+.1f}] p = {c[k]['p_value']:.3g}"
-                         for k in ("accuracy", "macro_f1")))
-    lines.append(f"McNemar on {'these pairs' if fixed else 'the default draw'} (treats pairs as independent; "
-                 "too small a p under text reuse):")
-    lines += [f"  fusion at w = {m['weight']:.2f} vs {m['model_b']}: b = {m['b']}, c = {m['c']}, "
-              f"p = {m['pvalue']:.3g}" for m in res["single_draw"]["mcnemar"]]
-    lines.append(f"{'text reuse':<12}{'class':<10}{'faces':>7}{'pool':>7}{'used':>7}{'mean':>7}{'max':>6}")
-    for split, per in res["text_reuse"].items():
-        lines += [f"{split:<12}{c:<10}{d['faces']:>7}{d['texts_in_pool']:>7}{d['texts_used']:>7}"
-                  f"{d['mean_reuse']:>7.2f}{d['max_reuse']:>6}" for c, d in per.items()]
-    return "\n".join(lines)

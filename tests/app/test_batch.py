@@ -10,12 +10,12 @@ import pandas as pd
 import pytest
 from conftest import face, jpeg_bytes
 
-from emotion_fusion.app import batch, inference
 from emotion_fusion import cli, pipeline
-from emotion_fusion.scoring import fusion
+from emotion_fusion.app import batch, inference
 from emotion_fusion.config import Config
-from emotion_fusion.errors import InputError
 from emotion_fusion.data.labels import CLASSES
+from emotion_fusion.errors import InputError
+from emotion_fusion.scoring import fusion
 
 
 class FakePredictor:

@@ -21,11 +21,11 @@ from PIL import Image
 
 from emotion_fusion.app import demo as demo_mod
 from emotion_fusion.app import faces, notes
-from emotion_fusion.config import Config
 from emotion_fusion.app.demo import MAX_TEXT_CHARS, Demo, check_text
+from emotion_fusion.config import Config
+from emotion_fusion.data.labels import CLASSES
 from emotion_fusion.errors import InputError
 from emotion_fusion.scoring.fusion import fuse
-from emotion_fusion.data.labels import CLASSES
 
 REPO = Path(__file__).resolve().parents[2]
 BAD_TEXTS = ["", "   \n\t ", None, "x" * 10_000]

@@ -17,8 +17,8 @@ import pytest
 import torch
 from torch import nn
 
-from emotion_fusion.branches import distributed
 from emotion_fusion import runs
+from emotion_fusion.branches import distributed
 from emotion_fusion.branches.image import ImagePreprocess
 from emotion_fusion.branches.train import train_image_model
 

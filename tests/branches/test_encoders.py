@@ -13,9 +13,9 @@ import sys
 import numpy as np
 import pytest
 
-from emotion_fusion.data import pairing
 from emotion_fusion import pipeline, runs
 from emotion_fusion.config import Config
+from emotion_fusion.data import pairing
 from emotion_fusion.scoring.fusion import fuse
 from emotion_fusion.scoring.metrics import evaluate
 

@@ -10,12 +10,18 @@ import torch
 import torchvision
 
 from emotion_fusion.branches import train
-from emotion_fusion.config import Config
-from emotion_fusion.errors import InputError
-from emotion_fusion.branches.image import ImageBranch, ImagePreprocess, load_image_model, predict_proba, save_image_model
-from emotion_fusion.data.labels import CLASSES
+from emotion_fusion.branches.image import (
+    ImageBranch,
+    ImagePreprocess,
+    load_image_model,
+    predict_proba,
+    save_image_model,
+)
 from emotion_fusion.branches.train import train_image_model
 from emotion_fusion.branches.weights import is_online
+from emotion_fusion.config import Config
+from emotion_fusion.data.labels import CLASSES
+from emotion_fusion.errors import InputError
 
 
 @pytest.fixture(scope="module")

@@ -18,13 +18,21 @@ import pytest
 import torch
 
 from emotion_fusion import pipeline
+from emotion_fusion.branches.text import load_text_model, locate_weights
 from emotion_fusion.config import Config
 from emotion_fusion.errors import InputError
-from emotion_fusion.branches.text import load_text_model, locate_weights
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tools"))
-from random_weights import (FP16_PARTS, OPENAI_FILE, RESNET_FILE, clip_state,  # noqa: E402
-                            resnet_state, save_hf_cached, save_hub_resnet, save_openai_archive)
+from random_weights import (  # noqa: E402
+    FP16_PARTS,
+    OPENAI_FILE,
+    RESNET_FILE,
+    clip_state,
+    resnet_state,
+    save_hf_cached,
+    save_hub_resnet,
+    save_openai_archive,
+)
 
 pytestmark = pytest.mark.slow
 

@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 import torch
 
-from emotion_fusion.config import Config
 from emotion_fusion.branches.encoders import _find_openai
-from emotion_fusion.errors import InputError
 from emotion_fusion.branches.heads import TextHead, choose_text_head, fit_probe, zero_shot_head
-from emotion_fusion.data.labels import CLASSES
 from emotion_fusion.branches.text import TextBranch, available_models, encode_texts, load_text_model
+from emotion_fusion.config import Config
+from emotion_fusion.data.labels import CLASSES
+from emotion_fusion.errors import InputError
 
 TEXTS = ["hello world", "I can't believe you did that, I'm furious!!", "ok", "The meeting is at noon.",
          "so happy for you " * 30,   # longer than 77 tokens: the tokenizer cuts it, EOT stays last

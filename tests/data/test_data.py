@@ -15,15 +15,23 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import REPO, face, jpeg_bytes, make_fer_tree, make_fer_zip, make_goemotions_dir, snapshot
 from PIL import Image
 
-from conftest import REPO, face, jpeg_bytes, make_fer_tree, make_fer_zip, make_goemotions_dir, snapshot
 from emotion_fusion import data
-from emotion_fusion.data import goemotions
-from emotion_fusion.data import (drop_duplicates_of, find_duplicates, format_summary, load_fer2013,
-                                 load_goemotions, resolve_paths, stack_pixels, summarize)
-from emotion_fusion.errors import InputError
+from emotion_fusion.data import (
+    drop_duplicates_of,
+    find_duplicates,
+    format_summary,
+    goemotions,
+    load_fer2013,
+    load_goemotions,
+    resolve_paths,
+    stack_pixels,
+    summarize,
+)
 from emotion_fusion.data.labels import CLASSES, GOEMOTIONS_LABELS
+from emotion_fusion.errors import InputError
 
 
 def _zip_tree(src: Path, dest: Path, prefix: str = "", dir_entries: bool = False) -> Path:

@@ -5,8 +5,8 @@ import json
 
 import pytest
 
+from emotion_fusion.data.labels import CLASSES, GOEMOTIONS_LABELS, class_ids, goemotions_map, map_labels
 from emotion_fusion.errors import InputError
-from emotion_fusion.data.labels import (CLASSES, GOEMOTIONS_LABELS, class_ids, goemotions_map, map_labels)
 
 # The dataset authors' ekman grouping with our class names, plus neutral.
 EKMAN = {

@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from emotion_fusion.errors import InputError
 from emotion_fusion.data.pairing import cap_per_class, make_pairs, stratified_split
+from emotion_fusion.errors import InputError
 
 
 def test_stratified_split_keeps_proportions_and_singletons():

@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-
 from conftest import face
-from emotion_fusion.errors import InputError
+
 from emotion_fusion.data.labels import CLASS_INDEX, CLASSES, GOEMOTIONS_LABELS
+from emotion_fusion.errors import InputError
 from emotion_fusion.original import augment as aug
 from emotion_fusion.original import protocol as sp
 from emotion_fusion.original import texts as st

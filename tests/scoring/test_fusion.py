@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from sklearn.metrics import accuracy_score, f1_score
 
-from emotion_fusion.errors import InputError
-from emotion_fusion.scoring.fusion import (apply_temperature, check_classes, fit_temperature, fuse, sweep)
 from emotion_fusion.data.labels import CLASSES
+from emotion_fusion.errors import InputError
+from emotion_fusion.scoring.fusion import apply_temperature, check_classes, fit_temperature, fuse, sweep
 
 
 def _probs(n, seed, sharp=1.0, y=None):

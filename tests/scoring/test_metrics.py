@@ -4,10 +4,18 @@ import pytest
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
 from statsmodels.stats.contingency_tables import mcnemar as sm_mcnemar
 
-from emotion_fusion.errors import InputError
 from emotion_fusion.data.labels import CLASSES
-from emotion_fusion.scoring.metrics import (bootstrap_ci, confusion, confusion_scores, evaluate, evaluate_many,
-                                    macro_f1, mcnemar, per_class_table)
+from emotion_fusion.errors import InputError
+from emotion_fusion.scoring.metrics import (
+    bootstrap_ci,
+    confusion,
+    confusion_scores,
+    evaluate,
+    evaluate_many,
+    macro_f1,
+    mcnemar,
+    per_class_table,
+)
 
 
 def _data(n=500, seed=0, acc=0.6):

@@ -8,11 +8,10 @@ import pytest  # noqa: E402
 from matplotlib import pyplot as plt  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
+from emotion_fusion.data.labels import CLASSES  # noqa: E402
 from emotion_fusion.errors import InputError  # noqa: E402
 from emotion_fusion.scoring.fusion import fuse, sweep  # noqa: E402
-from emotion_fusion.data.labels import CLASSES  # noqa: E402
-from emotion_fusion.scoring.plots import (plot_confusions, plot_example_pairs, plot_face_grid,  # noqa: E402
-                                  plot_history, plot_sweep)
+from emotion_fusion.scoring.plots import plot_confusions, plot_example_pairs, plot_face_grid, plot_history, plot_sweep  # noqa: E402
 
 
 @pytest.fixture(autouse=True)

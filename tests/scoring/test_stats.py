@@ -7,11 +7,12 @@ import numpy as np
 import pytest
 from sklearn.metrics import accuracy_score, f1_score
 
-from emotion_fusion.scoring import stats
+from emotion_fusion import report
+from emotion_fusion.data.pairing import make_pairs
 from emotion_fusion.errors import InputError
+from emotion_fusion.scoring import stats
 from emotion_fusion.scoring.fusion import _sweep_preds, _weights, fuse, sweep, sweep_counts
 from emotion_fusion.scoring.metrics import evaluate_many, mcnemar
-from emotion_fusion.data.pairing import make_pairs
 
 
 def _probs(rng, y, sharp):
@@ -230,7 +231,7 @@ def test_fixed_pairing_scores_the_stored_pairs_only():
     lo, hi = rows["fusion"]["accuracy_ci"]
     assert lo < rows["fusion"]["accuracy"] < hi                 # a real interval around that one pairing
     assert res["text_reuse"]["test"]["all"]["max_reuse"] == 1
-    text = stats.format_draws(res)
+    text = report.format_draws(res)
     assert "the protocol's own pairs (fixed, not redrawn)" in text and "McNemar on these pairs" in text
     assert "minus the better branch on validation (visual):" in text or \
         "minus the better branch on validation (text):" in text
@@ -246,7 +247,7 @@ def test_deterministic_with_a_seed_and_json_able():
     assert a == b
     c = json.loads(json.dumps(stats.score_draws(val, test, R=10, B=100, seed=6)))
     assert c["per_draw"] != json.loads(a)["per_draw"]
-    text = stats.format_draws(c)
+    text = report.format_draws(c)
     assert "Text only" in text and "minus the better branch" in text and "fear" in text
 
 
