@@ -6,7 +6,7 @@ RUN_DIR    ?= runs/offline
 PROFILE    ?= offline
 FUSION_WEIGHT ?= 0.6
 
-.PHONY: demo notebook lab report test venv data benchmarks clean-venv
+.PHONY: demo notebook lab report test lint venv data benchmarks clean-venv
 
 venv: $(VENV)/.installed
 
@@ -45,6 +45,10 @@ notebook lab: venv
 
 test: venv
 	$(PY) -m pytest
+
+# The layering of the package (pyproject.toml [tool.importlinter]): an import that runs upward fails here.
+lint: venv
+	$(VENV)/bin/lint-imports --no-cache
 
 data: venv
 	$(PY) -m emotion_fusion data
