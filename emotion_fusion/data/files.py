@@ -45,7 +45,7 @@ def read_image_file(path: str | os.PathLike, what: str = "image") -> bytes:
         raise InputError(f"{what} {path} not found; pass an existing image file") from None
     except OSError as e:
         raise InputError(f"{what} {path} cannot be read ({e.strerror}); check it and its permissions") from None
-    with os.fdopen(fd, "rb") as f:
+    try:
         st = os.fstat(fd)
         if stat.S_ISDIR(st.st_mode):
             raise InputError(f"{what} {path} is a folder; pass one JPEG or PNG file")
@@ -54,7 +54,13 @@ def read_image_file(path: str | os.PathLike, what: str = "image") -> bytes:
                              "pass a JPEG or PNG file")
         if st.st_size > MAX_IMAGE_BYTES:
             raise _too_big(f"{what} {path}", st.st_size)
-        raw = f.read(MAX_IMAGE_BYTES + 1)
+        chunks, left = [], MAX_IMAGE_BYTES + 1
+        while left > 0 and (chunk := os.read(fd, min(left, 1 << 20))):
+            chunks.append(chunk)
+            left -= len(chunk)
+        raw = b"".join(chunks)
+    finally:
+        os.close(fd)
     if len(raw) > MAX_IMAGE_BYTES:
         raise _too_big(f"{what} {path}", len(raw))
     return raw

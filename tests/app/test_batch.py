@@ -99,8 +99,11 @@ def test_pairs_file_and_bad_rows(fake, inputs, capsys):
     pd.DataFrame({"image": ["f0.jpg", "sub/f3.jpg", "broken.jpg", "f2.jpg"], "text": ["1", "3", "1", "2"]}) \
         .to_csv(inputs / "pairs.csv", index=False)
     kw = dict(images=inputs / "faces", texts=inputs / "texts.txt", pairs=inputs / "pairs.csv", progress=False)
-    with pytest.raises(InputError, match=r"broken\.jpg: cannot decode image.*--skip-bad"):
+    # the texts are read before any face is scored (and before the models load), so their error comes first
+    with pytest.raises(InputError, match=r"texts\.txt line 2: the text is empty.*--skip-bad"):
         batch.predict_batch("R", out=inputs / "p.csv", **kw)
+    with pytest.raises(InputError, match=r"broken\.jpg: cannot decode image.*--skip-bad"):
+        batch.predict_batch("R", out=inputs / "p.csv", **{**kw, "texts": inputs / "texts.tsv"})
     assert not (inputs / "p.csv").exists()
     r = batch.predict_batch("R", out=inputs / "p.csv", skip_bad=True, **kw)
     df = pd.read_csv(inputs / "p.csv")
