@@ -60,7 +60,7 @@ class FaceFiles:
         self.source = Path(source)
         if self.source.is_dir():
             self.names = sorted(p.relative_to(self.source).as_posix() for p in self.source.rglob("*")
-                                if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+                                if not p.is_dir() and p.suffix.lower() in IMAGE_SUFFIXES)   # a FIFO too: reported
         elif self.source.is_file() and zipfile.is_zipfile(self.source):
             with zipfile.ZipFile(self.source) as z:   # closed again: each worker opens its own handle
                 self.names = sorted(n for n in z.namelist() if n.lower().endswith(IMAGE_SUFFIXES))
@@ -108,7 +108,8 @@ def _table(path: Path, flag: str, sep: str) -> list[tuple[int, int, list[str]]]:
                 rows.append((first, reader.line_num, rec))
             first = reader.line_num + 1
     except csv.Error as e:
-        raise InputError(f"{flag} {path} line {reader.line_num}: malformed CSV ({e}); fix the quoting (a `\"` "
+        where = f"line {first}" if reader.line_num <= first else f"lines {first}-{reader.line_num}"
+        raise InputError(f"{flag} {path} {where}: malformed CSV ({e}); fix the quoting (a `\"` "
                          "inside a quoted field is written `\"\"`) or use a .tsv/.txt file") from None
     if not rows:
         raise InputError(f"{flag} {path} is empty; give a header line and one row per item")

@@ -70,6 +70,8 @@ def read_zip_member(zf: zipfile.ZipFile, name: str, where: str) -> bytes:
     """A zip member's bytes, at most MAX_IMAGE_BYTES: its declared size is checked first and the read
     is bounded too, since a crafted archive can declare less than it inflates to."""
     info = zf.getinfo(name)
+    if info.flag_bits & 0x1:
+        raise InputError(f"{where} is encrypted; give an unencrypted zip (or a folder) of images")
     if info.file_size > MAX_IMAGE_BYTES:
         raise _too_big(where, info.file_size)
     with zf.open(info) as f:
