@@ -140,6 +140,34 @@ def test_sweep_writes_plot_and_the_best_validation_weight(cli, run_dir):
     assert out["plot"] == str(run_dir / "sweep.png")
 
 
+def test_sweep_replaces_a_symlinked_plot_instead_of_writing_through_it(cli, run_dir, tmp_path):
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    (run_dir / "sweep.png").symlink_to(victim)
+    cli("sweep", "--run-dir", run_dir)
+    assert victim.read_text() == "precious" and not (run_dir / "sweep.png").is_symlink()
+    with Image.open(run_dir / "sweep.png") as im:
+        assert im.format == "PNG"
+
+
+def test_sweep_on_a_read_only_run_dir_prints_the_scores_and_says_no_plot(cli, run_dir, monkeypatch):
+    import contextlib
+    import errno
+
+    @contextlib.contextmanager
+    def read_only(path, mode="wb"):      # what a read-only mount gives (root ignores chmod, so simulated)
+        raise OSError(errno.EROFS, "Read-only file system", str(path))
+        yield
+    monkeypatch.setattr("emotion_fusion.data.files.atomic_write", read_only)
+    p = cli("sweep", "--run-dir", run_dir)
+    assert "best validation weight:" in p.stdout and "Fusion" in p.stdout
+    assert p.stdout.strip().splitlines()[-1] == (f"plot not written: {run_dir / 'sweep.png'} (Read-only file system); "
+                                                 "the scores above are complete")
+    out = json.loads(cli("sweep", "--run-dir", run_dir, "--json").stdout)
+    assert out["plot"] is None and "Read-only file system" in out["plot_error"] and out["rows"]
+    assert not (run_dir / "sweep.png").exists()
+
+
 def test_missing_dataset_path_is_one_line(cli_process, tmp_path):
     one_line_error(cli_process("data", "--fer2013", tmp_path / "nope.zip", "--goemotions", tmp_path, check=False),
                    "nope.zip")

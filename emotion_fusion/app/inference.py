@@ -92,26 +92,12 @@ def evaluate_run(run_dir, *, fer2013=None, goemotions=None, out, skip_bad: bool 
     _runs.verify(src)
     cfg = load_config(src / _runs.CONFIG)
     fer_path, go_path = _data.resolve_paths(fer2013, goemotions)
-    _runs.check_out_dir(out, [fer_path, go_path, src])
-    # the data is read and checked before the models load: a bad dataset fails in seconds
-    fer = _data.load_fer2013(fer_path, splits=["test"], progress=cfg.progress, skip_bad=skip_bad,
-                             allow_empty_classes=allow_empty_classes)
-    go = _data.load_goemotions(go_path, mapping=cfg.label_map, multi_label=cfg.multi_label, skip_bad=skip_bad)
-    skipped = [f"{s['source']}: {s['reason']}" for df in (fer, go) for s in df.attrs.get("skipped", [])]
-    text_split = _holdout.test_text_split(go, go_path)
-    seen_faces, seen_texts = _holdout.load_seen(src)
-    faces = fer[(fer.split == "test") & ~fer.hash.isin(seen_faces)].reset_index(drop=True)
-    texts = go[(go.split == text_split) & (go.y >= 0)].reset_index(drop=True)
-    texts = texts[~texts.text.map(_holdout.normalise_text).isin(seen_texts)].reset_index(drop=True)
-    dropped = {"images": int((fer.split == "test").sum() - len(faces)),
-               "texts": int(((go.split == text_split) & (go.y >= 0)).sum() - len(texts))}
-    if faces.empty or texts.empty:
-        raise InputError(f"nothing left to score: every test face or text of {fer_path} / {go_path} was seen "
-                         "in the run's training or validation data")
-    pairs = make_pairs(faces.y.to_numpy(), texts.y.to_numpy(), cfg.seed + 2)
-    pred = load_predictor(src)
-    info = pred.info
-    with _runs.writing(out, [fer_path, go_path, src]) as out:
+    with _runs.writing(out, [fer_path, go_path, src]) as out:    # refused at once while another writer holds it
+        faces, texts, text_split, dropped, skipped = _test_data(src, cfg, fer_path, go_path, skip_bad,
+                                                                allow_empty_classes)
+        pairs = make_pairs(faces.y.to_numpy(), texts.y.to_numpy(), cfg.seed + 2)
+        pred = load_predictor(src)     # only now: a bad dataset fails in seconds, before any model loads
+        info = pred.info
         _runs.invalidate(out)
         val = _runs.load_outputs(src, "val")
         _runs.write_outputs(out, "val", **{k: val[k] for k in _runs.ITEM_ARRAYS})
@@ -137,3 +123,22 @@ def evaluate_run(run_dir, *, fer2013=None, goemotions=None, out, skip_bad: bool 
         results = score_run(out, draws=cfg.pairing_draws)
         write_results(out, results)
     return RunResult.from_dir(out, cfg, results, False)
+
+
+def _test_data(src, cfg, fer_path, go_path, skip_bad: bool, allow_empty_classes: bool):
+    """The test faces and texts of the given sources, minus what RUN_DIR saw; the skipped bad items."""
+    fer = _data.load_fer2013(fer_path, splits=["test"], progress=cfg.progress, skip_bad=skip_bad,
+                             allow_empty_classes=allow_empty_classes)
+    go = _data.load_goemotions(go_path, mapping=cfg.label_map, multi_label=cfg.multi_label, skip_bad=skip_bad)
+    skipped = [f"{s['source']}: {s['reason']}" for df in (fer, go) for s in df.attrs.get("skipped", [])]
+    text_split = _holdout.test_text_split(go, go_path)
+    seen_faces, seen_texts = _holdout.load_seen(src)
+    faces = fer[(fer.split == "test") & ~fer.hash.isin(seen_faces)].reset_index(drop=True)
+    texts = go[(go.split == text_split) & (go.y >= 0)].reset_index(drop=True)
+    texts = texts[~texts.text.map(_holdout.normalise_text).isin(seen_texts)].reset_index(drop=True)
+    dropped = {"images": int((fer.split == "test").sum() - len(faces)),
+               "texts": int(((go.split == text_split) & (go.y >= 0)).sum() - len(texts))}
+    if faces.empty or texts.empty:
+        raise InputError(f"nothing left to score: every test face or text of {fer_path} / {go_path} was seen "
+                         "in the run's training or validation data")
+    return faces, texts, text_split, dropped, skipped
