@@ -161,6 +161,34 @@ def test_a_second_writer_fails_at_once_naming_the_pid(run_copy, data, lock_holde
     runs.verify(run_copy)
 
 
+def test_the_evaluate_verb_reports_skipped_items_and_refuses_bad_input_before_loading(run_copy, data, cli,
+                                                                                      tmp_path, monkeypatch):
+    """The `evaluate` CLI verb end to end: --skip-bad lists what it skipped (stderr and JSON), without it a
+    bad face is one line before any model loads and no folder is left; --out inside the run dir is refused."""
+    import zipfile
+    fer, go = data
+    bad_fer = tmp_path / "fer_bad.zip"
+    with zipfile.ZipFile(fer) as src, zipfile.ZipFile(bad_fer, "w") as dst:
+        for info in src.infolist():
+            dst.writestr(info, src.read(info))
+        dst.writestr("test/happy/broken.jpg", b"not an image")
+    rc, out, err = cli("evaluate", "--run-dir", run_copy, "--fer2013", bad_fer, "--goemotions", go,
+                       "--out", tmp_path / "eval", "--skip-bad", "--json")
+    assert rc == 0, err
+    res = json.loads(out)
+    assert len(res["skipped"]) == 1 and "broken.jpg: cannot decode image" in res["skipped"][0]
+    assert f"skipped: {res['skipped'][0]}" in err.splitlines()
+    assert {r["model"] for r in res["rows"]} >= {"visual", "text", "fusion", "fusion_best_val"}
+    runs.verify(tmp_path / "eval")
+    with monkeypatch.context() as m:
+        m.setattr(inference, "load_predictor", lambda *a, **k: pytest.fail("a model was loaded"))
+        _error(cli("evaluate", "--run-dir", run_copy, "--fer2013", bad_fer, "--goemotions", go,
+                   "--out", tmp_path / "eval2"), r"fer_bad\.zip:test/happy/broken\.jpg: cannot decode image.*--skip-bad")
+    assert not (tmp_path / "eval2").exists()
+    _error(cli("evaluate", "--run-dir", run_copy, "--fer2013", fer, "--goemotions", go, "--out", run_copy / "eval"),
+           r"would write into the input .*run")
+
+
 def test_evaluate_out_is_locked_too(base, run_copy, data, lock_holder):
     holder = lock_holder(run_copy.parent / "eval")
     with pytest.raises(InputError, match=rf"being written by another process \(pid {holder.pid}\)"):
