@@ -82,10 +82,10 @@ class FaceFiles:
         name = self.names[i]
         try:
             if self.source.is_dir():
-                raw = read_image_file(self.source / name)
+                raw = read_image_file(self.source / name, "the file")   # score_faces names the file first
             else:
                 self._zip = self._zip or zipfile.ZipFile(self.source)
-                raw = read_zip_member(self._zip, name, f"{self.source}/{name}")
+                raw = read_zip_member(self._zip, name)
             return i, decode_face(raw), ""
         except InputError as e:
             return i, None, str(e)

@@ -217,8 +217,8 @@ def _read(path: Path, zf: zipfile.ZipFile | None, splits, skip_bad: bool, progre
     def work(item: tuple[str, str, str]) -> tuple[np.ndarray | None, str | None]:
         rel = item[2]
         try:  # zipfile reads are thread-safe: members are read under the archive's own lock
-            raw = (read_zip_member(zf, rel, f"{path}:{rel}") if zf is not None
-                   else read_image_file(path / rel))
+            # named "the member"/"the file": the message below puts the file's name first
+            raw = read_zip_member(zf, rel) if zf is not None else read_image_file(path / rel, "the file")
         except InputError as e:   # too large, or not a regular file
             return None, str(e)
         except READ_ERRORS as e:

@@ -33,27 +33,29 @@ def _too_big(where: str, size: int) -> InputError:
                       "(give a smaller JPEG or PNG)")
 
 
-def read_image_file(path: str | os.PathLike, what: str = "image") -> bytes:
-    """The bytes of a regular file of at most MAX_IMAGE_BYTES; a one-line InputError otherwise.
+def read_image_file(path: str | os.PathLike, subject: str | None = None) -> bytes:
+    """The bytes of a regular file of at most MAX_IMAGE_BYTES; a one-line InputError otherwise, naming
+    the file as `subject` (default "image PATH"; a caller that names the file itself passes "the file").
 
     Opened non-blocking so a FIFO cannot hang the read, then checked on the open descriptor (no race
     between the check and the read), then read with a bound even if the file grows meanwhile."""
     path = Path(path)
+    what = subject or f"image {path}"
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except FileNotFoundError:
-        raise InputError(f"{what} {path} not found; pass an existing image file") from None
+        raise InputError(f"{what} not found; pass an existing image file") from None
     except OSError as e:
-        raise InputError(f"{what} {path} cannot be read ({e.strerror}); check it and its permissions") from None
+        raise InputError(f"{what} cannot be read ({e.strerror}); check it and its permissions") from None
     try:
         st = os.fstat(fd)
         if stat.S_ISDIR(st.st_mode):
-            raise InputError(f"{what} {path} is a folder; pass one JPEG or PNG file")
+            raise InputError(f"{what} is a folder; pass one JPEG or PNG file")
         if not stat.S_ISREG(st.st_mode):
-            raise InputError(f"{what} {path} is not a regular file (a pipe, socket or device); "
+            raise InputError(f"{what} is not a regular file (a pipe, socket or device); "
                              "pass a JPEG or PNG file")
         if st.st_size > MAX_IMAGE_BYTES:
-            raise _too_big(f"{what} {path}", st.st_size)
+            raise _too_big(what, st.st_size)
         chunks, left = [], MAX_IMAGE_BYTES + 1
         while left > 0 and (chunk := os.read(fd, min(left, 1 << 20))):
             chunks.append(chunk)
@@ -62,11 +64,11 @@ def read_image_file(path: str | os.PathLike, what: str = "image") -> bytes:
     finally:
         os.close(fd)
     if len(raw) > MAX_IMAGE_BYTES:
-        raise _too_big(f"{what} {path}", len(raw))
+        raise _too_big(what, len(raw))
     return raw
 
 
-def read_zip_member(zf: zipfile.ZipFile, name: str, where: str) -> bytes:
+def read_zip_member(zf: zipfile.ZipFile, name: str, where: str = "the member") -> bytes:
     """A zip member's bytes, at most MAX_IMAGE_BYTES: its declared size is checked first and the read
     is bounded too, since a crafted archive can declare less than it inflates to."""
     info = zf.getinfo(name)

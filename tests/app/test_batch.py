@@ -238,7 +238,7 @@ def _encrypt_flag(raw: bytes) -> bytes:
 
 def test_encrypted_members_are_bad_rows_and_malformed_pairs_one_line(fake, inputs, capsys):
     (inputs / "enc.zip").write_bytes(_encrypt_flag((inputs / "faces.zip").read_bytes()))
-    with pytest.raises(InputError, match=r"enc\.zip/f0\.jpg is encrypted; give an unencrypted"):
+    with pytest.raises(InputError, match=r"enc\.zip/f0\.jpg: the member is encrypted; give an unencrypted"):
         batch.predict_batch("R", images=inputs / "enc.zip", out=inputs / "o.csv", workers=2, progress=False)
     with pytest.raises(InputError, match=r"every face in .*enc\.zip was bad"):
         batch.predict_batch("R", images=inputs / "enc.zip", out=inputs / "o.csv", skip_bad=True, progress=False)
@@ -256,10 +256,10 @@ def test_oversized_members_and_special_files_are_bad_rows(fake, inputs):
     from emotion_fusion.data.files import MAX_IMAGE_BYTES
     with zipfile.ZipFile(inputs / "big.zip", "w", zipfile.ZIP_DEFLATED) as z:
         z.writestr("big.png", b"\0" * (MAX_IMAGE_BYTES + 1))
-    with pytest.raises(InputError, match=r"big\.zip/big\.png is 20\.0 MiB; images over 20 MiB are refused"):
+    with pytest.raises(InputError, match=r"big\.zip/big\.png: the member is 20\.0 MiB; images over 20 MiB are refused"):
         batch.predict_batch("R", images=inputs / "big.zip", out=inputs / "o.csv", workers=0, progress=False)
     os.mkfifo(inputs / "faces" / "fifo.png")
-    with pytest.raises(InputError, match=r"fifo\.png is not a regular file"):
+    with pytest.raises(InputError, match=r"faces/fifo\.png: the file is not a regular file"):
         batch.predict_batch("R", images=inputs / "faces", out=inputs / "o.csv", workers=0, progress=False)
 
 

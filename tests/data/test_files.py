@@ -71,6 +71,8 @@ def test_zip_members_are_bounded_by_their_declared_size(tmp_path):
     with zipfile.ZipFile(tmp_path / "z.zip") as z:
         with pytest.raises(InputError, match=r"z\.zip:bomb\.png is 20\.0 MiB; images over 20 MiB"):
             files.read_zip_member(z, "bomb.png", f"{tmp_path / 'z.zip'}:bomb.png")
+        with pytest.raises(InputError, match=r"^the member is 20\.0 MiB"):
+            files.read_zip_member(z, "bomb.png")
         assert files.read_zip_member(z, "ok.png", "ok") == b"fine"
 
 
