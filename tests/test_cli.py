@@ -368,3 +368,17 @@ def test_predict_on_a_non_image_in_a_real_process(cli_process, run_dir, tmp_path
     line = one_line_error(cli_process("predict", "--run-dir", run_dir, "--image", f, "--text", "hi", check=False),
                           r"image .*notes\.txt")
     assert "BytesIO" not in line and not re.search(r"0x[0-9a-f]{6,}", line)
+
+
+def test_predict_refuses_special_and_oversized_image_files_before_any_model(cli, run_dir, tmp_path, monkeypatch):
+    """Issue 24 item 13: a symlink to /dev/zero grew without bound and a FIFO blocked forever."""
+    from emotion_fusion.app import inference
+    monkeypatch.setattr(inference, "load_predictor", lambda *a, **k: pytest.fail("a model was loaded"))
+    (tmp_path / "zero.jpg").symlink_to("/dev/zero")
+    os.mkfifo(tmp_path / "pipe.jpg")
+    with open(tmp_path / "huge.jpg", "wb") as f:
+        f.truncate(21 * 1024 * 1024)
+    for name, message in [("zero.jpg", "is not a regular file"), ("pipe.jpg", "is not a regular file"),
+                          ("huge.jpg", r"is 21\.0 MiB; images over 20 MiB are refused")]:
+        one_line_error(cli("predict", "--run-dir", run_dir, "--image", tmp_path / name, "--text", "hi", check=False),
+                       rf"image .*{name} {message}")
