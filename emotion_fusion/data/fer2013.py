@@ -78,8 +78,8 @@ def check_pixels(im: Image.Image) -> None:
 
 
 def to_gray(im: Image.Image) -> Image.Image:
-    """8-bit grayscale ("L"). 16-bit and 32-bit integer images are scaled down to 0..255 first:
-    PIL's own convert("L") clips them, turning a 16-bit face black and white."""
+    """8-bit grayscale ("L"). 16-bit grayscale (PIL modes I;16* and I, as PIL opens 16-bit PNGs) is
+    scaled from 0..65535 to 0..255 first: PIL's own convert("L") clips it, turning a face black and white."""
     if im.mode.startswith("I;16") or im.mode == "I":
         wide = np.asarray(im, dtype=np.float64)
         return Image.fromarray(np.clip(np.rint(wide / 257.0), 0, 255).astype(np.uint8), mode="L")
