@@ -183,7 +183,8 @@ def test_the_evaluate_verb_reports_skipped_items_and_refuses_bad_input_before_lo
     with monkeypatch.context() as m:
         m.setattr(inference, "load_predictor", lambda *a, **k: pytest.fail("a model was loaded"))
         _error(cli("evaluate", "--run-dir", run_copy, "--fer2013", bad_fer, "--goemotions", go,
-                   "--out", tmp_path / "eval2"), r"fer_bad\.zip:test/happy/broken\.jpg: cannot decode image.*--skip-bad")
+                   "--out", tmp_path / "eval2"),
+               r"fer_bad\.zip:test/happy/broken\.jpg: cannot decode image.*--skip-bad")
     assert not (tmp_path / "eval2").exists()
     _error(cli("evaluate", "--run-dir", run_copy, "--fer2013", fer, "--goemotions", go, "--out", run_copy / "eval"),
            r"would write into the input .*run")

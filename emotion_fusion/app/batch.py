@@ -90,7 +90,9 @@ def predict_batch(run_dir, *, images=None, texts=None, pairs=None, out, weight: 
         _bad([m for _, m in bad], skip_bad, "text file")
         skipped += [m for _, m in bad]
         _some_left(txt_rows, texts, "text")
-    pair_rows = read_pairs(pairs) if pairs is not None else None
+    pair_rows = None
+    if pairs is not None:   # ids that name no face or no good text are bad rows now, before any scoring
+        pair_rows = _listed(ds.names, [r[1] for r in txt_rows], read_pairs(pairs), skip_bad, skipped)
     if ds is not None and texts is not None and pairs is None and len(ds) != n_texts:
         raise InputError(f"{len(ds)} faces in {images} but {n_texts} texts in {texts}: row-aligned "
                          "pairing needs equal counts; give --pairs PAIRS.csv (columns image,text)")
@@ -110,8 +112,9 @@ def predict_batch(run_dir, *, images=None, texts=None, pairs=None, out, weight: 
     if ds is not None and texts is not None:
         if pair_rows is None:
             (fi, ti), mode = _aligned(img_pos, txt_pos, skipped), "pairs (row-aligned)"
-        else:
-            (fi, ti), mode = _listed(img_ids, txt_ids, pair_rows, skip_bad, skipped), "pairs (--pairs)"
+        else:   # a face that failed to decode drops the rows naming it here
+            kept = _listed(img_ids, txt_ids, pair_rows, skip_bad, skipped)
+            (fi, ti), mode = _indices(kept, img_ids, txt_ids), "pairs (--pairs)"
         p_v, p_t, img_ids, txt_ids = p_v[fi], p_t[ti], [img_ids[i] for i in fi], [txt_ids[i] for i in ti]
         cols.update(image=img_ids, text=txt_ids)
         branches = {"visual": p_v, "text": p_t, "fusion": pred.fuse(p_v, p_t, weight)}
@@ -146,17 +149,22 @@ def _aligned(img_pos: list[int], txt_pos: list[int], skipped: list[str]):
     return np.array([fpos[k] for k in keep], dtype=int), np.array([tpos[k] for k in keep], dtype=int)
 
 
-def _listed(img_ids, txt_ids, rows, skip_bad, skipped):
-    """Indices (faces, texts) of the --pairs rows; a row naming an unknown or bad id is a bad row."""
-    fpos, tpos = {k: i for i, k in enumerate(img_ids)}, {k: i for i, k in enumerate(txt_ids)}
-    fi, ti, bad = [], [], []
+def _listed(img_ids, txt_ids, rows, skip_bad, skipped) -> list[tuple[str, str, str]]:
+    """The --pairs rows whose face and text are among `img_ids` / `txt_ids`; the others are bad rows."""
+    faces, texts = set(img_ids), set(txt_ids)
+    good, bad = [], []
     for a, b, where in rows:
-        if a not in fpos or b not in tpos:
-            what = f"image {a!r}" if a not in fpos else f"text {b!r}"
+        if a in faces and b in texts:
+            good.append((a, b, where))
+        else:
+            what = f"image {a!r}" if a not in faces else f"text {b!r}"
             bad.append(f"{where}: {what} is not among the readable inputs")
-            continue
-        fi.append(fpos[a])
-        ti.append(tpos[b])
     _bad(bad, skip_bad, "pairs file")
     skipped += bad
-    return np.array(fi, dtype=int), np.array(ti, dtype=int)
+    return good
+
+
+def _indices(rows, img_ids, txt_ids) -> tuple[np.ndarray, np.ndarray]:
+    """(face indices, text indices) of (image id, text id, where) rows."""
+    fpos, tpos = {k: i for i, k in enumerate(img_ids)}, {k: i for i, k in enumerate(txt_ids)}
+    return (np.array([fpos[a] for a, _, _ in rows], dtype=int), np.array([tpos[b] for _, b, _ in rows], dtype=int))

@@ -102,8 +102,10 @@ def test_pairs_file_and_bad_rows(fake, inputs, capsys):
     # the texts are read before any face is scored (and before the models load), so their error comes first
     with pytest.raises(InputError, match=r"texts\.txt line 2: the text is empty.*--skip-bad"):
         batch.predict_batch("R", out=inputs / "p.csv", **kw)
+    pd.DataFrame({"image": ["f0.jpg", "broken.jpg"], "text": ["a", "b"]}).to_csv(inputs / "ab.csv", index=False)
     with pytest.raises(InputError, match=r"broken\.jpg: cannot decode image.*--skip-bad"):
-        batch.predict_batch("R", out=inputs / "p.csv", **{**kw, "texts": inputs / "texts.tsv"})
+        batch.predict_batch("R", out=inputs / "p.csv",
+                            **{**kw, "texts": inputs / "texts.tsv", "pairs": inputs / "ab.csv"})
     assert not (inputs / "p.csv").exists()
     r = batch.predict_batch("R", out=inputs / "p.csv", skip_bad=True, **kw)
     df = pd.read_csv(inputs / "p.csv")
@@ -274,3 +276,10 @@ def test_ids_a_spreadsheet_would_run_are_quoted(fake, inputs):
     batch.predict_batch("R", texts=inputs / "f.csv", out=inputs / "o.csv", progress=False)
     assert pd.read_csv(inputs / "o.csv", dtype=str).text.tolist() == ["'=HYPERLINK(\"x\")", "'+1", "'@SUM(A1)",
                                                                        "plain"]
+
+
+def test_pairs_naming_unknown_ids_stop_before_any_model(no_model, inputs):
+    pd.DataFrame({"image": ["f0.jpg", "nope.jpg"], "text": ["1", "2"]}).to_csv(inputs / "pairs.csv", index=False)
+    with pytest.raises(InputError, match=r"pairs\.csv line 3: image 'nope\.jpg' is not among the readable inputs"):
+        batch.predict_batch("R", images=inputs / "faces", texts=inputs / "texts.txt", pairs=inputs / "pairs.csv",
+                            out=inputs / "o.csv")
