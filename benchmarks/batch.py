@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -64,12 +63,8 @@ def _smoke(out: Path, fer: Path, go: Path, procs: int) -> float:
     """Wall seconds of `run --profile smoke` as `procs` processes (torchrun for 2, loopback only)."""
     args = ["-m", "emotion_fusion", "run", "--profile", "smoke", "--fer2013", str(fer), "--goemotions", str(go),
             "--out", str(out), "--set", "progress=false"]
-    if procs > 1:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        args = ["-m", "torch.distributed.run", "--nproc_per_node", str(procs), "--master_addr", "127.0.0.1",
-                "--master_port", str(port), *args]
+    if procs > 1:   # --standalone: the rendezvous store binds a free port itself (no bind-then-release race)
+        args = ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(procs), *args]
     env = {**os.environ, "GLOO_SOCKET_IFNAME": "lo", "PYTHONPATH": str(REPO)}
     t = time.perf_counter()
     res = subprocess.run([sys.executable, *args], cwd=REPO, env=env, capture_output=True, text=True)

@@ -104,24 +104,37 @@ def _cmd_sweep(a: argparse.Namespace, out) -> int:
 
     from emotion_fusion import report
     from emotion_fusion.scoring.plots import plot_sweep
+    from emotion_fusion.data.files import atomic_write
     res = report.score_run(a.run_dir)
     fig = plot_sweep(res["sweep"], chosen=res.get("weight"))
-    plot_path = Path(a.run_dir) / "sweep.png"
-    fig.savefig(plot_path, dpi=120, bbox_inches="tight")
-    plt.close(fig)
-    summary = {"best_weight": res["best_weight"], "sweep": res["sweep"], "plot": str(plot_path),
+    plot_path, note = Path(a.run_dir) / "sweep.png", None
+    try:    # atomically: a symlink planted at sweep.png is replaced, never written through
+        with atomic_write(plot_path) as f:
+            fig.savefig(f, format="png", dpi=120, bbox_inches="tight")
+    except OSError as e:   # a read-only run dir: the scores are still worth printing
+        note = f"plot not written: {plot_path} ({e.strerror}); the scores above are complete"
+    finally:
+        plt.close(fig)
+    summary = {"best_weight": res["best_weight"], "sweep": res["sweep"], "plot": None if note else str(plot_path),
                "rows": [r for r in res["rows"] if r["model"] == "fusion_best_val"]}
+    if note:
+        summary["plot_error"] = note
     text = (f"best validation weight: {res['best_weight']:.2f} (macro-F1 on validation)\n"
-            + report.format_results({**res, "rows": summary["rows"]}) + f"\nplot: {plot_path}")
+            + report.format_results({**res, "rows": summary["rows"]}) + f"\n{note or f'plot: {plot_path}'}")
     _print(summary, a.json, text, out)
     return 0
 
 
 def _cmd_evaluate(a: argparse.Namespace, out) -> int:
     from emotion_fusion.app.inference import evaluate_run
+    from emotion_fusion.runs import INFO, read_json
     result = evaluate_run(a.run_dir, fer2013=a.fer2013, goemotions=a.goemotions, out=a.out, skip_bad=a.skip_bad,
                           allow_empty_classes=a.allow_empty_classes)
-    _print(result.results, a.json, result.table_text(), out)
+    skipped = read_json(result.dir / INFO).get("skipped", [])
+    for line in skipped:     # as `data --skip-bad` and batch `predict --skip-bad` report theirs
+        print(f"skipped: {line}", file=sys.stderr)
+    text = result.table_text() + (f"\n{len(skipped)} bad items skipped (listed on stderr)" if skipped else "")
+    _print({**result.results, "skipped": skipped}, a.json, text, out)
     return 0
 
 
@@ -254,8 +267,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:   # stdout closed early (`| head`): nothing left to say
         return 0
     except OSError as e:   # a full disk or an unwritable --out: say which file, no traceback
-        print(f"error: {e.strerror or e} ({e.filename or ''}); check the path and its permissions",
-              file=sys.stderr)
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"error: {where}{e.strerror or e}; check the path, its permissions and the free disk space "
+              "(nothing was half-written)", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from emotion_fusion.data.files import atomic_write, write_bytes
 from emotion_fusion.data.labels import CLASSES
 from emotion_fusion.errors import InputError, json_kind
 from emotion_fusion.scoring.fusion import check_classes, check_probs
@@ -75,11 +76,8 @@ def to_jsonable(obj):
 def write_json(path, obj) -> Path:
     """Write `obj` as indented JSON atomically (a temp file renamed over the target)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     text = json.dumps(obj, indent=2, default=to_jsonable, allow_nan=False)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text + "\n")
-    os.replace(tmp, path)
+    write_bytes(path, (text + "\n").encode())
     return path
 
 
@@ -161,7 +159,12 @@ def writer_lock(run_dir):
 
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    fd = os.open(run_dir / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    try:   # O_NOFOLLOW: a symlink planted at .lock is refused, never followed and truncated
+        fd = os.open(run_dir / LOCK, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+    except OSError:
+        if not (run_dir / LOCK).is_symlink():
+            raise
+        raise InputError(f"{run_dir / LOCK} is a symbolic link; remove it (a lock is never followed)") from None
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -309,10 +312,8 @@ def write_outputs(run_dir, split: str, *, p_image, y_image, p_text_items, y_text
     out_dir = Path(run_dir) / OUTPUTS
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / f"{split}.npz"
-    tmp = out_dir / f".{split}.npz.tmp"
-    with open(tmp, "wb") as f:
+    with atomic_write(path) as f:
         np.savez(f, **arrays)
-    os.replace(tmp, path)
     return path
 
 

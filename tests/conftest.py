@@ -303,3 +303,29 @@ def connection_attempts(monkeypatch) -> list:
         raise OSError("no network in this test")
     monkeypatch.setattr(socket, "create_connection", refuse)
     return tried
+
+
+# ---------------------------------------------------------------- processes that die with the test
+_HOLD_LOCK = ("import sys; from emotion_fusion import runs\n"
+              "with runs.writer_lock(sys.argv[1]):\n"
+              "    print('locked', flush=True); sys.stdin.read()\n")
+
+
+@pytest.fixture
+def lock_holder(repo):
+    """`lock_holder(dir)` -> a process holding dir's writer lock until its stdin closes. Killed when the
+    test ends, however it ends; and if pytest itself is killed, the holder's stdin closes and it exits."""
+    import subprocess
+    import sys
+    procs = []
+
+    def start(d):
+        p = subprocess.Popen([sys.executable, "-c", _HOLD_LOCK, str(d)], cwd=repo, stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, text=True)
+        procs.append(p)
+        assert p.stdout.readline().strip() == "locked"
+        return p
+    yield start
+    for p in procs:
+        p.kill()
+        p.wait()

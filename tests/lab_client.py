@@ -8,7 +8,6 @@ import os
 import re
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -53,22 +52,27 @@ class Lab:
             self.proc.wait()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def _server_port(runtime: Path, proc: subprocess.Popen) -> int | None:
+    """The port the server chose (it was started with --port 0), from its jpserver-<pid>.json runtime file."""
+    for info in runtime.glob("jpserver-*.json"):
+        try:
+            return int(json.loads(info.read_text())["port"])
+        except (ValueError, KeyError, OSError):     # being written
+            return None
+    return None
 
 
 def start_lab(root: Path, home: Path, timeout: float = 120) -> Lab:
     """`make notebook` itself (so its flags and tools/jupyter/ settings are what is tested), serving `root`
-    on a free port with a random token:
-    `jupyter lab --ip 127.0.0.1 --no-browser --port P --IdentityProvider.token=T`.
+    on a port the server picks itself (`--port 0`, read back from its runtime file: the test never picks
+    one by binding and releasing a socket) with a random token:
+    `jupyter lab --ip 127.0.0.1 --no-browser --port 0 --IdentityProvider.token=T`.
 
     `-o venv` keeps make from rebuilding the venv; PY is this interpreter. Lab's user settings, workspaces
     and runtime files go under `home`, so a run neither reads nor writes the user's own. Kernels inherit
     EMOTION_FUSION_DATA (the datasets, as `make demo` finds them) and PYTHONPATH (the repository's
     package, since `root` is not the repository)."""
-    port, token = _free_port(), secrets.token_hex(16)
+    token = secrets.token_hex(16)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
            "JUPYTERLAB_SETTINGS_DIR": str(home / "settings"),
            "JUPYTERLAB_WORKSPACES_DIR": str(home / "workspaces"),
@@ -77,7 +81,7 @@ def start_lab(root: Path, home: Path, timeout: float = 120) -> Lab:
     data = _real_data_root()
     if data is not None:
         env["EMOTION_FUSION_DATA"] = str(data)
-    lab_args = (f"--no-browser --port {port} --IdentityProvider.token={token} --ServerApp.port_retries=0 "
+    lab_args = (f"--no-browser --port 0 --IdentityProvider.token={token} --ServerApp.port_retries=0 "
                 f"--ServerApp.root_dir={root}")
     cmd = ["make", "-s", "--no-print-directory", "-o", "venv", "notebook", f"PY={sys.executable}",
            f"LAB_ARGS={lab_args}"]
@@ -85,11 +89,17 @@ def start_lab(root: Path, home: Path, timeout: float = 120) -> Lab:
     with open(log, "wb") as out:         # own process group: stop() ends make and the server together
         proc = subprocess.Popen(cmd, env=env, cwd=REPO, stdout=out, stderr=subprocess.STDOUT,
                                 start_new_session=True)
-    lab = Lab(f"http://127.0.0.1:{port}", port, token, root, log, proc)
+    lab = Lab("", 0, token, root, log, proc)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"make notebook exited ({proc.returncode}):\n{log.read_text()[-3000:]}")
+        if not lab.port:
+            lab.port = _server_port(home / "runtime", proc) or 0
+            lab.url = f"http://127.0.0.1:{lab.port}"
+            if not lab.port:
+                time.sleep(0.5)
+                continue
         try:
             if lab.api("GET", "/api/status").status_code == 200:
                 return lab

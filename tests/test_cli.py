@@ -140,6 +140,34 @@ def test_sweep_writes_plot_and_the_best_validation_weight(cli, run_dir):
     assert out["plot"] == str(run_dir / "sweep.png")
 
 
+def test_sweep_replaces_a_symlinked_plot_instead_of_writing_through_it(cli, run_dir, tmp_path):
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    (run_dir / "sweep.png").symlink_to(victim)
+    cli("sweep", "--run-dir", run_dir)
+    assert victim.read_text() == "precious" and not (run_dir / "sweep.png").is_symlink()
+    with Image.open(run_dir / "sweep.png") as im:
+        assert im.format == "PNG"
+
+
+def test_sweep_on_a_read_only_run_dir_prints_the_scores_and_says_no_plot(cli, run_dir, monkeypatch):
+    import contextlib
+    import errno
+
+    @contextlib.contextmanager
+    def read_only(path, mode="wb"):      # what a read-only mount gives (root ignores chmod, so simulated)
+        raise OSError(errno.EROFS, "Read-only file system", str(path))
+        yield
+    monkeypatch.setattr("emotion_fusion.data.files.atomic_write", read_only)
+    p = cli("sweep", "--run-dir", run_dir)
+    assert "best validation weight:" in p.stdout and "Fusion" in p.stdout
+    assert p.stdout.strip().splitlines()[-1] == (f"plot not written: {run_dir / 'sweep.png'} (Read-only file system); "
+                                                 "the scores above are complete")
+    out = json.loads(cli("sweep", "--run-dir", run_dir, "--json").stdout)
+    assert out["plot"] is None and "Read-only file system" in out["plot_error"] and out["rows"]
+    assert not (run_dir / "sweep.png").exists()
+
+
 def test_missing_dataset_path_is_one_line(cli_process, tmp_path):
     one_line_error(cli_process("data", "--fer2013", tmp_path / "nope.zip", "--goemotions", tmp_path, check=False),
                    "nope.zip")
@@ -340,3 +368,17 @@ def test_predict_on_a_non_image_in_a_real_process(cli_process, run_dir, tmp_path
     line = one_line_error(cli_process("predict", "--run-dir", run_dir, "--image", f, "--text", "hi", check=False),
                           r"image .*notes\.txt")
     assert "BytesIO" not in line and not re.search(r"0x[0-9a-f]{6,}", line)
+
+
+def test_predict_refuses_special_and_oversized_image_files_before_any_model(cli, run_dir, tmp_path, monkeypatch):
+    """Issue 24 item 13: a symlink to /dev/zero grew without bound and a FIFO blocked forever."""
+    from emotion_fusion.app import inference
+    monkeypatch.setattr(inference, "load_predictor", lambda *a, **k: pytest.fail("a model was loaded"))
+    (tmp_path / "zero.jpg").symlink_to("/dev/zero")
+    os.mkfifo(tmp_path / "pipe.jpg")
+    with open(tmp_path / "huge.jpg", "wb") as f:
+        f.truncate(21 * 1024 * 1024)
+    for name, message in [("zero.jpg", "is not a regular file"), ("pipe.jpg", "is not a regular file"),
+                          ("huge.jpg", r"is 21\.0 MiB; images over 20 MiB are refused")]:
+        one_line_error(cli("predict", "--run-dir", run_dir, "--image", tmp_path / name, "--text", "hi", check=False),
+                       rf"image .*{name} {message}")

@@ -12,7 +12,6 @@ import os
 import re
 import shutil
 import signal
-import subprocess
 import sys
 
 import numpy as np
@@ -142,52 +141,64 @@ def test_a_complete_copy_is_reused(base, run_copy, data):
     _same_outputs(run_copy, base[0].dir)
 
 
-_HOLD = ("import sys; from emotion_fusion import runs\n"
-         "with runs.writer_lock(sys.argv[1]):\n"
-         "    print('locked', flush=True); sys.stdin.read()\n")
-
-
-def test_a_second_writer_fails_at_once_naming_the_pid(run_copy, data, repo, cli, monkeypatch):
+def test_a_second_writer_fails_at_once_naming_the_pid(run_copy, data, lock_holder, cli, monkeypatch):
     """Issue 12 case 2: while one writer holds RUN_DIR, `run` (and `evaluate --out`) fail at once."""
     before = {p: runs.sha256(p) for p in run_copy.rglob("*") if p.is_file() and p.name != ".lock"}
-    holder = subprocess.Popen([sys.executable, "-c", _HOLD, str(run_copy)], cwd=repo, stdin=subprocess.PIPE,
-                              stdout=subprocess.PIPE, text=True)
-    try:
-        assert holder.stdout.readline().strip() == "locked"
-        busy = rf"run directory .*run is being written by another process \(pid {holder.pid}\)"
-        with monkeypatch.context() as m:                 # refused before any data is read
-            for reader in ("load_fer2013", "load_goemotions"):
-                m.setattr(f"emotion_fusion.data.{reader}", lambda *a, **k: pytest.fail("data was read"))
-            _error(cli("run", "--profile", "smoke", "--fer2013", data[0], "--goemotions", data[1], "--out", run_copy,
-                       "--set", "text_model=toy", "text_weights=none", "seed=1"), busy)
-        assert holder.poll() is None                     # refused while the holder still runs: it did not wait
-        with pytest.raises(InputError, match=busy):
-            pipeline.run(_cfg(seed=0), fer2013=data[0], goemotions=data[1], out=run_copy)
-    finally:
-        holder.stdin.close()
-        holder.wait(timeout=30)
+    holder = lock_holder(run_copy)
+    busy = rf"run directory .*run is being written by another process \(pid {holder.pid}\)"
+    with monkeypatch.context() as m:                     # refused before any data is read
+        for reader in ("load_fer2013", "load_goemotions"):
+            m.setattr(f"emotion_fusion.data.{reader}", lambda *a, **k: pytest.fail("data was read"))
+        _error(cli("run", "--profile", "smoke", "--fer2013", data[0], "--goemotions", data[1], "--out", run_copy,
+                   "--set", "text_model=toy", "text_weights=none", "seed=1"), busy)
+    assert holder.poll() is None                         # refused while the holder still runs: it did not wait
+    with pytest.raises(InputError, match=busy):
+        pipeline.run(_cfg(seed=0), fer2013=data[0], goemotions=data[1], out=run_copy)
+    holder.kill()
+    holder.wait()
     after = {p: runs.sha256(p) for p in run_copy.rglob("*") if p.is_file() and p.name != ".lock"}
     assert after == before                             # the refused writer changed nothing
     runs.verify(run_copy)
 
 
-def test_evaluate_out_is_locked_too(base, run_copy, data, repo):
-    holder = subprocess.Popen([sys.executable, "-c", _HOLD, str(run_copy.parent / "eval")], cwd=repo,
-                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-    try:
-        assert holder.stdout.readline().strip() == "locked"
-        with pytest.raises(InputError, match=rf"being written by another process \(pid {holder.pid}\)"):
-            inference.evaluate_run(run_copy, fer2013=data[0], goemotions=data[1], out=run_copy.parent / "eval")
-    finally:
-        holder.stdin.close()
-        holder.wait(timeout=30)
+def test_the_evaluate_verb_reports_skipped_items_and_refuses_bad_input_before_loading(run_copy, data, cli,
+                                                                                      tmp_path, monkeypatch):
+    """The `evaluate` CLI verb end to end: --skip-bad lists what it skipped (stderr and JSON), without it a
+    bad face is one line before any model loads and no folder is left; --out inside the run dir is refused."""
+    import zipfile
+    fer, go = data
+    bad_fer = tmp_path / "fer_bad.zip"
+    with zipfile.ZipFile(fer) as src, zipfile.ZipFile(bad_fer, "w") as dst:
+        for info in src.infolist():
+            dst.writestr(info, src.read(info))
+        dst.writestr("test/happy/broken.jpg", b"not an image")
+    rc, out, err = cli("evaluate", "--run-dir", run_copy, "--fer2013", bad_fer, "--goemotions", go,
+                       "--out", tmp_path / "eval", "--skip-bad", "--json")
+    assert rc == 0, err
+    res = json.loads(out)
+    assert len(res["skipped"]) == 1 and "broken.jpg: cannot decode image" in res["skipped"][0]
+    assert f"skipped: {res['skipped'][0]}" in err.splitlines()
+    assert {r["model"] for r in res["rows"]} >= {"visual", "text", "fusion", "fusion_best_val"}
+    runs.verify(tmp_path / "eval")
+    with monkeypatch.context() as m:
+        m.setattr(inference, "load_predictor", lambda *a, **k: pytest.fail("a model was loaded"))
+        _error(cli("evaluate", "--run-dir", run_copy, "--fer2013", bad_fer, "--goemotions", go,
+                   "--out", tmp_path / "eval2"),
+               r"fer_bad\.zip:test/happy/broken\.jpg: cannot decode image.*--skip-bad")
+    assert not (tmp_path / "eval2").exists()
+    _error(cli("evaluate", "--run-dir", run_copy, "--fer2013", fer, "--goemotions", go, "--out", run_copy / "eval"),
+           r"would write into the input .*run")
+
+
+def test_evaluate_out_is_locked_too(base, run_copy, data, lock_holder):
+    holder = lock_holder(run_copy.parent / "eval")
+    with pytest.raises(InputError, match=rf"being written by another process \(pid {holder.pid}\)"):
+        inference.evaluate_run(run_copy, fer2013=data[0], goemotions=data[1], out=run_copy.parent / "eval")
     assert sorted(p.name for p in (run_copy.parent / "eval").iterdir()) == [".lock"]
 
 
-def test_a_lock_left_by_a_killed_writer_is_taken_over(run_copy, data, repo):
-    holder = subprocess.Popen([sys.executable, "-c", _HOLD, str(run_copy)], cwd=repo, stdin=subprocess.PIPE,
-                              stdout=subprocess.PIPE, text=True)
-    assert holder.stdout.readline().strip() == "locked"
+def test_a_lock_left_by_a_killed_writer_is_taken_over(run_copy, data, lock_holder):
+    holder = lock_holder(run_copy)
     os.kill(holder.pid, signal.SIGKILL)                # killed mid-run: no cleanup, the lock file stays
     holder.wait()
     assert (run_copy / ".lock").read_text() == str(holder.pid)

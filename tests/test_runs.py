@@ -3,8 +3,6 @@ import json
 import os
 import shutil
 import signal
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -202,8 +200,9 @@ def test_json_is_written_atomically_and_read_with_one_line_errors(tmp_path):
     write_json(tmp_path / "a.json", {"x": np.float32(0.5), "y": np.arange(2)})
     assert read_json(tmp_path / "a.json") == {"x": 0.5, "y": [0, 1]}
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.json"]      # no temp file left
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="Out of range float values are not JSON compliant"):
         write_json(tmp_path / "nan.json", {"x": float("nan")})          # never writes invalid JSON
+    assert not (tmp_path / "nan.json").exists()
     (tmp_path / "b.json").write_text('{"rows": [')
     with pytest.raises(InputError, match=r"b\.json is not valid JSON"):
         read_json(tmp_path / "b.json")
@@ -297,32 +296,23 @@ def test_format_results_text(run_dir):
 
 
 # ---------------------------------------------------------------- one writer at a time
-_HOLD = ("import sys, time; from emotion_fusion import runs\n"
-         "with runs.writer_lock(sys.argv[1]):\n"
-         "    print('locked', flush=True); time.sleep(60)\n")
-
-
-def test_a_held_lock_stops_a_second_writer_at_once_naming_the_pid(tmp_path, repo):
+def test_a_held_lock_stops_a_second_writer_at_once_naming_the_pid(tmp_path, lock_holder):
     d = tmp_path / "run"
-    holder = subprocess.Popen([sys.executable, "-c", _HOLD, str(d)], cwd=repo, stdout=subprocess.PIPE, text=True)
-    try:
-        assert holder.stdout.readline().strip() == "locked"
-        with pytest.raises(InputError, match=rf"run directory .*run is being written by another process "
-                                              rf"\(pid {holder.pid}\); wait for it to finish, or choose another --out"):
-            with runs.writer_lock(d):
-                pass
-        assert holder.poll() is None                # refused while the holder still runs: it did not wait
-    finally:
-        holder.kill()
-        holder.wait()
+    holder = lock_holder(d)
+    with pytest.raises(InputError, match=rf"run directory .*run is being written by another process "
+                                          rf"\(pid {holder.pid}\); wait for it to finish, or choose another --out"):
+        with runs.writer_lock(d):
+            pass
+    assert holder.poll() is None                    # refused while the holder still runs: it did not wait
+    holder.kill()
+    holder.wait()
     with runs.writer_lock(d):                     # the holder died: its lock is gone, the file is reused
         assert (d / ".lock").read_text() == str(os.getpid())
 
 
-def test_a_lock_file_left_by_a_killed_writer_is_taken_over(tmp_path, repo):
+def test_a_lock_file_left_by_a_killed_writer_is_taken_over(tmp_path, lock_holder):
     d = tmp_path / "run"
-    holder = subprocess.Popen([sys.executable, "-c", _HOLD, str(d)], cwd=repo, stdout=subprocess.PIPE, text=True)
-    assert holder.stdout.readline().strip() == "locked"
+    holder = lock_holder(d)
     os.kill(holder.pid, signal.SIGKILL)           # no cleanup runs: the lock file stays, naming a dead pid
     holder.wait()
     assert (d / ".lock").read_text() == str(holder.pid)
@@ -335,3 +325,28 @@ def test_the_lock_file_is_not_part_of_the_manifest(run_dir):
         write_manifest(run_dir, "synthetic-key")
     assert ".lock" not in read_json(run_dir / "manifest.json")["files"]
     verify(run_dir)
+
+
+def test_a_symlinked_lock_is_refused_and_its_target_kept(tmp_path):
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    d = tmp_path / "run"
+    d.mkdir()
+    (d / ".lock").symlink_to(victim)
+    with pytest.raises(InputError, match=r"run/\.lock is a symbolic link; remove it"):
+        with runs.writer_lock(d):
+            pass
+    assert victim.read_text() == "precious"
+
+
+def test_run_dir_files_replace_a_symlink_instead_of_writing_through_it(tmp_path, run_dir):
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    arrays = runs.load_outputs(run_dir, "val")
+    (run_dir / "results.json").symlink_to(victim)
+    (run_dir / "outputs" / "test.npz").unlink()
+    (run_dir / "outputs" / "test.npz").symlink_to(victim)
+    write_json(run_dir / "results.json", {"x": 1})
+    runs.write_outputs(run_dir, "test", **{k: arrays[k] for k in runs.ITEM_ARRAYS})
+    assert victim.read_text() == "precious"
+    assert not (run_dir / "results.json").is_symlink() and not (run_dir / "outputs" / "test.npz").is_symlink()

@@ -13,6 +13,8 @@ from __future__ import annotations
 import html
 import logging
 import os
+import signal
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -20,14 +22,18 @@ os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"   # before gradio is imported a
 
 import numpy as np
 
+from emotion_fusion.data.files import MAX_IMAGE_BYTES
 from emotion_fusion.data.labels import CLASSES
 from emotion_fusion.errors import InputError
 
 from . import notes
+from .inputs import MAX_TEXT_CHARS
 
-MAX_UPLOAD = "25mb"      # a phone photo is a few MB; gradio refuses larger uploads with its own message
 INLINE_HEIGHT = 1150     # px of the notebook's iframe: the whole page without an inner scroll bar
-MAX_TEXT_CHARS = 2000   # the text encoders read ~77 (CLIP) or 256 (MiniLM) tokens; more is a paste error
+# Uploads are users' face photos: each scored file is deleted right after scoring, and every other file
+# this app put in gradio's cache (the upload's original, the crop shown) once it is CACHE_AGE seconds
+# old and when the server stops.
+CACHE_AGE = 60
 RANDOM_INIT = "RANDOM-INIT"
 _BANNER = "background:#fff4e5;border:2px solid #d9480f;border-radius:6px;padding:10px;color:#5c1a00"
 log = logging.getLogger(__name__)
@@ -132,6 +138,8 @@ class Demo:
             fused, summary, note = self._fused(weight, state)
         except Exception as e:   # noqa: BLE001 - the page must show a message, never a traceback
             return (_error_message(e), None, None, None, None, "", "", None)
+        finally:
+            _forget_upload(image)
         return (status, crop, _probs_dict(state["p_visual"]), _probs_dict(state["p_text"]),
                 fused, summary, note, state)
 
@@ -146,6 +154,9 @@ class Demo:
         return state.get("status", ""), fused, summary, note
 
     def _face_status(self, face) -> str:
+        if face.crop:
+            return ("No face detected, but the image is small (as FER2013's 48x48 faces are): it was scored "
+                    "whole, as a face crop.")
         if face.box is None:
             return "No face found: the whole image was scored, as you asked."
         more = f" ({face.n_faces} faces found; the largest was used)" if face.n_faces > 1 else ""
@@ -165,6 +176,17 @@ class Demo:
         if not agree:
             note += f"\n\n**{face_label.capitalize()} and {text_label}.** {notes.pair_note(face_label, text_label)}"
         return _probs_dict(p_f), summary, f"{note}\n\n*{notes.DISCLAIMER}*"
+
+
+def _forget_upload(path: str | None) -> None:
+    """Delete a scored upload when it lies in gradio's upload cache (never a file of the user's own,
+    as when a handler is called directly with a path)."""
+    if not path:
+        return
+    from gradio.utils import get_upload_folder
+    p, cache = Path(path).resolve(), Path(get_upload_folder()).resolve()
+    if cache in p.parents and p.is_file():
+        p.unlink(missing_ok=True)
 
 
 def _error_message(e: Exception) -> str:
@@ -198,7 +220,8 @@ def create_app(run_dir: str | Path, models: _Models | None = None):
     import gradio as gr
     d = Demo(run_dir, models)
     weight = d.models.cfg.fusion_weight if d.models else 0.6
-    with gr.Blocks(title="Emotion fusion demo", analytics_enabled=False) as app:
+    with gr.Blocks(title="Emotion fusion demo", analytics_enabled=False,
+                   delete_cache=(CACHE_AGE, CACHE_AGE)) as app:
         gr.Markdown("# Emotion fusion: a face and a sentence")
         gr.Markdown(d.header(), elem_id="run-info")
         gr.HTML(d.warning(), elem_id="run-warning", visible=bool(d.warning()))
@@ -245,14 +268,42 @@ def demo(run_dir: str | Path, *, host: str = "127.0.0.1", port: int | None = Non
     In Jupyter it renders inline and returns at once (`app = ef.demo(RUN_DIR)`; `app.close()` stops it).
     Elsewhere it blocks until Ctrl-C, unless `block=False`. An unusable run dir gives a page saying why.
     """
+    check_host(host)
     app = create_app(run_dir)
     return _launch(app, host, port, inline=_in_notebook(), block=block)
 
 
 def serve(run_dir: str | Path, host: str = "127.0.0.1", port: int | None = None) -> None:
     """The CLI: fail in seconds on an unusable run dir (one line, exit 2), else serve until Ctrl-C."""
+    check_host(host)
     models = _Models.load(run_dir)
     _launch(create_app(run_dir, models), host, port, inline=False, block=True)
+
+
+def check_host(host: str) -> str:
+    """`host` if this machine can listen on it, else a one-line InputError (gradio's own message for an
+    address it cannot bind is "Cannot find empty port")."""
+    import socket
+    try:
+        info = socket.getaddrinfo(host, 0, type=socket.SOCK_STREAM)[0]
+        with socket.socket(info[0], socket.SOCK_STREAM) as s:
+            s.bind(info[4])
+    except OSError as e:
+        raise InputError(f"--host {host} is not an address of this machine ({e.strerror or e}); use 127.0.0.1 "
+                         "(this machine only)") from None
+    return host
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+def _stop_on_sigterm():
+    """SIGTERM stops the server as Ctrl-C does (the previous handler, to restore); None off the main
+    thread, where Python cannot install handlers."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.signal(signal.SIGTERM, _interrupt)
 
 
 def _launch(app, host: str, port: int | None, inline: bool, block: bool | None):
@@ -260,15 +311,18 @@ def _launch(app, host: str, port: int | None, inline: bool, block: bool | None):
     block = not inline if block is None else block
     try:   # quiet: gradio's own banner advertises share=True, which this project never uses
         app.launch(server_name=host, server_port=port, share=False, inline=inline, inbrowser=False,
-                   prevent_thread_lock=True, quiet=True, max_file_size=MAX_UPLOAD,
+                   prevent_thread_lock=True, quiet=True, max_file_size=MAX_IMAGE_BYTES,
                    height=INLINE_HEIGHT)
     except OSError as e:   # port taken
         raise InputError(f"cannot serve on {host}:{port} ({e}); pick another port") from None
     if not block:
         return app
-    print(f"serving on {app.local_url} (local only; Ctrl-C stops it)", flush=True)
+    print(f"serving on {app.local_url} (local only; Ctrl-C or SIGTERM stops it)", flush=True)
+    previous = _stop_on_sigterm()
     try:
-        app.block_thread()     # returns on Ctrl-C, after closing the server
+        app.block_thread()     # returns on Ctrl-C (or SIGTERM), after closing the server
     finally:
-        gr.close_all()
+        gr.close_all()         # closing runs the cache cleanup: uploads are deleted on exit
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
     return app

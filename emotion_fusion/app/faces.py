@@ -17,6 +17,8 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from emotion_fusion import data as _data
+from emotion_fusion.data.fer2013 import to_gray
+from emotion_fusion.data.files import MAX_IMAGE_PIXELS, read_image_file
 from emotion_fusion.errors import InputError
 
 CASCADE = "haarcascade_frontalface_default.xml"
@@ -25,7 +27,8 @@ MARGIN = 0.08             # per side: on FER2013 crops themselves the cascade bo
 DETECT_SIDE = 480         # photos are scaled so the shorter side is this for detection (speed, and so
                           # a 48x48 FER crop is large enough for the cascade's 24x24 windows)
 MIN_FACE_FRACTION = 0.1   # ignore "faces" smaller than 10% of the shorter side (texture false positives)
-MAX_PIXELS = 40_000_000   # a decompression bomb is refused before it is decoded
+SMALL_SIDE = 96           # an image this small with no face detected is taken as a face crop already
+                          # (FER2013's own 48x48 faces fill the frame, leaving the cascade no context)
 
 
 @dataclass
@@ -35,6 +38,7 @@ class Face:
     pixels: np.ndarray
     box: tuple[int, int, int, int] | None
     n_faces: int
+    crop: bool = False      # no face detected, but the image is small enough to be a face crop itself
 
 
 @functools.lru_cache(maxsize=1)
@@ -49,21 +53,21 @@ def _cascade():
 
 
 def open_image(path: str | Path) -> Image.Image:
-    """Open an uploaded file as an upright grayscale PIL image, or raise a one-line InputError."""
+    """Open an uploaded file as an upright grayscale PIL image, or raise a one-line InputError.
+
+    The same bounds (bytes before reading, pixels before decoding), EXIF rotation and grayscale
+    conversion as the training decoder."""
     name = Path(path).name
+    raw = read_image_file(path)
     try:
-        with Image.open(path) as im:
-            if im.width * im.height > MAX_PIXELS:
+        with Image.open(io.BytesIO(raw)) as im:
+            if im.width * im.height > MAX_IMAGE_PIXELS:    # from the header, before decoding
                 raise InputError(f"image {name} is {im.width}x{im.height} pixels; upload one under "
-                                 f"{MAX_PIXELS // 1_000_000} megapixels")
+                                 f"{MAX_IMAGE_PIXELS // 1_000_000} megapixels")
             im.load()
-            upright = ImageOps.exif_transpose(im)   # phone photos store their rotation in EXIF
-            # the same colour -> L conversion as the training decoder
-            return upright if upright.mode == "L" else upright.convert("L")
+            return to_gray(ImageOps.exif_transpose(im))   # phone photos store their rotation in EXIF
     except InputError:
         raise
-    except FileNotFoundError:
-        raise InputError(f"image {name} not found; upload it again") from None
     except (Image.UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError,
             Image.DecompressionBombError) as e:
         kind = "not an image" if isinstance(e, Image.UnidentifiedImageError) else f"unreadable ({e})"
@@ -103,12 +107,15 @@ def to_training_pixels(gray: Image.Image) -> np.ndarray:
 def extract_face(path: str | Path, whole_image_if_none: bool = False, margin: float = MARGIN) -> Face:
     """The largest face in the image at `path`, cropped and decoded as in training.
 
-    No face found: InputError, unless `whole_image_if_none`, when the whole image is decoded as
-    `predict` does (squeezed to 48x48).
+    No face found: an image of at most SMALL_SIDE px a side is taken as a face crop already (a FER2013
+    face) and scored whole; a larger one is an InputError, unless `whole_image_if_none`, when the
+    whole image is decoded as `predict` does (squeezed to 48x48).
     """
     gray = open_image(path)
     boxes = detect_faces(gray)
     if not boxes:
+        if max(gray.size) <= SMALL_SIDE:
+            return Face(to_training_pixels(gray), None, 0, crop=True)
         if not whole_image_if_none:
             raise InputError(f"no face found in {Path(path).name}; try a brighter, frontal photo, or tick "
                              "'use the whole image' to score it anyway")

@@ -6,7 +6,6 @@ temperatures fitted on RUN_DIR's validation data.
 """
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -15,10 +14,12 @@ from emotion_fusion import data as _data
 from emotion_fusion import runs as _runs
 from emotion_fusion.config import load_config
 from emotion_fusion.data import holdout as _holdout
+from emotion_fusion.data.files import write_bytes
 from emotion_fusion.data.labels import CLASSES
 from emotion_fusion.errors import InputError
 
-MAX_TEXT_CHARS = 5000     # a longer "text" is almost certainly a pasted file, not a sentence
+from .inputs import MAX_TEXT_CHARS, check_text, read_face  # noqa: F401 - names of this module's API
+
 
 
 class Predictor:
@@ -61,32 +62,6 @@ def load_predictor(run_dir) -> Predictor:
     return Predictor(run_dir)
 
 
-def check_text(text) -> str:
-    if not isinstance(text, str) or not text.strip():
-        raise InputError("the text is empty; write a sentence (pass a non-empty --text)")
-    if len(text) > MAX_TEXT_CHARS:
-        raise InputError(f"the text has {len(text):,} characters; keep it under {MAX_TEXT_CHARS:,} "
-                         "(a sentence or a short paragraph)")
-    return text
-
-
-def read_face(image) -> np.ndarray:
-    """A face file (JPEG/PNG path) as 48x48 uint8 grayscale, decoded exactly as the training faces."""
-    path = Path(image)
-    if path.is_dir():
-        raise InputError(f"image {path} is a folder; pass one JPEG or PNG file")
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise InputError(f"image {path} not found; pass an existing image file") from None
-    except OSError as e:
-        raise InputError(f"image {path} cannot be read ({e.strerror}); pass a JPEG or PNG face image") from None
-    try:
-        return _data.decode_face(raw)
-    except InputError as e:   # decode_face's one-line reason, with the file named here
-        raise InputError(f"image {path}: {e}; pass a JPEG or PNG face image") from None
-
-
 def predict(run_dir, *, image, text: str, weight: float | None = None) -> dict:
     """One face (file path or 48x48 uint8 array) + one text -> each branch's and the fused probabilities."""
     from emotion_fusion.scoring.fusion import check_weight
@@ -114,12 +89,48 @@ def evaluate_run(run_dir, *, fer2013=None, goemotions=None, out, skip_bad: bool 
     from emotion_fusion.pipeline import RunResult
     from emotion_fusion.report import score_run, write_results
     src = _runs.run_dir_path(run_dir)
-    pred = load_predictor(src)
-    cfg, info = pred.config, pred.info
+    _runs.verify(src)
+    cfg = load_config(src / _runs.CONFIG)
     fer_path, go_path = _data.resolve_paths(fer2013, goemotions)
+    with _runs.writing(out, [fer_path, go_path, src]) as out:    # refused at once while another writer holds it
+        faces, texts, text_split, dropped, skipped = _test_data(src, cfg, fer_path, go_path, skip_bad,
+                                                                allow_empty_classes)
+        pairs = make_pairs(faces.y.to_numpy(), texts.y.to_numpy(), cfg.seed + 2)
+        pred = load_predictor(src)     # only now: a bad dataset fails in seconds, before any model loads
+        info = pred.info
+        _runs.invalidate(out)
+        val = _runs.load_outputs(src, "val")
+        _runs.write_outputs(out, "val", **{k: val[k] for k in _runs.ITEM_ARRAYS})
+        _runs.write_outputs(out, "test", p_image=pred.image_probs(faces), y_image=faces.y.to_numpy(),
+                            p_text_items=pred.text_probs(texts.text), y_text=texts.y.to_numpy(), pairs=pairs)
+        # predict/evaluate work on the new dir too; copied by atomic writes (never through a symlink)
+        for f in [p.relative_to(src) for p in (src / "models").iterdir() if p.is_file()] + \
+                [Path(_holdout.EXAMPLES), Path(_holdout.SEEN)]:
+            write_bytes(out / f, (src / f).read_bytes())
+        title = (f"{info['branches']} — evaluated on FER2013 test × GoEmotions {text_split} ({fer_path.name}, "
+                 f"{Path(go_path).name}); dropped as seen in training: {dropped['images']} faces, "
+                 f"{dropped['texts']} texts")
+        if "RANDOM-INIT" in info.get("title", ""):
+            title += " — RANDOM-INIT WEIGHTS"
+        key = _runs.fingerprint(info["key"], _runs.file_signature(fer_path), _runs.file_signature(go_path))
+        _runs.write_json(out / _runs.INFO, {
+            **{k: v for k, v in info.items() if k not in ("summary", "dropped")}, "key": key, "title": title,
+            "evaluated_from": str(src.resolve()), "text_test_split": text_split, "dropped_seen": dropped,
+            "sizes": {"images": {"test": int(len(faces))}, "texts": {"test": int(len(texts))}},
+            "skipped": skipped})
+        _runs.write_json(out / _runs.CONFIG, cfg.to_dict())
+        _runs.write_manifest(out, key)
+        results = score_run(out, draws=cfg.pairing_draws)
+        write_results(out, results)
+    return RunResult.from_dir(out, cfg, results, False)
+
+
+def _test_data(src, cfg, fer_path, go_path, skip_bad: bool, allow_empty_classes: bool):
+    """The test faces and texts of the given sources, minus what RUN_DIR saw; the skipped bad items."""
     fer = _data.load_fer2013(fer_path, splits=["test"], progress=cfg.progress, skip_bad=skip_bad,
                              allow_empty_classes=allow_empty_classes)
     go = _data.load_goemotions(go_path, mapping=cfg.label_map, multi_label=cfg.multi_label, skip_bad=skip_bad)
+    skipped = [f"{s['source']}: {s['reason']}" for df in (fer, go) for s in df.attrs.get("skipped", [])]
     text_split = _holdout.test_text_split(go, go_path)
     seen_faces, seen_texts = _holdout.load_seen(src)
     faces = fer[(fer.split == "test") & ~fer.hash.isin(seen_faces)].reset_index(drop=True)
@@ -130,28 +141,4 @@ def evaluate_run(run_dir, *, fer2013=None, goemotions=None, out, skip_bad: bool 
     if faces.empty or texts.empty:
         raise InputError(f"nothing left to score: every test face or text of {fer_path} / {go_path} was seen "
                          "in the run's training or validation data")
-    pairs = make_pairs(faces.y.to_numpy(), texts.y.to_numpy(), cfg.seed + 2)
-    with _runs.writing(out, [fer_path, go_path, src]) as out:
-        _runs.invalidate(out)
-        val = _runs.load_outputs(src, "val")
-        _runs.write_outputs(out, "val", **{k: val[k] for k in _runs.ITEM_ARRAYS})
-        _runs.write_outputs(out, "test", p_image=pred.image_probs(faces), y_image=faces.y.to_numpy(),
-                            p_text_items=pred.text_probs(texts.text), y_text=texts.y.to_numpy(), pairs=pairs)
-        shutil.copytree(src / "models", out / "models", dirs_exist_ok=True)  # predict/evaluate work here too
-        for f in (_holdout.EXAMPLES, _holdout.SEEN):
-            shutil.copy2(src / f, out / f)
-        title = (f"{info['branches']} — evaluated on FER2013 test × GoEmotions {text_split} ({fer_path.name}, "
-                 f"{Path(go_path).name}); dropped as seen in training: {dropped['images']} faces, "
-                 f"{dropped['texts']} texts")
-        if "RANDOM-INIT" in info.get("title", ""):
-            title += " — RANDOM-INIT WEIGHTS"
-        key = _runs.fingerprint(info["key"], _runs.file_signature(fer_path), _runs.file_signature(go_path))
-        _runs.write_json(out / _runs.INFO, {
-            **{k: v for k, v in info.items() if k not in ("summary", "dropped")}, "key": key, "title": title,
-            "evaluated_from": str(src.resolve()), "text_test_split": text_split, "dropped_seen": dropped,
-            "sizes": {"images": {"test": int(len(faces))}, "texts": {"test": int(len(texts))}}})
-        _runs.write_json(out / _runs.CONFIG, cfg.to_dict())
-        _runs.write_manifest(out, key)
-        results = score_run(out, draws=cfg.pairing_draws)
-        write_results(out, results)
-    return RunResult.from_dir(out, cfg, results, False)
+    return faces, texts, text_split, dropped, skipped

@@ -16,6 +16,7 @@ from typing import Callable
 import numpy as np
 from scipy.special import softmax
 
+from emotion_fusion.data.files import atomic_write
 from emotion_fusion.data.labels import CLASSES
 from emotion_fusion.errors import InputError
 from emotion_fusion.scoring.metrics import macro_f1
@@ -90,7 +91,7 @@ class TextHead:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         meta = json.dumps({"kind": self.kind, "scale": self.scale, "info": self.info, "classes": list(CLASSES)})
-        with open(path, "wb") as f:   # a file object: numpy must not append ".npz" to the name
+        with atomic_write(path) as f:   # a file object: numpy must not append ".npz" to the name
             np.savez(f, W=self.W, b=self.b, meta=np.array(meta))
         return path
 

@@ -20,6 +20,7 @@ from torch import nn
 from torchvision.models import ResNet50_Weights, resnet50
 from tqdm.auto import tqdm
 
+from emotion_fusion.data.files import atomic_write
 from emotion_fusion.data.labels import NUM_CLASSES
 from emotion_fusion.errors import InputError, useful_line
 
@@ -196,9 +197,10 @@ def save_image_model(model: nn.Module, path: str | os.PathLike, **meta) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    torch.save({"format": CKPT_FORMAT, "state_dict": state, "image_size": int(model.image_size),
-                "num_classes": int(model.num_classes),
-                "weights_label": getattr(model, "weights_label", ""), "meta": meta}, path)
+    with atomic_write(path) as f:
+        torch.save({"format": CKPT_FORMAT, "state_dict": state, "image_size": int(model.image_size),
+                    "num_classes": int(model.num_classes),
+                    "weights_label": getattr(model, "weights_label", ""), "meta": meta}, f)
     return path
 
 

@@ -17,12 +17,13 @@ from typing import Sequence
 
 import numpy as np
 import pandas as pd
-from PIL import Image
+from PIL import Image, ImageOps
 from tqdm.auto import tqdm  # a widget in Jupyter, a text bar in a terminal
 
 from emotion_fusion.errors import InputError
 
 from ._loading import SKIP_BAD, WHERE_FIX, check_present, check_split_names
+from .files import MAX_IMAGE_PIXELS, read_image_file, read_zip_member
 from .labels import CLASS_INDEX, CLASSES
 
 IMAGE_SIZE = 48
@@ -37,7 +38,7 @@ _JUNK = ("__MACOSX", "Thumbs.db", "desktop.ini")
 _DECODE_ERRORS = (OSError, ValueError, SyntaxError, EOFError, IndexError, Image.DecompressionBombError)
 # Reading a member: a damaged zip (CRC, header), an encrypted member (RuntimeError), a compression
 # method zipfile lacks (NotImplementedError), or an unreadable file.
-_READ_ERRORS = (OSError, zipfile.BadZipFile, RuntimeError, NotImplementedError, EOFError)
+READ_ERRORS = (OSError, zipfile.BadZipFile, RuntimeError, NotImplementedError, EOFError)
 _COLUMNS = ["split", "label", "y", "source", "hash", "pixels"]
 
 
@@ -48,20 +49,41 @@ class ImageDecodeError(InputError):
 def decode_face(raw: bytes) -> np.ndarray:
     """Image file bytes (JPEG, PNG, ...) -> (48, 48) uint8 grayscale, the way every FER2013 face is read.
 
-    Colour is converted to luma and other sizes are resized (bilinear). Raises `ImageDecodeError`
-    ("cannot decode image: <why>", one line) when the bytes are not a readable image.
+    EXIF orientation is applied (phone photos store their rotation there; FER2013's JPEGs carry none),
+    colour is converted to luma (`to_gray`) and other sizes are resized (bilinear). Raises
+    `ImageDecodeError` ("cannot decode image: <why>", one line) when the bytes are not a readable image
+    or the header declares more than MAX_IMAGE_PIXELS (checked before decoding).
     """
     try:
         with Image.open(io.BytesIO(raw)) as im:
+            check_pixels(im)
             im.load()  # decode now, so a truncated file fails here rather than later
-            out = im if im.mode == "L" else im.convert("L")
+            out = to_gray(ImageOps.exif_transpose(im))
             if out.size != (IMAGE_SIZE, IMAGE_SIZE):
                 out = out.resize((IMAGE_SIZE, IMAGE_SIZE), Image.Resampling.BILINEAR)
             return np.array(out, dtype=np.uint8)
+    except ImageDecodeError:
+        raise
     except Image.UnidentifiedImageError:  # its own message only names a BytesIO object
         raise ImageDecodeError("cannot decode image: not a recognised image format") from None
     except _DECODE_ERRORS as e:
         raise ImageDecodeError(f"cannot decode image: {type(e).__name__}: {e}".replace("\n", " ")) from None
+
+
+def check_pixels(im: Image.Image) -> None:
+    """ImageDecodeError when the header declares more than MAX_IMAGE_PIXELS (nothing decoded yet)."""
+    if im.width * im.height > MAX_IMAGE_PIXELS:
+        raise ImageDecodeError(f"cannot decode image: it is {im.width}x{im.height} pixels, over the limit of "
+                               f"{MAX_IMAGE_PIXELS // 1_000_000} megapixels")
+
+
+def to_gray(im: Image.Image) -> Image.Image:
+    """8-bit grayscale ("L"). 16-bit grayscale (PIL modes I;16* and I, as PIL opens 16-bit PNGs) is
+    scaled from 0..65535 to 0..255 first: PIL's own convert("L") clips it, turning a face black and white."""
+    if im.mode.startswith("I;16") or im.mode == "I":
+        wide = np.asarray(im, dtype=np.float64)
+        return Image.fromarray(np.clip(np.rint(wide / 257.0), 0, 255).astype(np.uint8), mode="L")
+    return im if im.mode == "L" else im.convert("L")
 
 
 def pixel_hash(pixels: np.ndarray) -> str:
@@ -195,8 +217,11 @@ def _read(path: Path, zf: zipfile.ZipFile | None, splits, skip_bad: bool, progre
     def work(item: tuple[str, str, str]) -> tuple[np.ndarray | None, str | None]:
         rel = item[2]
         try:  # zipfile reads are thread-safe: members are read under the archive's own lock
-            raw = zf.read(rel) if zf is not None else (path / rel).read_bytes()
-        except _READ_ERRORS as e:
+            # named "the member"/"the file": the message below puts the file's name first
+            raw = read_zip_member(zf, rel) if zf is not None else read_image_file(path / rel, "the file")
+        except InputError as e:   # too large, or not a regular file
+            return None, str(e)
+        except READ_ERRORS as e:
             return None, f"cannot read file: {type(e).__name__}: {e}".replace("\n", " ")
         try:
             return decode_face(raw), None

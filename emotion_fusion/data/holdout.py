@@ -17,6 +17,7 @@ from emotion_fusion.errors import InputError
 
 from . import pairing as _pairing
 from .fer2013 import drop_duplicates_of, stack_pixels
+from .files import atomic_write
 from .labels import CLASSES
 
 N_EXAMPLES = 12          # test pairs kept (face + text) for the notebook's example gallery
@@ -84,8 +85,9 @@ def holdout_split(cfg, fer, go, go_path: Path) -> dict:
 
 def save_seen(out: Path, images: dict, texts: dict) -> None:
     """The pixel hashes and normalised texts the branches trained and validated on."""
-    np.savez(Path(out) / SEEN, image_hashes=np.concatenate([images[p].hash.to_numpy(str) for p in ("train", "val")]),
-             texts=np.array([normalise_text(t) for p in ("train", "val") for t in texts[p].text]))
+    with atomic_write(Path(out) / SEEN) as f:
+        np.savez(f, image_hashes=np.concatenate([images[p].hash.to_numpy(str) for p in ("train", "val")]),
+                 texts=np.array([normalise_text(t) for p in ("train", "val") for t in texts[p].text]))
 
 
 def load_seen(run_dir: Path) -> tuple[set, set]:
@@ -100,11 +102,11 @@ def save_examples(out: Path, img: dict, txt: dict, test_pairs: np.ndarray) -> No
     face_idx = np.concatenate([rng.permutation(np.flatnonzero(train.y.to_numpy() == c))[:FACES_PER_CLASS]
                                for c in range(len(CLASSES))])
     pair_idx = np.sort(rng.permutation(len(img["test"]))[:N_EXAMPLES])
-    np.savez(Path(out) / EXAMPLES,
-             face_pixels=stack_pixels(train.iloc[face_idx]), face_y=train.y.to_numpy()[face_idx],
-             pair_index=pair_idx, pair_pixels=stack_pixels(img["test"].iloc[pair_idx]),
-             pair_texts=np.array(txt["test"].text.iloc[test_pairs[pair_idx]].tolist()),
-             pair_y=img["test"].y.to_numpy()[pair_idx])
+    with atomic_write(Path(out) / EXAMPLES) as f:
+        np.savez(f, face_pixels=stack_pixels(train.iloc[face_idx]), face_y=train.y.to_numpy()[face_idx],
+                 pair_index=pair_idx, pair_pixels=stack_pixels(img["test"].iloc[pair_idx]),
+                 pair_texts=np.array(txt["test"].text.iloc[test_pairs[pair_idx]].tolist()),
+                 pair_y=img["test"].y.to_numpy()[pair_idx])
 
 
 def read_examples(run_dir) -> dict:

@@ -99,8 +99,13 @@ def test_pairs_file_and_bad_rows(fake, inputs, capsys):
     pd.DataFrame({"image": ["f0.jpg", "sub/f3.jpg", "broken.jpg", "f2.jpg"], "text": ["1", "3", "1", "2"]}) \
         .to_csv(inputs / "pairs.csv", index=False)
     kw = dict(images=inputs / "faces", texts=inputs / "texts.txt", pairs=inputs / "pairs.csv", progress=False)
-    with pytest.raises(InputError, match=r"broken\.jpg: cannot decode image.*--skip-bad"):
+    # the texts are read before any face is scored (and before the models load), so their error comes first
+    with pytest.raises(InputError, match=r"texts\.txt line 2: the text is empty.*--skip-bad"):
         batch.predict_batch("R", out=inputs / "p.csv", **kw)
+    pd.DataFrame({"image": ["f0.jpg", "broken.jpg"], "text": ["a", "b"]}).to_csv(inputs / "ab.csv", index=False)
+    with pytest.raises(InputError, match=r"broken\.jpg: cannot decode image.*--skip-bad"):
+        batch.predict_batch("R", out=inputs / "p.csv",
+                            **{**kw, "texts": inputs / "texts.tsv", "pairs": inputs / "ab.csv"})
     assert not (inputs / "p.csv").exists()
     r = batch.predict_batch("R", out=inputs / "p.csv", skip_bad=True, **kw)
     df = pd.read_csv(inputs / "p.csv")
@@ -144,3 +149,137 @@ def test_batch_rows_equal_single_predictions(tmp_path_factory, fer_path, go_path
             np.testing.assert_allclose(df.loc[k, [f"{name}_{c}" for c in CLASSES]].to_numpy(float),
                                        list(one[name]["probs"].values()), atol=2e-5)
             assert df.loc[k, f"{name}_label"] == one[name]["label"]
+
+
+# ---------------------------------------------------------------- hostile inputs (issue 24)
+@pytest.fixture
+def no_model(monkeypatch):
+    """load_predictor must not be reached: the inputs are refused first."""
+    monkeypatch.setattr(inference, "load_predictor", lambda run_dir: pytest.fail("a model was loaded"))
+
+
+def test_out_may_not_be_an_input_or_inside_the_run_dir(no_model, inputs, run_dir):
+    texts = inputs / "texts.txt"
+    before = texts.read_bytes()
+    with pytest.raises(InputError, match=r"--out .*texts\.txt is the input --texts"):
+        batch.predict_batch(run_dir, texts=texts, out=texts)
+    with pytest.raises(InputError, match=r"lies inside the input --images"):
+        batch.predict_batch(run_dir, images=inputs / "faces", out=inputs / "faces" / "p.csv")
+    with pytest.raises(InputError, match=r"lies inside the input --run-dir"):
+        batch.predict_batch(run_dir, texts=texts, out=run_dir / "outputs" / "preds.csv")
+    assert texts.read_bytes() == before and not (run_dir / "outputs" / "preds.csv").exists()
+    assert cli.main(["predict", "--run-dir", str(run_dir), "--texts", str(texts), "--out", str(texts)]) == 2
+    assert texts.read_bytes() == before
+
+
+def test_full_disk_leaves_no_partial_csv_and_names_the_file(fake, inputs, monkeypatch, capsys):
+    import errno
+
+    def full(self, f, **kw):
+        f.write("image,visual_label\nf0.jpg,hap")
+        raise OSError(errno.ENOSPC, "No space left on device")
+    monkeypatch.setattr(pd.DataFrame, "to_csv", full)
+    out = inputs / "p.csv"
+    assert cli.main(["predict", "--run-dir", "R", "--images", str(inputs / "faces"), "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith(f"error: {out}: No space left on device; check the path")
+    assert not out.exists() and not list(inputs.glob(".p.csv*"))
+
+
+def test_row_aligned_pairs_keep_their_positions_when_rows_are_skipped(fake, inputs):
+    (inputs / "faces" / "f2.jpg").write_bytes(b"not an image")    # the 2nd face in path order
+    (inputs / "texts.txt").write_text("so happy\nthis is awful\nwow!\n\nmeh\n")   # the 4th text is empty
+    r = batch.predict_batch("R", images=inputs / "faces", texts=inputs / "texts.txt", out=inputs / "a.csv",
+                            skip_bad=True, workers=0, progress=False)
+    df = pd.read_csv(inputs / "a.csv")
+    # faces in path order: f0, f2 (bad), f4, sub/f1, sub/f3; texts 1..5: the 4th blank
+    assert list(zip(df.image, df.text)) == [("f0.jpg", 1), ("f4.jpg", 3), ("sub/f3.jpg", 5)]
+    assert sum("row-aligned pair" in m for m in r["skipped"]) == 2
+
+
+def test_txt_lines_split_only_at_newlines(fake, inputs):
+    (inputs / "u.txt").write_text("one\u2028still one\ntwo\x0cstill two\nthree\x85\r\nfour\n", encoding="utf-8")
+    batch.predict_batch("R", texts=inputs / "u.txt", out=inputs / "u.csv", progress=False)
+    assert pd.read_csv(inputs / "u.csv").text.tolist() == [1, 2, 3, 4]
+
+
+def test_quotes_in_tsv_are_text_and_broken_csv_quoting_is_reported(fake, inputs):
+    (inputs / "q.tsv").write_text('id\ttext\na\t"Really?" she said\nb\tfine\nc\t"oh\nd\tok\n')
+    batch.predict_batch("R", texts=inputs / "q.tsv", out=inputs / "q.csv", progress=False)
+    assert pd.read_csv(inputs / "q.csv").text.tolist() == list("abcd")
+    (inputs / "q.csv").write_text('id,text\na,"unclosed start\nb,fine\nc,closed"\nd,ok\n')
+    with pytest.raises(InputError, match=r"q\.csv lines 2-4: a field spans several lines \(an unclosed"):
+        batch.predict_batch("R", texts=inputs / "q.csv", out=inputs / "o.csv", progress=False)
+    (inputs / "q.csv").write_text('id,text\na,"unclosed to the end\nb,fine\n')
+    with pytest.raises(InputError, match=r"q\.csv lines 2-3: malformed CSV \(unexpected end of data\)"):
+        batch.predict_batch("R", texts=inputs / "q.csv", out=inputs / "o.csv", progress=False)
+
+
+def test_duplicate_ids_are_refused(no_model, inputs):
+    (inputs / "d.csv").write_text("id,text\na,hi\nb,yo\na,again\n")
+    with pytest.raises(InputError, match=r"id 'a' on line 2 and line 4; ids must be unique"):
+        batch.predict_batch("R", texts=inputs / "d.csv", out=inputs / "o.csv")
+    with zipfile.ZipFile(inputs / "dup.zip", "w") as z:
+        z.writestr("same.jpg", jpeg_bytes(face(0, 0)))
+        with pytest.warns(UserWarning, match="Duplicate name"):
+            z.writestr("same.jpg", jpeg_bytes(face(1, 1)))
+    with pytest.raises(InputError, match=r"dup\.zip holds the member same\.jpg more than once"):
+        batch.predict_batch("R", images=inputs / "dup.zip", out=inputs / "o.csv")
+
+
+def _encrypt_flag(raw: bytes) -> bytes:
+    """The zip with its members flagged as encrypted (zipfile cannot write encrypted archives)."""
+    b = bytearray(raw)
+    for sig, off in ((b"PK\x03\x04", 6), (b"PK\x01\x02", 8)):
+        i = b.find(sig)
+        while i >= 0:
+            b[i + off] |= 1
+            i = b.find(sig, i + 1)
+    return bytes(b)
+
+
+def test_encrypted_members_are_bad_rows_and_malformed_pairs_one_line(fake, inputs, capsys):
+    (inputs / "enc.zip").write_bytes(_encrypt_flag((inputs / "faces.zip").read_bytes()))
+    with pytest.raises(InputError, match=r"enc\.zip/f0\.jpg: the member is encrypted; give an unencrypted"):
+        batch.predict_batch("R", images=inputs / "enc.zip", out=inputs / "o.csv", workers=2, progress=False)
+    with pytest.raises(InputError, match=r"every face in .*enc\.zip was bad"):
+        batch.predict_batch("R", images=inputs / "enc.zip", out=inputs / "o.csv", skip_bad=True, progress=False)
+    (inputs / "p.csv").write_text('image,text\n"f0.jpg,1\n')
+    kw = dict(images=inputs / "faces", texts=inputs / "texts.txt", out=inputs / "o.csv")
+    with pytest.raises(InputError, match=r"--pairs .*p\.csv line 2: malformed CSV"):
+        batch.predict_batch("R", pairs=inputs / "p.csv", **kw)
+    (inputs / "p16.csv").write_bytes("image,text\nf0.jpg,1\n".encode("utf-16"))
+    with pytest.raises(InputError, match=r"--pairs .*p16\.csv is not UTF-8 text .*save it as UTF-8"):
+        batch.predict_batch("R", pairs=inputs / "p16.csv", **kw)
+
+
+def test_oversized_members_and_special_files_are_bad_rows(fake, inputs):
+    import os
+    from emotion_fusion.data.files import MAX_IMAGE_BYTES
+    with zipfile.ZipFile(inputs / "big.zip", "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("big.png", b"\0" * (MAX_IMAGE_BYTES + 1))
+    with pytest.raises(InputError, match=r"big\.zip/big\.png: the member is 20\.0 MiB; images over 20 MiB are refused"):
+        batch.predict_batch("R", images=inputs / "big.zip", out=inputs / "o.csv", workers=0, progress=False)
+    os.mkfifo(inputs / "faces" / "fifo.png")
+    with pytest.raises(InputError, match=r"faces/fifo\.png: the file is not a regular file"):
+        batch.predict_batch("R", images=inputs / "faces", out=inputs / "o.csv", workers=0, progress=False)
+
+
+def test_an_empty_texts_file_is_refused(no_model, inputs):
+    (inputs / "e.txt").write_text("")
+    with pytest.raises(InputError, match=r"e\.txt holds no texts"):
+        batch.predict_batch("R", texts=inputs / "e.txt", out=inputs / "o.csv")
+
+
+def test_ids_a_spreadsheet_would_run_are_quoted(fake, inputs):
+    (inputs / "f.csv").write_text('id,text\n=HYPERLINK("x"),hi\n+1,yo\n@SUM(A1),hey\nplain,ok\n')
+    batch.predict_batch("R", texts=inputs / "f.csv", out=inputs / "o.csv", progress=False)
+    assert pd.read_csv(inputs / "o.csv", dtype=str).text.tolist() == ["'=HYPERLINK(\"x\")", "'+1", "'@SUM(A1)",
+                                                                       "plain"]
+
+
+def test_pairs_naming_unknown_ids_stop_before_any_model(no_model, inputs):
+    pd.DataFrame({"image": ["f0.jpg", "nope.jpg"], "text": ["1", "2"]}).to_csv(inputs / "pairs.csv", index=False)
+    with pytest.raises(InputError, match=r"pairs\.csv line 3: image 'nope\.jpg' is not among the readable inputs"):
+        batch.predict_batch("R", images=inputs / "faces", texts=inputs / "texts.txt", pairs=inputs / "pairs.csv",
+                            out=inputs / "o.csv")

@@ -153,6 +153,57 @@ def test_non_image_upload_is_named(tmp_path, content, msg):
     assert "upload.png" in status and msg in status and state is None and rest[0] is None
 
 
+def test_uploads_in_gradio_cache_are_deleted_after_scoring(tmp_path, blank, monkeypatch):
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path / "cache"))
+    upload = tmp_path / "cache" / "abc123" / "me.png"
+    upload.parent.mkdir(parents=True)
+    upload.write_bytes(blank.read_bytes())
+    d = Demo(tmp_path, FakeModels(one_hot_ish("sad"), one_hot_ish("happy")))
+    assert "whole image" in d.analyze(str(upload), "fine", 0.5, True)[0]
+    assert not upload.exists()                        # scored, then deleted
+    upload.write_bytes(b"not an image")
+    assert d.analyze(str(upload), "fine", 0.5, True)[0].startswith("⚠️") and not upload.exists()
+    d.analyze(str(blank), "fine", 0.5, True)
+    assert blank.exists()                             # a file outside gradio's cache is never deleted
+
+
+@pytest.mark.data
+def test_a_fer2013_face_crop_is_scored_without_ticking_whole_image(fer_path, tmp_path):
+    d = Demo(tmp_path, FakeModels(one_hot_ish("happy"), one_hot_ish("happy")))
+    statuses = []
+    for k, face in enumerate(fer_faces(fer_path, n=8)):
+        face.save(tmp_path / f"fer{k}.png")              # 48x48, as in the dataset
+        statuses.append(d.analyze(str(tmp_path / f"fer{k}.png"), "so happy", 0.6, False)[0])
+    assert not [s for s in statuses if s.startswith("⚠️")], statuses
+    assert any("scored whole, as a face crop" in s for s in statuses)
+
+
+def test_sigterm_stops_the_server_like_ctrl_c():
+    import signal
+    import time
+    previous = demo_mod._stop_on_sigterm()
+    try:
+        with pytest.raises(KeyboardInterrupt):      # what app.block_thread() stops on
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(5)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def test_one_text_limit_for_the_cli_and_the_demo():
+    from emotion_fusion.app import inference, inputs
+    assert MAX_TEXT_CHARS == inputs.MAX_TEXT_CHARS == inference.MAX_TEXT_CHARS
+    with pytest.raises(InputError, match=f"keep it under {MAX_TEXT_CHARS:,}"):
+        inference.check_text("x" * (MAX_TEXT_CHARS + 1))
+
+
+def test_an_unassignable_host_is_one_line_before_anything_loads(tmp_path):
+    r = subprocess.run([sys.executable, "-m", "emotion_fusion", "demo", "--run-dir", str(tmp_path / "nope"),
+                        "--host", "192.0.2.1"], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and r.stderr.count("\n") == 1
+    assert r.stderr.startswith("error: --host 192.0.2.1 is not an address of this machine") and "127.0.0.1" in r.stderr
+
+
 def test_whole_image_analyze_then_refuse_calls_no_model(blank):
     m = FakeModels(one_hot_ish("sad"), one_hot_ish("happy"))
     d = Demo(blank.parent, m)
@@ -425,28 +476,34 @@ def test_real_browser_upload_submit_and_slider(served, smoke_run, smoke_models, 
 
 @pytest.mark.slow
 @pytest.mark.data
-def test_cli_demo_serves_on_localhost_until_interrupted(smoke_run):
+def test_cli_demo_serves_deletes_uploads_and_stops_on_sigterm(smoke_run, face_photo, tmp_path):
+    """The real command: gradio picks the port itself (no bind-then-release here), SIGTERM stops the server
+    and leaves no file in the upload cache (the scored file's own deletion is tested on the handler); the
+    server dies with the test."""
+    import queue
     import signal
-    import socket
-    import time
-    import urllib.request
-    with socket.socket() as s:      # a free port, released for the server to take
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    proc = subprocess.Popen([sys.executable, "-m", "emotion_fusion", "demo", "--run-dir", str(smoke_run),
-                             "--port", str(port)], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+    import threading
+
+    from gradio_client import Client, handle_file
+    cache = tmp_path / "gradio"
+    env = {**os.environ, "GRADIO_TEMP_DIR": str(cache)}
+    proc = subprocess.Popen([sys.executable, "-m", "emotion_fusion", "demo", "--run-dir", str(smoke_run)], cwd=REPO,
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
     try:
-        deadline, page = time.monotonic() + 240, ""
-        while time.monotonic() < deadline and proc.poll() is None:
-            try:
-                page = urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5).read().decode()
-                break
-            except OSError:
-                time.sleep(1)
-        assert "<html" in page.lower(), proc.stderr.read() if proc.poll() is not None else "no page in 240 s"
+        lines: queue.Queue = queue.Queue()
+        threading.Thread(target=lambda: [lines.put(ln) for ln in proc.stdout], daemon=True).start()
+        line = lines.get(timeout=240)          # "serving on http://127.0.0.1:PORT/ ..." (queue.Empty: no start)
+        assert line.startswith("serving on http://127.0.0.1:") and "share=True" not in line, line
+        url = line.split()[2]
+        c = Client(url, verbose=False)
+        status = c.predict(handle_file(str(face_photo)), "What a lovely surprise", 0.6, False, api_name="/analyze")[0]
+        assert status == "Face found and scored."
+        assert [p for p in cache.rglob("*") if p.is_file()]           # the upload's original, the crop shown
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+        assert proc.returncode == 0, err[-2000:]
+        assert not [p for p in cache.rglob("*") if p.is_file()]      # every cached file deleted on exit
     finally:
-        proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=60)
-    assert proc.returncode == 0, err[-2000:]
-    assert f"serving on http://127.0.0.1:{port}/" in out and "share=True" not in out
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()

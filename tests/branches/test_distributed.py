@@ -7,9 +7,10 @@ import importlib.util
 import json
 import os
 import platform
-import socket
+import signal
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 import numpy as np
@@ -93,20 +94,37 @@ def test_shards_are_disjoint_and_cover_the_epoch():
     assert distributed.shard(order, 0, 1) is order
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def _kill_marked(marker: str) -> None:
+    """SIGKILL every process whose environment holds `marker`: torchrun starts each rank in its own
+    session, so killing the launcher (or its group) would leave the ranks running."""
+    for env_file in Path("/proc").glob("[0-9]*/environ"):
+        try:
+            if marker.encode() in env_file.read_bytes().split(b"\0"):
+                os.kill(int(env_file.parent.name), signal.SIGKILL)
+        except (OSError, ValueError):      # gone already, or not ours to read
+            pass
 
 
 def torchrun(args: list[str], cwd: Path, timeout: int = 240, env: dict | None = None) -> subprocess.CompletedProcess:
-    """`torchrun --nproc_per_node 2 ARGS` on loopback (gloo on lo), failing with its output."""
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
-           "--master_port", str(_free_port()), *args]
-    env = {**os.environ, "GLOO_SOCKET_IFNAME": "lo", "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO), **(env or {})}
-    res = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
-    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
-    return res
+    """`torchrun --standalone --nproc_per_node 2 ARGS` on loopback (gloo on lo), failing with its output.
+
+    --standalone: the rendezvous store binds a free port itself (no bind-then-release race here). The
+    launcher and both ranks die with the test: on a timeout or any error they are killed, found by a
+    marker in their environment."""
+    marker = f"EF_TEST_TORCHRUN={uuid.uuid4().hex}"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", *args]
+    env = {**os.environ, "GLOO_SOCKET_IFNAME": "lo", "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO), **(env or {}),
+           marker.split("=")[0]: marker.split("=")[1]}
+    proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    finally:
+        if proc.poll() is None:     # timed out, or the test was interrupted
+            proc.kill()
+            proc.wait()
+        _kill_marked(marker)        # the ranks, in their own sessions
+    assert proc.returncode == 0, out[-3000:] + err[-3000:]
+    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
 
 
 @pytest.mark.slow
