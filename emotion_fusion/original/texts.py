@@ -24,7 +24,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from emotion_fusion.data.labels import CLASS_INDEX, CLASSES, goemotions_map, map_labels
+from emotion_fusion.data.labels import CLASS_INDEX, CLASSES, DOMINANT_RULES, NEUTRAL_RULES, goemotions_map, map_labels
 from emotion_fusion.errors import InputError
 
 from .setorder import draw_hashes, set_order
@@ -33,8 +33,6 @@ POOL_WORDS = (3, 50)          # kept when lo <= words <= hi (before pairing)
 PAIR_WORDS = (4, 50)          # kept when lo <= words <= hi (after pairing)
 MIN_UNIQUE_RATIO = 0.4        # distinct words / words, after pairing
 NEUTRAL_KEEP = 0.2            # share of the neutral-only texts kept in the pool
-NEUTRAL_RULES = ("mapped_bernoulli", "raw_exact")   # the original's, then the project's earlier rule
-DOMINANT_RULES = ("random_mapped", "first_raw")     # the original's, then the project's earlier rule
 SPAM_PHRASES = ("click here", "buy now", "subscribe", "follow me", "check out", "link in bio", "dm me", "visit")
 POST_FILTERS = ("word_count", "unique_ratio", "spam")   # applied in this order; the summary counts each
 
