@@ -78,6 +78,11 @@ def test_run_result_has_typed_fields(smoke):
     assert smoke.summary["fer2013"]["rows"] == {"train": 28709, "test": 3589}
     test = smoke.outputs("test")
     np.testing.assert_allclose(test["p_fused"], fuse(test["p_visual"], test["p_text"], 0.6, "linear"))
+    # both candidate weights' face probabilities are kept (one epoch here: the same weights, the same arrays)
+    assert h["best_epoch"] == h["scored_epoch"] == h["epochs_run"] == 1 and h["restore_best"] is True
+    assert test["p_image_best"].shape == test["p_image_last"].shape == test["p_image"].shape
+    np.testing.assert_array_equal(test["p_image_best"], test["p_image_last"])
+    assert ef.original_epoch_bug(smoke.dir).shape == (4, 3)
     # the tables show the run's title (RANDOM-INIT warning included), plus how the test was scored
     assert smoke.results["title"] == smoke.title
     assert smoke.table().title.startswith(smoke.title) and smoke.table_text().splitlines()[0].startswith(smoke.title)
