@@ -94,22 +94,8 @@ class Config:
                                            #   say RANDOM-INIT, as the loader cannot tell
 
     def __post_init__(self) -> None:
-        _choice("profile", self.profile, PROFILES)
-        _choice("protocol", self.protocol, PROTOCOLS)
-        _choice("label_map", self.label_map, MAPPINGS)
-        _choice("multi_label", self.multi_label, MULTI_LABEL_RULES)
-        _choice("image_mode", self.image_mode, IMAGE_MODES)
-        _choice("lr_schedule", self.lr_schedule, LR_SCHEDULES)
-        _choice("text_head", self.text_head, TEXT_HEADS)
-        _choice("fusion_rule", self.fusion_rule, FUSION_RULES)
-        _choice("augment_style", self.augment_style, AUGMENT_STYLES)
-        _choice("text_model", self.text_model, tuple(ENCODERS))
-        _choice("neutral_rule", self.neutral_rule, NEUTRAL_RULES)
-        _choice("dominant_label", self.dominant_label, DOMINANT_RULES)
-        _choice("clip_resize", self.clip_resize, CLIP_RESIZE)
-        _choice("class_weights", self.class_weights, CLASS_WEIGHTS)
-        _choice("val_loss", self.val_loss, VAL_LOSS_RULES)
-        _choice("raw_head_words", self.raw_head_words, RAW_HEAD_WORDS)
+        for name, valid in _CHOICES.items():
+            _choice(name, getattr(self, name), valid)
         if self.class_weights == "seed_text_counts" and self.protocol != "seed":
             raise InputError("class_weights=seed_text_counts comes from the seed protocol's text pool; use it "
                              "with protocol=seed, or class_weights=balanced")
@@ -193,6 +179,15 @@ class Config:
         say so)."""
         return (self.weights_declared_random or self.image_weights is None
                 or (ENCODERS[self.text_model].random_init and self.text_weights is None))
+
+
+# The settings that take one of a few names, and those names.
+_CHOICES: dict[str, tuple[str, ...]] = {
+    "profile": PROFILES, "protocol": PROTOCOLS, "label_map": MAPPINGS, "multi_label": MULTI_LABEL_RULES,
+    "image_mode": IMAGE_MODES, "lr_schedule": LR_SCHEDULES, "text_head": TEXT_HEADS, "fusion_rule": FUSION_RULES,
+    "augment_style": AUGMENT_STYLES, "text_model": tuple(ENCODERS), "neutral_rule": NEUTRAL_RULES,
+    "dominant_label": DOMINANT_RULES, "clip_resize": CLIP_RESIZE, "class_weights": CLASS_WEIGHTS,
+    "val_loss": VAL_LOSS_RULES, "raw_head_words": RAW_HEAD_WORDS}
 
 
 def _choice(name: str, value: Any, valid: tuple[str, ...]) -> None:
