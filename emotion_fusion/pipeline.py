@@ -154,6 +154,7 @@ def _compute(cfg: Config, fer_path: Path, go_path: Path, out: Path | None, key: 
     else:
         split = _holdout.holdout_split(cfg, fer, go, go_path)
     img, txt, pairs = split["images"], split["texts"], split["pairs"]
+    branches["image"].class_weights = split.get("image_class_weights")   # protocol=seed: the original's
     probs = {}
     for name, frames in (("image", img), ("text", txt)):
         t = time.perf_counter()
@@ -165,6 +166,8 @@ def _compute(cfg: Config, fer_path: Path, go_path: Path, out: Path | None, key: 
         branch.save(out / "models")
         probs[name] = {part: branch.predict_proba(frames[part]) for part in ("val", "test")}
         timings[f"{name}_branch_s"] = time.perf_counter() - t
+        if name == "image":  # both candidate weights of this one fit, for "the bugs, shown"
+            epochs = _epoch_probs(branch, frames, probs["image"])
         if name == "text":   # the calibrated zero-shot and the original's raw head, for "the bug, shown"
             others = {part: branch.comparison_proba(frames[part]) for part in ("val", "test")}
     # temperatures on validation, per item: every val face and every val text counts once
@@ -177,13 +180,12 @@ def _compute(cfg: Config, fer_path: Path, go_path: Path, out: Path | None, key: 
                             p_text_items=apply_temperature(probs["text"][part], temps["text"]), pairs=pairs[part],
                             other_text_heads={"zeroshot": apply_temperature(others[part]["zeroshot"],
                                                                             temps["text_zeroshot"]),
-                                              "seed_raw": others[part]["seed_raw"]})   # raw: as the original
+                                              "seed_raw": others[part]["seed_raw"]},   # raw: as the original
+                            other_image_weights=epochs[part])
     _holdout.save_examples(out, img, txt, pairs["test"])
     _holdout.save_seen(out, img, txt)
     label = f"image: {branches['image'].label}; text: {branches['text'].label}"
-    title = f"{cfg.profile} profile — {label} — test = {split['test_desc']}"
-    if cfg.uses_random_weights:     # every table made from random-init weights says so
-        title += " — RANDOM-INIT WEIGHTS (numbers show the mechanism, not the models' ability)"
+    title = run_title(cfg, label, split["test_desc"])
     timings["total_s"] = time.perf_counter() - t0
     _runs.write_json(out / _runs.INFO, {
         "key": key, "title": title, "branches": label, "temperatures": temps,
@@ -193,6 +195,29 @@ def _compute(cfg: Config, fer_path: Path, go_path: Path, out: Path | None, key: 
         "text_test_split": split["text_test_split"], "summary": _data.summarize(fer, go),
         "pairing_summary": split.get("pairing_summary"),
         "data": {"fer2013": _describe(fer_path), "goemotions": _describe(go_path)}})
+
+
+def run_title(cfg: Config, label: str, test_desc: str) -> str:
+    """The results title: profile, branches, test set, and RANDOM-INIT when a branch started from random
+    weights, including weight files the user declared random (`weights_declared_random`: the loader
+    cannot tell a random file in a real format from a trained one)."""
+    title = f"{cfg.profile} profile — {label} — test = {test_desc}"
+    if cfg.weights_declared_random:
+        title += " — RANDOM-INIT WEIGHTS (weight files declared random; the numbers are meaningless)"
+    elif cfg.uses_random_weights:     # every table made from random-init weights says so
+        title += " — RANDOM-INIT WEIGHTS (numbers show the mechanism, not the models' ability)"
+    return title
+
+
+def _epoch_probs(branch, frames: dict, scored: dict) -> dict:
+    """Per split, the image probabilities (raw, before any temperature) under the best-val-loss and
+    the last epoch's weights of the one fit; the weights the model holds are already in `scored`."""
+    hist = branch.history
+    own = "best" if hist["restore_best"] else "last"
+    other = "last" if own == "best" else "best"
+    same = hist["best_epoch"] == hist["epochs_run"]      # one set of weights: nothing more to score
+    return {part: {own: scored[part], other: scored[part] if same else branch.proba_with(other, frames[part])}
+            for part in ("val", "test")}
 
 
 def _describe(path: Path) -> str:

@@ -287,10 +287,10 @@ def is_complete(run_dir, key: str) -> bool:
 
 # ---------------------------------------------------------------- cached outputs
 def write_outputs(run_dir, split: str, *, p_image, y_image, p_text_items, y_text, pairs,
-                  other_text_heads: dict | None = None) -> Path:
+                  other_text_heads: dict | None = None, other_image_weights: dict | None = None) -> Path:
     """Write RUN_DIR/outputs/{split}.npz: the per-item arrays, the default pairing and, derived from
-    them, the per-pair p_visual / p_text / y of the section 6 contract. `other_text_heads` maps a head
-    name to its per-text probabilities (stored as `p_text_items_<name>`). Returns the path."""
+    them, the per-pair p_visual / p_text / y of the section 6 contract. `other_text_heads` {head: per-text
+    probabilities} are stored as `p_text_items_<head>`, `other_image_weights` as `p_image_<name>`."""
     p_image, p_text_items = check_probs(p_image, f"{split} p_image"), check_probs(p_text_items, f"{split} p_text_items")
     y_image, y_text = as_labels(y_image, f"{split} y_image"), as_labels(y_text, f"{split} y_text")
     pairs = np.asarray(pairs, dtype=np.int64)
@@ -304,11 +304,12 @@ def write_outputs(run_dir, split: str, *, p_image, y_image, p_text_items, y_text
     arrays = {"p_image": p_image, "y_image": y_image, "p_text_items": p_text_items, "y_text": y_text,
               "pairs": pairs, "p_visual": p_image, "p_text": p_text_items[pairs], "y": y_image,
               "classes": np.array(CLASSES)}
-    for name, p in (other_text_heads or {}).items():
-        p = check_probs(p, f"{split} {name} text probabilities")
-        if len(p) != y_text.size:
-            raise InputError(f"{split}: {name} has {len(p)} text rows, expected {y_text.size}")
-        arrays[f"p_text_items_{name}"] = p
+    others = [("text", "p_text_items_", y_text.size, other_text_heads), ("image", "p_image_", y_image.size, other_image_weights)]
+    for kind, prefix, n, extra in others:
+        for name, p in (extra or {}).items():
+            p = arrays[prefix + name] = check_probs(p, f"{split} {name} {kind} probabilities")
+            if len(p) != n:
+                raise InputError(f"{split}: {name} has {len(p)} {kind} rows, expected {n}")
     out_dir = Path(run_dir) / OUTPUTS
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / f"{split}.npz"

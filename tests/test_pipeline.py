@@ -78,6 +78,11 @@ def test_run_result_has_typed_fields(smoke):
     assert smoke.summary["fer2013"]["rows"] == {"train": 28709, "test": 3589}
     test = smoke.outputs("test")
     np.testing.assert_allclose(test["p_fused"], fuse(test["p_visual"], test["p_text"], 0.6, "linear"))
+    # both candidate weights' face probabilities are kept (one epoch here: the same weights, the same arrays)
+    assert h["best_epoch"] == h["scored_epoch"] == h["epochs_run"] == 1 and h["restore_best"] is True
+    assert test["p_image_best"].shape == test["p_image_last"].shape == test["p_image"].shape
+    np.testing.assert_array_equal(test["p_image_best"], test["p_image_last"])
+    assert ef.original_epoch_bug(smoke.dir).shape == (4, 3)
     # the tables show the run's title (RANDOM-INIT warning included), plus how the test was scored
     assert smoke.results["title"] == smoke.title
     assert smoke.table().title.startswith(smoke.title) and smoke.table_text().splitlines()[0].startswith(smoke.title)
@@ -231,23 +236,30 @@ def test_seed_protocol_pairs_by_clip_similarity(tmp_path, fer_path, go_path, cap
     np.testing.assert_array_equal(test["pairs"], np.arange(len(test["y"])))
     np.testing.assert_array_equal(test["y_text"], test["y_image"])
 
-    # the CLI's table for a seed-protocol run goes on with the pairing summary and the original's bug
+    # the CLI's table for a seed-protocol run goes on with the pairing summary, the pools next to the
+    # original's, and the original's two bugs
     from emotion_fusion.cli import main
     capsys.readouterr()
     assert main(["run", "--profile", "smoke", "--fer2013", str(fer_path), "--goemotions", str(go_path),
                  "--out", str(res.dir), "--set", "protocol=seed", "label_map=seed", "multi_label=first",
                  "seed_pairs_rare=5", "seed_pairs_common=10", "seed_min_similarity=-1"]) == 0
     printed = capsys.readouterr().out
-    pairing = printed.split("Pairing, per class")[1].split("The original's bug")[0].splitlines()
+    pairing = printed.split("Pairing, per class")[1].split("Pools and pairs")[0].splitlines()
     assert pairing[1].split() == ["faces", "texts", "target", "sampled", "matched", ">=", "min", "sim", "top",
                                   "target", "words", "ok", "unique", "ok", "no", "spam", "train", "val", "test",
                                   "mean", "sim"]
     total = next(ln for ln in pairing if ln.startswith("total")).split()
     assert int(total[3]) == 2 * 5 + 5 * 10 and int(total[-3]) + int(total[-2]) + int(total[-1]) == n
-    bug = printed.split("The original's bug, on the ")[1]
+    pools = printed.split("Pools and pairs")[1].split("The original's bug 1")[0].splitlines()
+    assert pools[1].split() == ["faces", "faces", "(original)", "texts", "texts", "(original)", "pairs", "pairs",
+                                "(original)"]
+    assert next(ln for ln in pools if ln.startswith("total")).split()[-1] == "8472"   # the original's cell 25
+    bug = printed.split("The original's bug 1, the raw-cosine text head, on the ")[1].split("bug 2")[0]
     assert bug.startswith(f"{res.sizes['images']['test']} test pairs")
     raw, calibrated = (ln for ln in bug.splitlines() if "fused 0.6·visual + 0.4·text" in ln)
     assert raw.split()[-1].isdigit() and calibrated.split()[-1].isdigit()   # pairs whose label fusion changed
+    epochs = printed.split("The original's bug 2")[1]
+    assert "best val loss (restored as intended), epoch 1" in epochs and "last epoch (the original), epoch 1" in epochs
 
 
 @pytest.mark.parametrize("override, message", [

@@ -99,7 +99,7 @@ cells = [
     code('i = examples["pair_index"]\n'
          'ef.plot_example_pairs(examples["pair_pixels"], examples["pair_texts"], examples["pair_y"],\n'
          '                      test["p_visual"][i], test["p_text"][i], test["p_fused"][i], n=4);'),
-    md("## 9. The original's bug, shown\n"
+    md("## 9. The original's bugs, shown\n"
        "The system we started from took a softmax over *raw* CLIP cosines for its text branch. Cosines of a "
        "text to seven prompts differ by a few hundredths, so those probabilities sit near 1/7 each; fused "
        "linearly at 0.6 × visual + 0.4 × text, they move every class by almost the same amount, and the fused "
@@ -109,6 +109,15 @@ cells = [
        "with this run's visual branch as the original did. The last column counts the test pairs whose fused "
        "label differs from the visual one. (With random-init weights this shows the mechanism only.)"),
     code("ef.original_bug(RUN_DIR)"),
+    md("Its second bug decided which model that 57.0% measured. It kept its best epoch as "
+       "`model.state_dict().copy()`: a new dict holding the *same* tensors as the live model, so they went on "
+       "training and the final `load_state_dict` put back nothing; it scored its last epoch (its log: best "
+       "validation loss at epoch 3, validation accuracy 0.42; stopped at epoch 8 with 0.60). Every run keeps "
+       "both sets of face probabilities from its one fit; below, each alone and fused at 0.6 with the raw "
+       "head, the set this run's headline used marked. (`full` and `offline` restore the best epoch, as intended; "
+       "`--profile seed` scores the last, as the original did. When the best epoch is the last, the rows "
+       "are equal.)"),
+    code("ef.original_epoch_bug(RUN_DIR)"),
     md("## 10. What this does and does not show\n"
        "* **Pairing by label is the favourable case for late fusion.** A face and a text are joined only "
        "because they carry the same emotion label, so given the emotion the two branches' errors are "

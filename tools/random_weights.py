@@ -3,8 +3,9 @@
     python tools/random_weights.py DIR          # then: export TORCH_HOME=DIR/torch HF_HOME=DIR/hf
 
 With these in place `--profile full` or `--profile seed` runs its real loading path on a machine with no
-network (tests, a dry run before a GPU job); every number it prints is meaningless, and its tables say
-ImageNet / openai because that is the path that loaded them. What it writes:
+network (tests, a dry run before a GPU job); every number it prints is meaningless. Its tables name
+ImageNet / openai because that is the path that loaded them; pass `--set weights_declared_random=true`
+(the command this tool prints does) and their titles say RANDOM-INIT as well. What it writes:
 - ResNet-50: a torchvision state dict (1000-class fc included) named as torchvision names
   ResNet50_Weights.IMAGENET1K_V1, in `$TORCH_HOME/hub/checkpoints`;
 - CLIP ViT-B/32 in the Hugging Face cache layout (blob, snapshot symlink, refs/main), where
@@ -31,6 +32,8 @@ OPENAI_FILE = "ViT-B-32.pt"
 # Linear / conv / attention weights and the two projections are fp16 in OpenAI's release (its
 # convert_weights); layer norms, embeddings and logit_scale stay fp32.
 FP16_PARTS = ("attn.", "mlp.", "conv1.", "text_projection", "visual.proj")
+# small targets for a dry run: random CLIP cosines sit below the original's 0.15, hence -1
+DRY_RUN_SETTINGS = "seed_pairs_rare=10 seed_pairs_common=20 seed_min_similarity=-1 epochs=2"
 
 
 def clip_state(arch: str = "ViT-B-32", seed: int = 1) -> dict[str, torch.Tensor]:
@@ -109,6 +112,18 @@ def save_hub_resnet(state: dict, torch_home: Path) -> Path:
     return path
 
 
+def dry_run_instructions(folder: Path) -> str:
+    """How to use the files: the environment, and a dry-run command that declares the weights random
+    (`weights_declared_random=true`): the loader cannot tell these files from trained ones, so the run
+    is told, and its titles say RANDOM-INIT."""
+    d = Path(folder).resolve()
+    return (f"RANDOM weights in real formats; use them with:\n"
+            f"  export TORCH_HOME={d / 'torch'} HF_HOME={d / 'hf'} EMOTION_FUSION_OFFLINE=1\n"
+            f"and declare them random in every run, e.g. a small dry run of the original's recipe:\n"
+            f"  python -m emotion_fusion run --profile seed --fer2013 FER2013 --goemotions GOEMOTIONS --out RUN_DIR "
+            f"--set weights_declared_random=true {DRY_RUN_SETTINGS}")   # one --set: it takes many values
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("dir", type=Path, help="writes DIR/torch (TORCH_HOME) and DIR/hf (HF_HOME)")
@@ -124,8 +139,7 @@ def main() -> None:
     if a.openai_archive:
         written.append(save_openai_archive(clip, a.dir / "home" / ".cache" / "clip" / OPENAI_FILE))
     print("\n".join(f"wrote {p}" for p in written))
-    print(f"RANDOM weights in real formats; use them with:\n  export TORCH_HOME={a.dir.resolve() / 'torch'} "
-          f"HF_HOME={a.dir.resolve() / 'hf'} EMOTION_FUSION_OFFLINE=1", flush=True)
+    print(dry_run_instructions(a.dir), flush=True)
 
 
 if __name__ == "__main__":

@@ -33,6 +33,9 @@ CLASS_WORDS = {   # several words per class: the ensemble is less sensitive to a
     "sad": ("sad", "unhappy", "heartbroken", "disappointed"),
     "surprise": ("surprised", "amazed", "astonished", "shocked"),
 }
+# The original's prompt words (cell 31: "a person feeling {anger, ..., happiness, ..., sadness, ...}"), nouns
+# where three of our class names are adjectives; canonical class order.
+ORIGINAL_PROMPT_WORDS = ("anger", "disgust", "fear", "happiness", "neutral", "sadness", "surprise")
 PROBE_CS = (0.01, 0.1, 1, 10)
 SCALE_LOG_T_BOUNDS = (-7.0, 3.0)   # a fitted logit scale lies in [0.05, ~1100]
 
@@ -168,9 +171,11 @@ def choose_text_head(heads: list[TextHead], emb_val, y_val) -> tuple[TextHead, d
     return heads[best["index"]], {"chosen": best["index"], "scores": rows}
 
 
-def seed_raw_head(prompt_emb, template: str = "a person feeling {}", model_label: str = "?") -> TextHead:
+def seed_raw_head(prompt_emb, template: str = "a person feeling {}", model_label: str = "?",
+                  words=CLASSES) -> TextHead:
     """The original notebook's text head: softmax over the RAW cosine similarities to one prompt per
-    class, `template.format(class name)` ("a person feeling angry", ...), with no logit scale.
+    class, `template.format(word)` for the class's word in `words` (our class names by default, "a
+    person feeling angry", ...; ORIGINAL_PROMPT_WORDS for the original's), with no logit scale.
 
     `prompt_emb` is (7, D): the encoder's embeddings of those prompts in canonical class order (numpy
     only here). Cosines lie in [-1, 1], so the probabilities stay near 1/7: kept to show the original's
@@ -182,6 +187,6 @@ def seed_raw_head(prompt_emb, template: str = "a person feeling {}", model_label
     norms = np.linalg.norm(emb, axis=1, keepdims=True)
     if not np.all(np.isfinite(emb)) or np.any(norms == 0):
         raise InputError("seed_raw_head: a prompt embedding is zero or not finite; re-encode the prompts")
-    info = {"model": model_label, "prompts": [template.format(c) for c in CLASSES],
+    info = {"model": model_label, "prompts": [template.format(w) for w in words],
             "scale_source": "none: softmax over raw cosines (the original notebook)"}
     return TextHead("seed_raw", (emb / norms).T.copy(), np.zeros(len(CLASSES), dtype=np.float32), 1.0, info)

@@ -36,6 +36,8 @@ class ImageBranch:
     def __init__(self, cfg, model: nn.Module, preprocess: ImagePreprocess, history: dict | None = None):
         self.cfg, self.model, self.preprocess, self.history = cfg, model, preprocess, history or {}
         self._val = (None, None)    # fit's validation frame and its probabilities: predicting it again is free
+        self.states: dict = {}      # after fit: the best-val-loss and the last epoch's weights (CPU copies)
+        self.class_weights = None   # the loss weights to use instead of the balanced ones (protocol=seed)
 
     @classmethod
     def from_config(cls, cfg) -> "ImageBranch":
@@ -51,7 +53,8 @@ class ImageBranch:
             epochs=c.epochs, batch_size=c.batch_size, lr=c.lr, weight_decay=c.weight_decay,
             mode=c.image_mode, patience=c.patience, augment=c.augment, fast=c.fast, seed=c.seed,
             device=c.device, progress=c.progress, lr_schedule=c.lr_schedule, lr_patience=c.lr_patience,
-            augment_style=c.augment_style)
+            augment_style=c.augment_style, restore_best=c.restore_best, class_weights=self.class_weights,
+            val_loss=c.val_loss, states=self.states)
         if c.tta:   # the evidence for mirror TTA, on validation: each view scored once, both kept
             from emotion_fusion.scoring.metrics import macro_f1
             x, y = _pixels(val), val.y.to_numpy()
@@ -70,6 +73,20 @@ class ImageBranch:
         x = _pixels(items)
         return predict_proba(self.model, self.preprocess, x, fast=self.cfg.fast, device=self.cfg.device,
                              progress=self.cfg.progress and len(x) > 1, tta=self.cfg.tta)
+
+    def proba_with(self, which: str, items) -> np.ndarray:
+        """`predict_proba` with the "best" (val-loss) or "last" epoch's weights of the same fit; the
+        model's own weights are put back afterwards."""
+        if which not in self.states:
+            raise InputError(f"no {which!r} weights: call fit first (kept: {sorted(self.states) or 'none'})")
+        own = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+        self.model.load_state_dict(self.states[which])
+        try:
+            x = _pixels(items)
+            return predict_proba(self.model, self.preprocess, x, fast=self.cfg.fast, device=self.cfg.device,
+                                 progress=False, tta=self.cfg.tta)
+        finally:
+            self.model.load_state_dict(own)
 
     @property
     def label(self) -> str:

@@ -18,7 +18,7 @@ from emotion_fusion.data.labels import CLASSES
 from emotion_fusion.errors import InputError
 
 from .encoders import CLIP_TAG, ENCODERS, clip_encode_truncated, get_encoder  # noqa: F401 (re-export)
-from .heads import CLASS_WORDS, DEFAULT_TEMPLATES, TextHead, choose_text_head, fit_probe, seed_raw_head, zero_shot_head  # noqa: F401 (re-export)
+from .heads import CLASS_WORDS, DEFAULT_TEMPLATES, ORIGINAL_PROMPT_WORDS, TextHead, choose_text_head, fit_probe, seed_raw_head, zero_shot_head  # noqa: F401 (re-export)
 
 HEAD_FILE = "text_head.npz"               # the trained head inside RUN_DIR/models/
 
@@ -143,7 +143,9 @@ class TextBranch:
         # the calibrated zero-shot head and the original's raw-cosine head are always built: cheap, and
         # the notebook scores the original's bug from them whatever head the run chose
         zs = zero_shot_head(quiet, self.model.logit_scale, self.model.label, emb_val=emb_val, y_val=y_val)
-        raw = seed_raw_head(quiet([f"a person feeling {c}" for c in CLASSES]), model_label=self.model.label)
+        words = ORIGINAL_PROMPT_WORDS if self.cfg.raw_head_words == "original" else CLASSES
+        raw = seed_raw_head(quiet([f"a person feeling {w}" for w in words]), model_label=self.model.label,
+                            words=words)
         self.comparison_heads = {"zeroshot": zs, "seed_raw": raw}
         heads = {"auto": [zs], "zeroshot": [zs], "seed_raw": [raw], "probe": []}[self.cfg.text_head]
         if self.cfg.text_head in ("auto", "probe"):

@@ -2,7 +2,9 @@
 
     history = train_image_model(model, preprocess, x_train, y_train, x_val, y_val, epochs=10)
 
-The best validation-loss epoch's weights are restored at the end. The same code runs as one process or
+The best validation-loss epoch's weights are restored at the end (`restore_best=False`: the last
+epoch's are kept, which is what the original notebook scored: its `state_dict().copy()` is a shallow
+copy whose tensors are the live parameters, so its final `load_state_dict` restored nothing). The same code runs as one process or
 as N (torchrun / accelerate launch): sharding, per-rank seeds and metric reduction in distributed.py.
 Progress: a bar per epoch (a widget in Jupyter) and, every HEARTBEAT_S seconds, one plain line (images
 done, loss, throughput, time left), so a terminal running the notebook through papermill (`make demo`)
@@ -23,7 +25,7 @@ from tqdm.auto import tqdm
 from emotion_fusion.errors import InputError
 
 from . import distributed as _dist
-from .choices import IMAGE_MODES, LR_SCHEDULES
+from .choices import IMAGE_MODES, LR_SCHEDULES, VAL_LOSS_RULES
 from .precision import autocast, choose_device, precision_label
 from .resnet import ImagePreprocess, batch_logits
 
@@ -31,9 +33,14 @@ from .resnet import ImagePreprocess, batch_logits
 LR_FACTOR, LR_PATIENCE = 0.5, 1          # ReduceLROnPlateau on validation loss
 ONECYCLE_WARMUP = 0.1                     # share of the steps spent warming up to the peak rate
 # Augmentation styles: ours (at the 48 px input: small rotation and shift, additive brightness) and the
-# original notebook's (at the model's resolution: flip, rotation ±15°, ColorJitter brightness/contrast 0.2).
-AUGMENT = {"ours": dict(rotate=10.0, shift=0.08, brightness=0.15, contrast=0.2, multiplicative=False),
-           "seed": dict(rotate=15.0, shift=0.0, brightness=0.2, contrast=0.2, multiplicative=True)}
+# original notebook's (cell 27, at the model's resolution: flip, RandomRotation(15) with torchvision's
+# defaults, nearest and black fill, then ColorJitter(brightness=0.2, contrast=0.2), whose two factors
+# apply in a random order per image).
+AUGMENT = {"ours": dict(rotate=10.0, shift=0.08, brightness=0.15, contrast=0.2, multiplicative=False,
+                        interpolation="bilinear", padding="border"),
+           "seed": dict(rotate=15.0, shift=0.0, brightness=0.2, contrast=0.2, multiplicative=True,
+                        interpolation="nearest", padding="zeros")}
+CLASS_WEIGHT_RULES = ("balanced", "given")   # sklearn's on the train labels, or the caller's (the original's)
 HEARTBEAT_S = 30.0                        # seconds between plain progress lines while training
 
 def _check_xy(x, y, what: str, num_classes: int) -> np.ndarray:
@@ -56,15 +63,40 @@ def augment_batch(t: torch.Tensor, gen: torch.Generator, style: str = "ours") ->
     cos, sin = torch.cos(angle), torch.sin(angle)
     theta = torch.stack([torch.stack([cos, -sin, shift[:, 0]], 1), torch.stack([sin, cos, shift[:, 1]], 1)], 1)
     grid = F.affine_grid(theta, list(t.shape), align_corners=False)
-    t = F.grid_sample(t, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    t = F.grid_sample(t, grid, mode=a["interpolation"], padding_mode=a["padding"], align_corners=False)
     contrast = 1 + (torch.rand(n, 1, 1, 1, generator=gen) * 2 - 1) * a["contrast"]
     bright = (torch.rand(n, 1, 1, 1, generator=gen) * 2 - 1) * a["brightness"]
     if a["multiplicative"]:      # torchvision ColorJitter: brightness scales, contrast blends with the mean
-        t = (t * (1 + bright)).clamp_(0, 1)
-        mean = t.mean(dim=(2, 3), keepdim=True)
-        return ((t - mean) * contrast + mean).clamp_(0, 1)
+        contrast_first = (torch.rand(n, generator=gen) < 0.5).view(n, 1, 1, 1)
+        return torch.where(contrast_first, _brighten(_contrast(t, contrast), bright),
+                           _contrast(_brighten(t, bright), contrast))
     mean = t.mean(dim=(2, 3), keepdim=True)
     return ((t - mean) * contrast + mean + bright).clamp_(0, 1)
+
+
+def _brighten(t: torch.Tensor, bright: torch.Tensor) -> torch.Tensor:
+    return (t * (1 + bright)).clamp(0, 1)
+
+
+def _contrast(t: torch.Tensor, contrast: torch.Tensor) -> torch.Tensor:
+    mean = t.mean(dim=(2, 3), keepdim=True)
+    return ((t - mean) * contrast + mean).clamp(0, 1)
+
+
+def loss_weights(y_train: np.ndarray, num_classes: int, rule: str = "balanced", given=None) -> np.ndarray:
+    """Per-class loss weights: sklearn's "balanced" on the train labels (absent classes 0), or `given`
+    (the original's, computed from the text pool's label counts: original/texts.py)."""
+    if rule not in CLASS_WEIGHT_RULES:
+        raise InputError(f"unknown class-weight rule {rule!r}; choose one of {', '.join(CLASS_WEIGHT_RULES)}")
+    if rule == "given":
+        w = np.asarray(given, dtype=np.float32) if given is not None else np.zeros(0)
+        if w.shape != (num_classes,) or not np.all(np.isfinite(w)) or np.any(w <= 0):
+            raise InputError(f"class weights must be {num_classes} positive numbers, got {given!r}")
+        return w
+    present = np.unique(y_train)
+    w = np.zeros(num_classes, dtype=np.float32)     # absent classes never occur in the loss
+    w[present] = compute_class_weight("balanced", classes=present, y=y_train)
+    return w
 
 
 def _set_mode(model: nn.Module, mode: str) -> None:
@@ -80,7 +112,8 @@ def train_image_model(model: nn.Module, preprocess: ImagePreprocess, x_train, y_
                       weight_decay: float = 1e-4, mode: str = "finetune", patience: int = 3,
                       augment: bool = True, fast: bool = True, seed: int = 0, device=None,
                       progress: bool = True, lr_schedule: str = "plateau", lr_patience: int = LR_PATIENCE,
-                      augment_style: str = "ours") -> dict:
+                      augment_style: str = "ours", restore_best: bool = True, class_weights=None,
+                      val_loss: str = "item_mean", states: dict | None = None) -> dict:
     """Train in place with class-weighted CE, Adam, LR-on-plateau and early stopping on val loss.
 
     `lr_schedule="onecycle"` replaces the plateau rule (which needs many epochs to act) by a per-step
@@ -90,9 +123,14 @@ def train_image_model(model: nn.Module, preprocess: ImagePreprocess, x_train, y_
     process and each rank trains on its shard of every epoch (see distributed.py); with one process
     the results are bit-identical to the code before distribution was added.
 
-    The best epoch's weights are restored at the end. Returns the history: lists per epoch
+    The best epoch's weights are restored at the end, or with `restore_best=False` the last epoch's
+    are kept (the original's outcome). `class_weights` (7 numbers) replaces the balanced weights;
+    `val_loss="batch_mean"` averages per-batch weighted means over batches of `batch_size`, as the
+    original did. A dict passed as `states` receives CPU copies of both candidates' weights, "best"
+    and "last", so a caller can score each. Returns the history: lists per epoch
     (`train_loss`, `train_acc`, `val_loss`, `val_acc`, `lr`, `seconds`) plus `best_epoch` (1-based),
-    `epochs_run`, `stopped_early` and `img_per_s` (training throughput).
+    `epochs_run`, `stopped_early`, `img_per_s` (training throughput) and `scored_epoch` (the epoch
+    whose weights the model holds at the end).
     """
     if mode not in IMAGE_MODES:
         raise InputError(f"unknown training mode {mode!r}; choose one of {', '.join(IMAGE_MODES)}")
@@ -100,6 +138,8 @@ def train_image_model(model: nn.Module, preprocess: ImagePreprocess, x_train, y_
         raise InputError(f"unknown lr_schedule {lr_schedule!r}; choose one of {', '.join(LR_SCHEDULES)}")
     if epochs < 1 or batch_size < 1 or patience < 1:
         raise InputError(f"epochs={epochs}, batch_size={batch_size}, patience={patience} must all be >= 1")
+    if val_loss not in VAL_LOSS_RULES:
+        raise InputError(f"unknown val_loss rule {val_loss!r}; choose one of {', '.join(VAL_LOSS_RULES)}")
     k = model.num_classes
     x_train, x_val = np.asarray(x_train), np.asarray(x_val)
     y_train, y_val = _check_xy(x_train, y_train, "train", k), _check_xy(x_val, y_val, "val", k)
@@ -113,9 +153,7 @@ def train_image_model(model: nn.Module, preprocess: ImagePreprocess, x_train, y_
     torch.manual_seed(seed + rank)                 # dropout
     gen = torch.Generator().manual_seed(seed + rank)   # shuffling (rank 0's is used) and augmentation
 
-    present = np.unique(y_train)
-    w = np.zeros(k, dtype=np.float32)              # absent classes never occur in the loss
-    w[present] = compute_class_weight("balanced", classes=present, y=y_train)
+    w = loss_weights(y_train, k, "balanced" if class_weights is None else "given", class_weights)
     criterion = nn.CrossEntropyLoss(weight=torch.from_numpy(w).to(dev))
     for name, p in model.named_parameters():
         p.requires_grad_(mode == "finetune" or name.startswith("fc."))
@@ -167,45 +205,59 @@ def train_image_model(model: nn.Module, preprocess: ImagePreprocess, x_train, y_
         loss_sum, correct, n_seen = _dist.reduce_sums([loss_sum, correct, len(order)], acc)
         seen += n_seen
         _dist.sync_buffers(model, acc)
-        val_loss, val_acc = _evaluate(model, preprocess, x_val, y_val, w, dev, fast, acc)
+        v_loss, val_acc = _evaluate(model, preprocess, x_val, y_val, w, dev, fast, acc,
+                                    batch_size if val_loss == "batch_mean" else None)
         epoch_lr = opt.param_groups[0]["lr"]      # the rate this epoch trained at (its end, for onecycle)
         if step_sched is None:
-            sched.step(val_loss)
+            sched.step(v_loss)
         for key, v in (("train_loss", loss_sum / n_seen), ("train_acc", correct / n_seen),
-                       ("val_loss", val_loss), ("val_acc", val_acc), ("lr", epoch_lr),
+                       ("val_loss", v_loss), ("val_acc", val_acc), ("lr", epoch_lr),
                        ("seconds", time.perf_counter() - t0)):
             hist[key].append(float(v))
         if progress:
             print(f"epoch {epoch}: train loss {hist['train_loss'][-1]:.4f} acc {hist['train_acc'][-1]:.3f}"
-                       f" | val loss {val_loss:.4f} acc {val_acc:.3f}")
-        if val_loss < best[0]:
-            best = (val_loss, epoch, copy.deepcopy(model.state_dict()))
+                       f" | val loss {v_loss:.4f} acc {val_acc:.3f}")
+        if v_loss < best[0]:
+            best = (v_loss, epoch, copy.deepcopy(model.state_dict()))
         elif epoch - best[1] >= patience:
             break
     if best[2] is None:     # every validation loss was NaN/inf: the run diverged
         raise InputError(f"training diverged: validation loss {hist['val_loss'][-1]} after "
                          f"{len(hist['val_loss'])} epoch(s); lower the learning rate (lr={lr})")
-    model.load_state_dict(best[2])
+    last_epoch = len(hist["val_loss"])
+    if states is not None:
+        states["best"] = {key: v.detach().cpu().clone() for key, v in best[2].items()}
+        states["last"] = {key: v.detach().cpu().clone() for key, v in model.state_dict().items()}
+    if restore_best:
+        model.load_state_dict(best[2])
     model.eval()
-    return {**hist, "best_epoch": best[1], "epochs_run": len(hist["val_loss"]),
+    return {**hist, "best_epoch": best[1], "scored_epoch": best[1] if restore_best else last_epoch,
+            "restore_best": bool(restore_best), "epochs_run": last_epoch,
             "stopped_early": len(hist["val_loss"]) < epochs, "img_per_s": seen / train_time,
             "mode": mode, "fast": fast, "precision": precision_label(dev.type, fast), "processes": world}
 
 
-def _evaluate(model, preprocess, x, y, w, dev, fast, acc) -> tuple[float, float]:
+def _evaluate(model, preprocess, x, y, w, dev, fast, acc, batch_mean_of: int | None = None) -> tuple[float, float]:
     """Class-weighted mean CE (same weighting as training) and accuracy on a held-out set; each rank
-    scores every N-th item and the sums are reduced (one process: all items, in order)."""
+    scores every N-th item and the sums are reduced (one process: all items, in order).
+
+    `batch_mean_of=B`: the loss is instead the mean over batches of B of each batch's weighted mean
+    (the original's eval_epoch), which weighs the last, short batch like a full one."""
     model.eval()
     x, y = x[acc.process_index::acc.num_processes], y[acc.process_index::acc.num_processes]
-    nll_sum, w_sum, correct = 0.0, 0.0, 0
+    nll_sum, w_sum, correct, batch_means, n_batches = 0.0, 0.0, 0, 0.0, 0
     wt = torch.from_numpy(w).to(dev)
-    for sl, logits in batch_logits(model, preprocess, x, 256, dev, fast, False, "val"):
+    for sl, logits in batch_logits(model, preprocess, x, batch_mean_of or 256, dev, fast, False, "val"):
         yb = torch.from_numpy(y[sl]).to(dev)
-        nll_sum += F.cross_entropy(logits, yb, weight=wt, reduction="sum").item()
-        w_sum += wt[yb].sum().item()
+        nll = F.cross_entropy(logits.float(), yb, weight=wt, reduction="sum").item()
+        bw = wt[yb].sum().item()
+        nll_sum, w_sum = nll_sum + nll, w_sum + bw
+        batch_means, n_batches = batch_means + nll / max(bw, 1e-12), n_batches + 1
         correct += (logits.argmax(1) == yb).sum().item()
-    nll_sum, w_sum, correct, n = _dist.reduce_sums([nll_sum, w_sum, correct, len(y)], acc)
-    return nll_sum / max(w_sum, 1e-12), correct / n
+    nll_sum, w_sum, correct, n, batch_means, n_batches = _dist.reduce_sums(
+        [nll_sum, w_sum, correct, len(y), batch_means, n_batches], acc)
+    loss = batch_means / max(n_batches, 1) if batch_mean_of else nll_sum / max(w_sum, 1e-12)
+    return loss, correct / n
 
 
 def _heartbeat(epoch: int, epochs: int, done: int, total: int, loss_sum: float, elapsed: float) -> None:

@@ -47,6 +47,10 @@ _EKMAN_JSON_NAMES = {"anger": "angry", "joy": "happy", "sadness": "sad"}
 
 MAPPINGS = ("ekman", "seed")
 MULTI_LABEL_RULES = ("agree", "first")
+# protocol=seed's text pool (original/texts.py): the neutral thinning and the one-class-per-text rule.
+# The original's are mapped_bernoulli and random_mapped; the others are the project's earlier readings.
+NEUTRAL_RULES = ("raw_exact", "mapped_bernoulli")
+DOMINANT_RULES = ("first_raw", "random_mapped")
 
 
 def _invert(groups: dict[str, tuple[str, ...]]) -> dict[str, str]:
@@ -88,7 +92,9 @@ def map_labels(names: Sequence[str], mapping: dict[str, str], rule: str = "agree
     """Map one text's GoEmotions labels to a canonical class, or None when it is dropped.
 
     `agree` (default) keeps a text only when all its labels map to one class; `first` keeps its first
-    label's class (the original notebook's rule).
+    label's class. (`first` is not quite the original notebook's rule: it took the first element of the
+    *set* of mapped classes, an order Python's string hashing decides; protocol=seed reproduces that
+    in original/texts.py.)
     """
     if rule not in MULTI_LABEL_RULES:
         raise InputError(f"unknown multi-label rule {rule!r}; choose one of {', '.join(MULTI_LABEL_RULES)}")

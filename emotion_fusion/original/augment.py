@@ -85,14 +85,32 @@ def clip_transform(net):
                                      resize_mode=cfg["resize_mode"], interpolation=cfg["interpolation"])
 
 
-def clip_image_embeddings(model, pixels: np.ndarray, batch_size: int = 128, progress: bool = True) -> np.ndarray:
+def original_clip_transform(net):
+    """The original's pairing transform (cell 24): a bilinear `Resize((224, 224))`, no centre crop, then
+    CLIP's mean/std. (On a square 48 px face open_clip's crop cuts nothing: what differs is bilinear
+    against bicubic.)"""
+    from torchvision import transforms
+    cfg = net.visual.preprocess_cfg
+    size = cfg["size"] if isinstance(cfg["size"], (tuple, list)) else (cfg["size"],) * 2
+    return transforms.Compose([transforms.Resize(tuple(size), interpolation=transforms.InterpolationMode.BILINEAR),
+                               transforms.ToTensor(), transforms.Normalize(cfg["mean"], cfg["std"])])
+
+
+CLIP_RESIZES = {"open_clip": clip_transform, "original": original_clip_transform}
+
+
+def clip_image_embeddings(model, pixels: np.ndarray, batch_size: int = 128, progress: bool = True,
+                          resize: str = "open_clip") -> np.ndarray:
     """L2-normalised CLIP image embeddings of 48x48 grayscale faces, each converted to RGB and passed
-    through CLIP's own preprocessing (as the original fed PIL images to open_clip's `preprocess`)."""
+    through `resize`: "open_clip" (open_clip's evaluation preprocess) or "original" (the original's
+    bilinear resize; it ran the `clip` package's fp16 model on GPU, here the model runs in its own dtype)."""
     import torch
     import torch.nn.functional as F
     from tqdm.auto import tqdm
+    if resize not in CLIP_RESIZES:
+        raise InputError(f"unknown clip_resize {resize!r}; choose one of {', '.join(CLIP_RESIZES)}")
     net = model.net
-    transform = clip_transform(net)
+    transform = CLIP_RESIZES[resize](net)
     out = []
     net.eval()
     for start in tqdm(range(0, len(pixels), batch_size), desc="CLIP images", disable=not progress, leave=False):

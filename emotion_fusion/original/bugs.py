@@ -94,3 +94,60 @@ def run_bug_table(run_dir, split: str = "test") -> dict:
 def original_bug(run_dir, split: str = "test") -> pd.DataFrame:
     """The notebook's "original's bug, shown" table for a finished run (see `run_bug_table`)."""
     return bug_table_frame(run_bug_table(run_dir, split))
+
+
+# --- The second bug: which epoch's weights were scored ------------------------------------------------
+# The original kept `best_model_state = model.state_dict().copy()`: a shallow dict copy whose tensors ARE
+# the live parameters, so they kept training and the final `load_state_dict` restored nothing: it
+# scored its last epoch (its log: best val loss at epoch 3, val acc 0.42; stopped at epoch 8, 0.60).
+
+def epoch_table(p_best, p_last, p_text_raw, y, *, best_epoch: int, last_epoch: int, scored: str,
+                weight: float = SEED_WEIGHT) -> dict:
+    """One trained run's faces scored with its best-val-loss weights and with its last epoch's, each
+    alone and fused linearly at `weight` with the raw-cosine text head (the original's fusion). JSON-able."""
+    if scored not in ("best", "last"):
+        raise InputError(f"scored must be 'best' or 'last', got {scored!r}")
+    y = as_labels(y)
+    pt = check_probs(p_text_raw, "p_text_raw")
+    out = {"weight": float(weight), "n_pairs": int(len(y)), "scored": scored, "weights": {}}
+    for name, p, epoch in (("best", p_best, best_epoch), ("last", p_last, last_epoch)):
+        pv = check_probs(p, f"p_visual_{name}")
+        if len(pv) != len(y) or len(pt) != len(y):
+            raise InputError(f"{len(pv)} {name} face rows, {len(pt)} text rows, {len(y)} labels; one row per pair")
+        fused = fuse(pv, pt, weight, rule="linear").argmax(axis=1)
+        out["weights"][name] = {"epoch": int(epoch), "visual": _scores(y, pv.argmax(axis=1)),
+                                "fused": _scores(y, fused)}
+    return out
+
+
+def epoch_table_frame(table: dict) -> pd.DataFrame:
+    """`epoch_table` to read: a row per set of weights (visual alone, fused), scores in %."""
+    w = table["weight"]
+    rows = []
+    for name, label in (("best", "best val loss (restored as intended)"), ("last", "last epoch (the original)")):
+        t = table["weights"][name]
+        for scored, score in (("visual alone", t["visual"]), (f"fused {w:g}·visual + {1 - w:g}·raw text", t["fused"])):
+            rows.append({"weights": f"{label}, epoch {t['epoch']}", "scored": scored,
+                         "accuracy %": round(100 * score["accuracy"], 1), "macro-F1 %": round(100 * score["macro_f1"], 1),
+                         "this run's headline": "yes" if name == table["scored"] else ""})
+    df = pd.DataFrame(rows).set_index(["weights", "scored"]).astype(object)
+    df.attrs["n_pairs"] = table["n_pairs"]
+    return df
+
+
+def run_epoch_table(run_dir, split: str = "test") -> dict:
+    """`epoch_table` on a finished run's cached outputs (no model): the image branch's best-val-loss and
+    last-epoch probabilities kept by the run (`p_image_best`, `p_image_last`) on the default pairs."""
+    from emotion_fusion.runs import INFO, load_outputs, read_json, rerun, run_dir_path
+    d = load_outputs(run_dir, split)
+    if "p_image_best" not in d or "p_image_last" not in d:
+        raise InputError(f"{run_dir} keeps one set of image weights' outputs (an older run); {rerun(run_dir_path(run_dir))}")
+    hist = read_json(run_dir_path(run_dir) / INFO).get("history", {})
+    return epoch_table(d["p_image_best"], d["p_image_last"], d["p_text_items_seed_raw"][d["pairs"]], d["y"],
+                       best_epoch=hist.get("best_epoch", 0), last_epoch=hist.get("epochs_run", 0),
+                       scored="best" if hist.get("restore_best", True) else "last")
+
+
+def original_epoch_bug(run_dir, split: str = "test") -> pd.DataFrame:
+    """The notebook's second "original's bugs, shown" table (see `run_epoch_table`)."""
+    return epoch_table_frame(run_epoch_table(run_dir, split))

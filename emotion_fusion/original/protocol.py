@@ -1,7 +1,8 @@
 """The original notebook's evaluation protocol (`protocol="seed"`), kept for reproducing its numbers.
 
-1. Pools: FER2013 `train` only, with disgust augmented in memory to 1,500 images (`seed_augment`);
-   GoEmotions `train` only, cleaned and filtered, seed label map, first label (`seed_texts`).
+1. Pools: FER2013 `train` only, identical faces once, disgust augmented in memory to 1,500 images
+   (augment.py); GoEmotions `train` only, cleaned and filtered, neutral thinned, seed label map, one
+   class per text (texts.py; the neutral and class rules are settings, the original's by default).
 2. Per class, pair target 650 (disgust, fear) or 1,500 (the other five): a seeded sample of
    n = min(2 x target, images, texts) images and n texts, CLIP ViT-B/32 embeddings, the Hungarian
    assignment maximising cosine similarity, the matches sorted by similarity and the top `target`
@@ -9,8 +10,9 @@
 3. Pairs whose text fails the post-pairing filters (word count, unique-word ratio, spam) are dropped.
 4. 70/15/15 split of the pairs, stratified by class. The original reported 8,472 pairs.
 
-One documented difference, switchable: `dedup=True` keeps identical faces (same pixel hash) only once
-before pairing (the original did not, so one face could sit in both train and test pairs).
+Dedup: the original deleted files whose bytes (md5) repeated an earlier file's, over train and test
+(cell 11: 1,853 files). `dedup=True` drops train faces whose decoded pixels repeat another train
+face's, the pool's equivalent; `dedup=False` keeps them all.
 Inherent to the original and kept: augmented disgust copies of a face can land in other splits than it.
 
 Every rule is a pure function of DataFrames/arrays and two callables, `embed_images((n, 48, 48) uint8)`
@@ -29,7 +31,7 @@ from emotion_fusion.errors import InputError
 
 from . import pairing as _pairing
 from .augment import AUG_TARGET, augment_class, clip_image_embeddings
-from .texts import POST_FILTERS, post_pair_masks, text_pool
+from .texts import POST_FILTERS, mapped_label_counts, post_pair_masks, seed_text_class_weights, text_pool
 
 SMALL_CLASSES = ("disgust", "fear")
 SMALL_TARGET, LARGE_TARGET = 650, 1500   # pairs per class: SMALL_CLASSES, the other five
@@ -119,17 +121,20 @@ def pair_class(images: pd.DataFrame, texts: pd.DataFrame, target: int, embed_ima
 
 def seed_pairs(fer: pd.DataFrame, go: pd.DataFrame, embed_images: EmbedFn, embed_texts: EmbedFn, *,
                seed: int, targets: dict[int, int] | None = None, min_similarity: float = MIN_SIMILARITY,
-               dedup: bool = True, aug_target: int = AUG_TARGET) -> dict:
+               dedup: bool = True, aug_target: int = AUG_TARGET, neutral_rule: str = "mapped_bernoulli",
+               dominant: str = "random_mapped") -> dict:
     """The seed protocol's pairs: {"images", "texts"} (frames aligned row by row, class by class),
     "similarity" (per pair) and "summary" (pool counts; per class, pairs after each step).
 
-    `fer`/`go` are `load_fer2013`/`load_goemotions` frames (any label map: texts are relabelled).
+    `fer`/`go` are `load_fer2013`/`load_goemotions` frames (any label map: texts are relabelled);
+    `neutral_rule`/`dominant` are `text_pool`'s rules. The summary's "label_counts" are the text
+    pool's mapped-label counts, from which the original computed its loss weights.
     """
     targets = pair_targets() if targets is None else targets
     if not -1.0 <= float(min_similarity) <= 1.0:
         raise InputError(f"min_similarity {min_similarity!r} must be a cosine similarity in [-1, 1]")
     images, img_counts = image_pool(fer, seed, dedup=dedup, aug_target=aug_target)
-    texts, txt_counts = text_pool(go, seed)
+    texts, txt_counts = text_pool(go, seed, neutral_rule=neutral_rule, dominant=dominant)
     rows, img_parts, txt_parts, sim_parts = [], [], [], []
     for c, name in enumerate(CLASSES):
         img_c, txt_c = images[images.y == c], texts[texts.y == c]
@@ -146,7 +151,8 @@ def seed_pairs(fer: pd.DataFrame, go: pd.DataFrame, embed_images: EmbedFn, embed
         txt_parts.append(txt_c.iloc[tp[ok]])
         sim_parts.append(sims[ok])
     sims = np.concatenate(sim_parts)
-    summary = {"images": img_counts, "texts": txt_counts, "min_similarity": float(min_similarity),
+    summary = {"images": img_counts, "texts": txt_counts, "label_counts": mapped_label_counts(texts),
+               "min_similarity": float(min_similarity),
                "sample_factor": SAMPLE_FACTOR, "classes": rows, "n_pairs": int(sims.size)}
     if sims.size == 0:
         best = max((r["sim_matched_max"] for r in rows if r["sim_matched_max"] is not None), default=None)
@@ -187,18 +193,22 @@ def seed_split(cfg, fer, go, *, dedup: bool = True) -> dict:
 
     Pair targets come from `cfg.seed_pairs_rare` (disgust, fear; 650) and `cfg.seed_pairs_common`
     (the other five; 1,500); the similarity threshold from `cfg.seed_min_similarity` (0.15).
-    The pairing summary is returned under "pairing_summary".
+    The pairing summary is returned under "pairing_summary"; with `cfg.class_weights="seed_text_counts"`
+    the original's loss weights (from the text pool's label counts) under "image_class_weights".
     """
     from emotion_fusion.branches import text as _text
     # Config already guarantees text_model == 'ViT-B/32' for this protocol.
     model, tokenize = _text.load_text_model("ViT-B/32", weights=cfg.text_weights, device=cfg.device,
                                             seed=cfg.seed)
     pairs = seed_pairs(
-        fer, go, lambda px: clip_image_embeddings(model, px, progress=cfg.progress),
+        fer, go, lambda px: clip_image_embeddings(model, px, progress=cfg.progress, resize=cfg.clip_resize),
         lambda t: _text.encode_texts(model, tokenize, t, fast=cfg.fast, progress=cfg.progress),
         seed=cfg.seed, targets=pair_targets(cfg.seed_pairs_rare, cfg.seed_pairs_common),
-        min_similarity=cfg.seed_min_similarity, dedup=dedup)
+        min_similarity=cfg.seed_min_similarity, dedup=dedup, neutral_rule=cfg.neutral_rule,
+        dominant=cfg.dominant_label)
     parts = split_pairs(pairs, cfg.seed)
+    weights = (seed_text_class_weights(pairs["summary"]["label_counts"])
+               if cfg.class_weights == "seed_text_counts" else None)
     images, texts = pairs["images"], pairs["texts"]
     return {"images": {p: images.iloc[i].reset_index(drop=True) for p, i in parts.items()},
             "texts": {p: texts.iloc[i].reset_index(drop=True) for p, i in parts.items()},
@@ -206,4 +216,5 @@ def seed_split(cfg, fer, go, *, dedup: bool = True) -> dict:
             "duplicates_dropped": pairs["summary"]["images"]["duplicates_dropped"],
             "text_test_split": "seed pool",
             "pairing_summary": pairs["summary"],
+            "image_class_weights": weights,
             "test_desc": "15% of the seed protocol's CLIP-similarity pairs (FER2013 train × GoEmotions train)"}

@@ -1,11 +1,24 @@
-"""The original's raw-cosine text head and the "bug shown" table (numpy only, no CLIP)."""
+"""The original's two bugs, shown: the raw-cosine text head and the last-epoch weights (numpy only, no
+CLIP). Counts and scores are recomputed here by hand (exp/normalise, argmax, sklearn's F1), not through
+the package's fuse/metrics, and compared exactly."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 from scipy.special import softmax
+from sklearn.metrics import f1_score
 
 from emotion_fusion.errors import InputError
+
+
+def _softmax(z):
+    e = np.exp(z - z.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def _by_hand(y, pred) -> dict:
+    return {"accuracy": float(np.mean(y == pred)),
+            "macro_f1": float(f1_score(y, pred, average="macro", labels=np.arange(7), zero_division=0))}
 
 
 def test_seed_raw_head_is_a_softmax_over_raw_cosines():
@@ -38,15 +51,21 @@ def test_bug_table_raw_head_fusion_equals_visual():
     table = bug_table(p_visual, p_cal, y, raw_cosines=raw_cos)
     raw, cal = table["heads"]["seed_raw"], table["heads"]["calibrated"]
     assert raw["text_top_prob_mean"] < 1 / 7 + 0.01                  # near-uniform
-    assert raw["fused_differs_from_visual"] <= 0.02 * n               # fused == visual on nearly every pair
+    visual_pred = p_visual.argmax(1)
+    for head, p_text in (("seed_raw", _softmax(raw_cos)), ("calibrated", p_cal)):
+        fused_pred = (0.6 * p_visual + 0.4 * p_text).argmax(1)
+        h = table["heads"][head]
+        assert h["fused_differs_from_visual"] == int((fused_pred != visual_pred).sum())
+        assert h["fused"]["accuracy"] == pytest.approx(_by_hand(y, fused_pred)["accuracy"], abs=1e-12)
+        assert h["fused"]["macro_f1"] == pytest.approx(_by_hand(y, fused_pred)["macro_f1"], abs=1e-12)
+        assert h["text"] == pytest.approx(_by_hand(y, p_text.argmax(1)), abs=1e-12)
+    assert table["visual"] == pytest.approx(_by_hand(y, visual_pred), abs=1e-12)
+    assert raw["fused_differs_from_visual"] < 0.02 * n < 0.1 * n < cal["fused_differs_from_visual"]
     # and only where the visual top-2 margin is smaller than the raw head's whole spread can shift it
     p_raw = softmax(raw_cos, axis=1)
     top2 = np.sort(p_visual, axis=1)[:, -2:]
     flipped = (0.6 * p_visual + 0.4 * p_raw).argmax(1) != p_visual.argmax(1)
     assert np.all(0.6 * (top2[flipped, 1] - top2[flipped, 0]) < 0.4 * np.ptp(p_raw[flipped], axis=1))
-    assert cal["fused_differs_from_visual"] >= 0.1 * n
-    assert raw["fused"]["accuracy"] == pytest.approx(table["visual"]["accuracy"], abs=0.01)
-    assert cal["fused"]["accuracy"] > table["visual"]["accuracy"] + 0.05
     same = bug_table(p_visual, p_cal, y, p_text_raw=softmax(raw_cos, axis=1))
     assert same == table
     frame = bug_table_frame(table)
@@ -57,3 +76,26 @@ def test_bug_table_raw_head_fusion_equals_visual():
         bug_table(p_visual, p_cal, y)
     with pytest.raises(InputError, match="p_text_calibrated has 3 rows but p_visual has 2000"):
         bug_table(p_visual, p_cal[:3], y, raw_cosines=raw_cos)
+
+
+def test_epoch_table_scores_both_sets_of_weights_of_one_run():
+    from emotion_fusion.original.bugs import epoch_table, epoch_table_frame
+    rng = np.random.default_rng(1)
+    n = 500
+    y = rng.integers(0, 7, n)
+    p_best, p_last, p_text = (_softmax(rng.normal(size=(n, 7)) * s) for s in (1.0, 2.0, 0.05))
+    p_last[np.arange(n), y] += 0.5                                 # the last epoch is the better one here
+    p_last /= p_last.sum(axis=1, keepdims=True)
+    table = epoch_table(p_best, p_last, p_text, y, best_epoch=3, last_epoch=8, scored="last")
+    for name, p in (("best", p_best), ("last", p_last)):
+        t = table["weights"][name]
+        assert t["visual"] == pytest.approx(_by_hand(y, p.argmax(1)), abs=1e-12)
+        assert t["fused"] == pytest.approx(_by_hand(y, (0.6 * p + 0.4 * p_text).argmax(1)), abs=1e-12)
+    assert table["weights"]["best"]["epoch"] == 3 and table["weights"]["last"]["epoch"] == 8
+    frame = epoch_table_frame(table)
+    assert frame.shape == (4, 3) and frame.attrs["n_pairs"] == n
+    row = ("last epoch (the original), epoch 8", "visual alone")
+    assert frame.loc[row, "accuracy %"] == round(100 * float(np.mean(p_last.argmax(1) == y)), 1)
+    assert frame.loc[row, "this run's headline"] == "yes"
+    with pytest.raises(InputError, match="scored must be 'best' or 'last', got 'first'"):
+        epoch_table(p_best, p_last, p_text, y, best_epoch=3, last_epoch=8, scored="first")

@@ -14,10 +14,11 @@ from emotion_fusion.original import protocol as sp
 from emotion_fusion.original import texts as st
 
 D, H, F = CLASS_INDEX["disgust"], CLASS_INDEX["happy"], CLASS_INDEX["fear"]
-# one GoEmotions label per canonical class that the seed map sends there ("caring": not neutral-only,
-# so the synthetic pools are not thinned by the 20% neutral rule, tested on its own)
+# one GoEmotions label per canonical class that the seed map sends there ("caring": not raw neutral-only,
+# so pools built with OLD = the raw_exact rule are not thinned; the original's rules: test_original_rules.py)
 GO_FOR = {"angry": "anger", "disgust": "disgust", "fear": "fear", "happy": "joy", "neutral": "caring",
           "sad": "sadness", "surprise": "surprise"}
+OLD = dict(neutral_rule="raw_exact", dominant="first_raw")   # the project's earlier text rules, still settings
 
 
 def fer_frame(counts: dict[str, int], split: str = "train", start: int = 0) -> pd.DataFrame:
@@ -75,7 +76,7 @@ def test_clean_text_rules():
     assert st.clean_text("@only http://gone") == ""
 
 
-def test_text_pool_train_only_lengths_neutral_share_and_seed_labels():
+def test_text_pool_old_rules_lengths_exact_neutral_share_and_first_label():
     items = [(words(3, "three"), ("joy",)), (words(50, "fifty"), ("anger",)),
              ("two words", ("joy",)), (words(51, "fiftyone"), ("joy",)),
              ("hi @bob there", ("joy",)),                              # 2 words once cleaned: dropped
@@ -84,9 +85,9 @@ def test_text_pool_train_only_lengths_neutral_share_and_seed_labels():
              (words(5, "neutralfirst"), ("neutral", "joy"))]           # not neutral-ONLY: always kept
     items += [(words(4, f"neu{i}"), ("neutral",)) for i in range(50)]
     go = pd.concat([go_frame(items), go_frame([(words(5, "devtext"), ("joy",))], split="dev")], ignore_index=True)
-    pool, counts = st.text_pool(go, seed=0)
+    pool, counts = st.text_pool(go, seed=0, **OLD)
     assert counts == {"train_rows": 58, "after_length": 55, "neutral_only": 50, "neutral_only_kept": 10,
-                      "after_neutral": 15}
+                      "after_neutral": 15, "neutral_rule": "raw_exact", "dominant_label": "first_raw"}
     assert len(pool) == 15 and (pool.split == "train").all()
     kept = set(pool.text)
     assert {words(3, "three"), words(50, "fifty")} <= kept
@@ -99,8 +100,8 @@ def test_text_pool_train_only_lengths_neutral_share_and_seed_labels():
     def neutral_only(frame):
         return sorted(t for t in frame.text if t.startswith("neu") and not t.startswith("neutralfirst"))
     assert len(neutral_only(pool)) == 10
-    assert neutral_only(st.text_pool(go, seed=0)[0]) == neutral_only(pool)
-    other = neutral_only(st.text_pool(go, seed=1)[0])
+    assert neutral_only(st.text_pool(go, seed=0, **OLD)[0]) == neutral_only(pool)
+    other = neutral_only(st.text_pool(go, seed=1, **OLD)[0])
     assert len(other) == 10 and other != neutral_only(pool)
     assert pool.raw_text.iloc[0] == go.text.iloc[0]
 
@@ -258,7 +259,7 @@ def test_seed_pairs_targets_filters_and_summary():
     fer, go, clip = _synthetic_pool(12, 12, sims_of=lambda c, i: 0.10 if i < 2 else 0.5, extra_texts=spam)
     targets = sp.pair_targets(small=3, large=5)
     assert targets[D] == targets[F] == 3 and targets[H] == 5 and sum(targets.values()) == 31
-    out = sp.seed_pairs(fer, go, clip.images, clip.texts, seed=0, targets=targets, aug_target=15)
+    out = sp.seed_pairs(fer, go, clip.images, clip.texts, seed=0, targets=targets, aug_target=15, **OLD)
     rows = {r["class"]: r for r in out["summary"]["classes"]}
     assert rows["disgust"]["pool_images"] == 15 and rows["disgust"]["sampled"] == 6
     assert rows["happy"]["pool_texts"] == 17 and rows["happy"]["sampled"] == 10
@@ -274,7 +275,7 @@ def test_seed_pairs_targets_filters_and_summary():
     assert len(out["similarity"]) == len(out["images"]) == out["summary"]["n_pairs"]
     assert (out["images"].split == "train").all() and "devonly" not in " ".join(out["texts"].text)
     assert out["summary"]["images"]["augmented_added"] == 3
-    again = sp.seed_pairs(fer, go, clip.images, clip.texts, seed=0, targets=targets, aug_target=15)
+    again = sp.seed_pairs(fer, go, clip.images, clip.texts, seed=0, targets=targets, aug_target=15, **OLD)
     assert again["texts"].text.tolist() == out["texts"].text.tolist()
 
 
@@ -283,7 +284,7 @@ def test_seed_pairs_counts_each_post_filter():
                      ("very short yes", ("joy",))]}
     fer, go, clip = _synthetic_pool(4, 1, extra_texts=bad["happy"])   # one ordinary text per class (0.5)
     clip.sims["very short yes"] = 0.99
-    out = sp.seed_pairs(fer, go, clip.images, clip.texts, seed=0, targets=sp.pair_targets(2, 3), aug_target=4)
+    out = sp.seed_pairs(fer, go, clip.images, clip.texts, seed=0, targets=sp.pair_targets(2, 3), aug_target=4, **OLD)
     happy = next(r for r in out["summary"]["classes"] if r["class"] == "happy")
     assert (happy["kept_top_target"], happy["after_word_count"], happy["after_unique_ratio"],
             happy["after_spam"], happy["final"]) == (3, 2, 1, 0, 0)
@@ -293,12 +294,12 @@ def test_seed_pairs_counts_each_post_filter():
 def test_no_pair_above_threshold_is_a_clear_error():
     fer, go, clip = _synthetic_pool(4, 4, sims_of=lambda c, i: 0.1)
     with pytest.raises(InputError, match=r"no match reached cosine similarity 0.15 \(best 0.1"):
-        sp.seed_pairs(fer, go, clip.images, clip.texts, seed=0, targets=sp.pair_targets(2, 3), aug_target=4)
+        sp.seed_pairs(fer, go, clip.images, clip.texts, seed=0, targets=sp.pair_targets(2, 3), aug_target=4, **OLD)
 
 
 def test_split_70_15_15_by_class_and_summary_table():
     fer, go, clip = _synthetic_pool(200, 200)
-    out = sp.seed_pairs(fer, go, clip.images, clip.texts, seed=0, targets=sp.pair_targets(100, 100),
+    out = sp.seed_pairs(fer, go, clip.images, clip.texts, seed=0, targets=sp.pair_targets(100, 100), **OLD,
                         aug_target=200)
     parts = sp.split_pairs(out, seed=0)
     y = out["images"].y.to_numpy()
