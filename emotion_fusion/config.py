@@ -11,7 +11,7 @@ import math
 import re
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Collection
 
 from emotion_fusion.branches.choices import IMAGE_MODES, LR_SCHEDULES, VAL_LOSS_RULES
 from emotion_fusion.branches.encoders import ENCODERS
@@ -181,16 +181,17 @@ class Config:
                 or (ENCODERS[self.text_model].random_init and self.text_weights is None))
 
 
-# The settings that take one of a few names, and those names.
-_CHOICES: dict[str, tuple[str, ...]] = {
+# The settings that take one of a few names, and those names (text models: the live registry, so an
+# encoder registered at run time is accepted).
+_CHOICES: dict[str, Collection[str]] = {
     "profile": PROFILES, "protocol": PROTOCOLS, "label_map": MAPPINGS, "multi_label": MULTI_LABEL_RULES,
     "image_mode": IMAGE_MODES, "lr_schedule": LR_SCHEDULES, "text_head": TEXT_HEADS, "fusion_rule": FUSION_RULES,
-    "augment_style": AUGMENT_STYLES, "text_model": tuple(ENCODERS), "neutral_rule": NEUTRAL_RULES,
+    "augment_style": AUGMENT_STYLES, "text_model": ENCODERS, "neutral_rule": NEUTRAL_RULES,
     "dominant_label": DOMINANT_RULES, "clip_resize": CLIP_RESIZE, "class_weights": CLASS_WEIGHTS,
     "val_loss": VAL_LOSS_RULES, "raw_head_words": RAW_HEAD_WORDS}
 
 
-def _choice(name: str, value: Any, valid: tuple[str, ...]) -> None:
+def _choice(name: str, value: Any, valid: Collection[str]) -> None:
     if value not in valid:
         raise InputError(f"unknown {name} {value!r}; choose one of: {', '.join(valid)}")
 

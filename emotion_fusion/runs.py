@@ -15,8 +15,6 @@ the demo). One writer at a time: `writer_lock`. Only numpy is imported here (no 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
-import hashlib
 import json
 import os
 import shutil
@@ -28,6 +26,7 @@ import numpy as np
 from emotion_fusion.data.files import atomic_write, write_bytes
 from emotion_fusion.data.labels import CLASSES
 from emotion_fusion.errors import InputError, json_kind
+from emotion_fusion.fingerprints import file_signature, fingerprint, sha256, to_jsonable  # noqa: F401 (re-export)
 from emotion_fusion.scoring.fusion import check_classes, check_probs
 from emotion_fusion.scoring.metrics import as_labels
 
@@ -57,22 +56,7 @@ def run_dir_path(run_dir) -> Path:
     return run_dir
 
 
-# ---------------------------------------------------------------- JSON and hashing
-def to_jsonable(obj):
-    """json `default=`: numpy values, paths and dataclasses; anything else is a bug, not a guess."""
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, Path):
-        return str(obj)
-    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return dataclasses.asdict(obj)
-    if isinstance(obj, (set, frozenset)):
-        return sorted(obj)
-    raise TypeError(f"cannot write {type(obj).__name__} to JSON")
-
-
+# ---------------------------------------------------------------- JSON
 def write_json(path, obj) -> Path:
     """Write `obj` as indented JSON atomically (a temp file renamed over the target)."""
     path = Path(path)
@@ -93,60 +77,6 @@ def read_json(path, kind: type | None = dict):
     if kind is not None and not isinstance(obj, kind):
         raise InputError(f"{path} holds a JSON {json_kind(obj)}, expected an object; {rerun(path.parent)}")
     return obj
-
-
-def _fp_default(obj):
-    # Arrays are hashed by dtype, shape and bytes so large data makes a short, exact key.
-    if isinstance(obj, np.ndarray):
-        data = np.ascontiguousarray(obj)
-        if data.dtype == object:
-            raise TypeError("cannot fingerprint an object array; convert it to a numeric or str dtype")
-        return {"__ndarray__": [data.dtype.str, list(data.shape), hashlib.sha256(data.tobytes()).hexdigest()]}
-    if isinstance(obj, bytes):
-        return {"__bytes__": hashlib.sha256(obj).hexdigest()}
-    return to_jsonable(obj)
-
-
-def fingerprint(*objs) -> str:
-    """Stable sha256 of canonical JSON (sorted keys; numpy arrays by bytes) of `objs`, for cache keys."""
-    text = json.dumps(list(objs), sort_keys=True, separators=(",", ":"), default=_fp_default,
-                      allow_nan=False)
-    return hashlib.sha256(text.encode()).hexdigest()
-
-
-def file_signature(path: Path) -> list:
-    """Cheap identity of a dataset or weight file on disk: (name, size, mtime) of every file under it."""
-    path = Path(path)
-    if not path.exists():
-        return [str(path)]      # e.g. a HF dataset id
-    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
-    return [[str(p.relative_to(path.parent)), p.stat().st_size, p.stat().st_mtime_ns] for p in files]
-
-
-# sha256 of files this process has already hashed, keyed by what changes whenever the content can have:
-# device, inode (a file swapped in by rename is another inode), size, mtime and ctime (an in-place
-# rewrite that restores the mtime still moves the ctime, which no user call can set). In memory only:
-# another process never trusts it, and a manifest is always written from fresh hashes.
-_HASHES: dict[tuple, str] = {}
-
-
-def _identity(st: os.stat_result) -> tuple:
-    return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns
-
-
-def sha256(path: Path, *, cached: bool = True) -> str:
-    """The file's sha256; with `cached`, reused while its (inode, size, mtime, ctime) are unchanged."""
-    key = _identity(os.stat(path))
-    if cached and key in _HASHES:
-        return _HASHES[key]
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    if len(_HASHES) > 4096:     # a long-lived kernel scoring many run dirs: stay bounded
-        _HASHES.clear()
-    _HASHES[key] = h.hexdigest()
-    return _HASHES[key]
 
 
 # ---------------------------------------------------------------- one writer at a time
@@ -304,7 +234,8 @@ def write_outputs(run_dir, split: str, *, p_image, y_image, p_text_items, y_text
     arrays = {"p_image": p_image, "y_image": y_image, "p_text_items": p_text_items, "y_text": y_text,
               "pairs": pairs, "p_visual": p_image, "p_text": p_text_items[pairs], "y": y_image,
               "classes": np.array(CLASSES)}
-    others = [("text", "p_text_items_", y_text.size, other_text_heads), ("image", "p_image_", y_image.size, other_image_weights)]
+    others = [("text", "p_text_items_", y_text.size, other_text_heads),
+              ("image", "p_image_", y_image.size, other_image_weights)]
     for kind, prefix, n, extra in others:
         for name, p in (extra or {}).items():
             p = arrays[prefix + name] = check_probs(p, f"{split} {name} {kind} probabilities")
