@@ -14,9 +14,9 @@ by the package.
 
 Two scenarios, each a null: the fusion weight is tuned (bisection on the population) so that fusion
 equals the better branch (visual) exactly in population accuracy, or in population macro-F1, while
-the two still disagree on many pairs. Per replicate the package scores the test set (`stats.all_pairs`: the all-pairs estimate and B
-crossed two-way resamples, the code path of `score_draws`) and, for comparison, one random pairing with
-the pair bootstrap (`metrics.evaluate_many`). Reported: coverage of the 95% intervals of the population
+the two still disagree on many pairs. Per replicate the package scores the test set (`stats.all_pairs`:
+the all-pairs estimate and B crossed two-way resamples, the code path of `score_draws`) and, for
+comparison, one random pairing with the pair bootstrap (`metrics.evaluate_many`). Reported: coverage of the 95% intervals of the population
 value for accuracy, macro-F1 and fusion - visual; the type-I error of the p-value (share below 0.05) for
 the metric whose null holds; the real sd of the estimate against the claimed sd (width / 3.92). The
 better branch is visual by construction (far stronger than text in both scenarios), so it is fixed here.

@@ -154,7 +154,7 @@ def results_table(results: dict, which: str = "headline") -> ResultsTable:
                  "macro-F1": _fmt(r["macro_f1"], r.get("macro_f1_ci")),
                  "macro-F1, one draw, pair bootstrap": _fmt(single[r["model"]]["macro_f1"],
                                                            single[r["model"]]["macro_f1_ci"]),
-                 "n pairs": r["n"]} for r in draws["rows"]]
+                 "n faces": r["n"]} for r in draws["rows"]]
         how = f"{draws.get('scheme', 'crossed two-way')} bootstrap"
         title = f"{results_title(results)} — test, {pairing_words(draws)}, 95% intervals: {how}"
         return ResultsTable(pd.DataFrame.from_records(recs).set_index("model"), title)
@@ -215,7 +215,7 @@ def format_draws(res: dict) -> str:
     comparison with the better branch, McNemar on the default draw and text reuse."""
     fixed = res.get("pairing") == "fixed"
     names = {"visual": "Visual only", "text": "Text only", "fusion": f"Fusion, w = {res['weight']:.2f}",
-             "fusion_best_val": "Fusion, best val w" + ("" if fixed else " (per draw)")}
+             "fusion_best_val": f"Fusion, best val w = {res['best_weight']['weight']:.2f}"}
     single = {r["model"]: r for r in res["single_draw"]["rows"]}
     lines = [f"Test, {pairing_words(res)}; {100 * res['ci']:.0f}% interval: {res['scheme']} bootstrap "
              f"({res['n_boot']} resamples)",
