@@ -104,7 +104,7 @@ def results_title(results: dict) -> str:
 
 
 def format_results(results: dict) -> str:
-    """Plain-text results: the headline over pairing draws (when scored), then the default pairing's
+    """Plain-text results: the all-pairs headline (when the draws were scored), then the default pairing's
     table (title, one line per row, best weight, McNemar); no pandas needed."""
     lines = [results_title(results)]
     if results.get("draws"):
@@ -198,7 +198,7 @@ def as_table(obj, name: str | None = None):
     return pd.Series(obj, name=name).to_frame()
 
 
-# ---------------------------------------------------------------- the pairing draws, in words
+# ---------------------------------------------------------------- the all-pairs headline and the pairing draws, in words
 def _pct(x: float, ci=None) -> str:
     return f"{100 * x:5.1f}" + (f" [{100 * ci[0]:.1f}, {100 * ci[1]:.1f}]" if ci else "")
 
