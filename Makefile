@@ -56,6 +56,7 @@ data: venv
 benchmarks: venv
 	$(PY) benchmarks/branches.py --quick
 	$(PY) benchmarks/fusion.py
+	$(PY) benchmarks/stats_calibration.py
 	$(PY) benchmarks/batch.py
 
 clean-venv:

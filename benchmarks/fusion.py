@@ -6,6 +6,10 @@
 (1b) the test split re-paired with a new seed from the per-item arrays, then scored        <= 1 s
 (2) a 101-weight sweep with bootstrap CIs at the chosen weight                            <= 1 s
 (3) the `fuse` CLI in a subprocess, wall time (best of 3)                                  <= 1.5 s
+(5) the headline's statistics from cache: the all-pairs value of the test split + 1,000 crossed two-way
+    resamples (`stats.all_pairs`, all four models)                                         <= 3 s
+    beside the whole `score_draws` (R = 200, B = 1,000) now and as it was at commit 6ae0255 (before the
+    all-pairs estimand; loaded from git, skipped without git), timed side by side: ratios, not limits
 (4) how many times faster (1) is than recomputing both branches' outputs for the same test pairs:
     random-init ResNet-50 at 64 px on real FER2013 test faces + random-init CLIP ViT-B/32 on
     GoEmotions dev texts. `--recompute-n N` times N pairs and scales linearly to the full count
@@ -41,7 +45,9 @@ N_TEXTS_TEST, N_TEXTS_VAL = 5426, 4340   # every text of the pool is scored once
 WEIGHT = 0.3
 REPEATS_FAST, REPEATS_SLOW = 20, 3
 IMAGE_SIZE = 64
-LIMITS = {"rescore_one_weight_ms": 50.0, "repair_one_seed_ms": 1000.0, "sweep_with_ci_s": 1.0, "fuse_cli_s": 1.5}
+LIMITS = {"rescore_one_weight_ms": 50.0, "repair_one_seed_ms": 1000.0, "sweep_with_ci_s": 1.0, "fuse_cli_s": 1.5,
+          "all_pairs_with_1000_resamples_s": 3.0}
+BEFORE = "6ae0255"   # the last commit whose score_draws reported the mean over draws with text-cluster intervals
 RESULTS = REPO / "benchmarks" / "results" / "fusion.json"
 
 
@@ -107,6 +113,41 @@ def bench_sweep(run_dir: Path) -> tuple[float, float]:
     def once():
         out.update(sweep(val, test, rule=rule, n_boot=1000))
     return _best(once, REPEATS_SLOW), out["best_weight"]
+
+
+def _stats_before():
+    """stats.py as of BEFORE, loaded as a module beside today's (None where git or the commit is missing)."""
+    import importlib.util
+    try:
+        src = subprocess.run(["git", "show", f"{BEFORE}:emotion_fusion/scoring/stats.py"], cwd=REPO,
+                             capture_output=True, text=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    mod = importlib.util.module_from_spec(importlib.util.spec_from_loader("emotion_fusion.scoring._before", None))
+    mod.__package__ = "emotion_fusion.scoring"      # its relative imports resolve to today's fusion/metrics
+    try:
+        exec(compile(src, f"{BEFORE}:stats.py", "exec"), mod.__dict__)
+    except ImportError:
+        return None
+    return mod
+
+
+def bench_statistics(run_dir: Path) -> dict:
+    """(5): the all-pairs value + 1,000 crossed resamples, beside score_draws now and before (best of 2)."""
+    from emotion_fusion.scoring import stats
+    keys = ("p_image", "y_image", "p_text_items", "y_text", "pairs")
+    val, test = ({k: runs.load_outputs(run_dir, s)[k] for k in keys} for s in ("val", "test"))
+    rule, s = _rule(run_dir), stats._check_split(test, "test")
+    models = {"visual": None, "text": None, "fusion": WEIGHT, "fusion_best_val": 0.5}
+    out = {"all_pairs_with_1000_resamples_s": _best(
+        lambda: stats.all_pairs(s, models, rule, 1000, np.random.default_rng(0)), 2)}
+    out["score_draws_now_s"] = _best(lambda: stats.score_draws(val, test, WEIGHT, rule, R=200, B=1000), 2)
+    before = _stats_before()
+    if before is not None:
+        out["score_draws_before_s"] = _best(lambda: before.score_draws(val, test, WEIGHT, rule, R=200, B=1000), 2)
+        out["all_pairs_vs_score_draws_before"] = out["all_pairs_with_1000_resamples_s"] / out["score_draws_before_s"]
+        out["score_draws_now_vs_before"] = out["score_draws_now_s"] / out["score_draws_before_s"]
+    return out
 
 
 def bench_cli(run_dir: Path) -> dict:
@@ -203,18 +244,21 @@ def main(argv=None) -> int:
         repair = bench_repair(run_dir)
         sweep_s, best = bench_sweep(run_dir)
         cli = bench_cli(run_dir)
+        statistics = bench_statistics(run_dir)
     recompute = bench_recompute(data_root, a.recompute_n, rescore)
 
     out = {"machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
                        "numpy": np.__version__, "platform": platform.platform()},
            "run_dir": str(a.run_dir) if a.run_dir else f"synthetic ({N_VAL} val, {N_TEST} test pairs)",
            "rescore_one_weight_ms": rescore * 1e3, "repair_one_seed_ms": repair * 1e3, "sweep_with_ci_s": sweep_s, "sweep_best_weight": best,
-           "fuse_cli": cli, "recompute": recompute, "limits": LIMITS}
+           "fuse_cli": cli, "statistics": statistics, "recompute": recompute, "limits": LIMITS}
     out["within_limits"] = {
         "rescore_one_weight_ms": out["rescore_one_weight_ms"] <= LIMITS["rescore_one_weight_ms"],
         "repair_one_seed_ms": out["repair_one_seed_ms"] <= LIMITS["repair_one_seed_ms"],
         "sweep_with_ci_s": sweep_s <= LIMITS["sweep_with_ci_s"],
-        "fuse_cli_s": cli.get("seconds", float("inf")) <= LIMITS["fuse_cli_s"]}
+        "fuse_cli_s": cli.get("seconds", float("inf")) <= LIMITS["fuse_cli_s"],
+        "all_pairs_with_1000_resamples_s": statistics["all_pairs_with_1000_resamples_s"]
+        <= LIMITS["all_pairs_with_1000_resamples_s"]}
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(out, indent=2) + "\n")
     if a.json:
@@ -234,6 +278,15 @@ def main(argv=None) -> int:
     print(f"{'(1b) re-pair test with a new seed + score':<42}{f'{repair * 1e3:.1f} ms':<40}1 s")
     print(f"{'(2) 101-weight sweep + CIs':<42}{f'{sweep_s:.3f} s (best w {best:.2f})':<40}1 s")
     print(f"{'(3) fuse CLI wall time':<42}{cli_text:<40}1.5 s")
+    st = statistics
+    ap_text = f"{st['all_pairs_with_1000_resamples_s']:.2f} s"
+    print(f"{'(5) all pairs + 1,000 two-way resamples':<42}{ap_text:<40}3 s")
+    if "score_draws_before_s" in st:
+        print(f"{'    score_draws (R 200, B 1,000) now/before':<42}"
+              f"{st['score_draws_now_s']:.2f} s / {st['score_draws_before_s']:.2f} s; all pairs + resamples = "
+              f"{st['all_pairs_vs_score_draws_before']:.2f}x score_draws before")
+    else:
+        print(f"{'    score_draws (R 200, B 1,000) now':<42}{st['score_draws_now_s']:.2f} s (before: no git)")
     print(f"{'(4) recompute both branches (test pairs)':<42}{rec_text}")
     print(f"written: {RESULTS.relative_to(REPO)}")
     return 0

@@ -3,8 +3,8 @@
     python -m emotion_fusion run --profile offline --seeds 0 1 2 --out runs/offline-3seeds
 
 Each seed trains both branches into RUN_DIR/seed-<s>/ (a complete run dir of its own, cached as usual)
-and RUN_DIR/aggregate.json holds, per model, the headline test scores (the mean over pairing draws when
-they were scored) of every seed, their mean and standard deviation, and the same for fusion minus the
+and RUN_DIR/aggregate.json holds, per model, the headline test scores (the all-pairs estimate when the
+pairing draws were scored) of every seed, their mean and standard deviation, and the same for fusion minus the
 better single branch. Pairing draws say how much the numbers move with the pairing; seeds, how much they
 move with training.
 """
@@ -74,7 +74,7 @@ def format_aggregate(agg: dict) -> str:
     from emotion_fusion.report import MODEL_NAMES
     seeds = agg["seeds"]
     lines = [agg["title"], f"Test, {len(seeds)} training seeds ({', '.join(map(str, seeds))}); each value the "
-             "mean over pairing draws", f"{'model':<28}{'accuracy % mean ± sd':<24}{'macro-F1 % mean ± sd':<24}"
+             "average over all same-class face × text pairs", f"{'model':<28}{'accuracy % mean ± sd':<24}{'macro-F1 % mean ± sd':<24}"
              + "  ".join(f"seed {s} acc/F1" for s in seeds)]
     for e in agg["models"]:
         a, f = e["accuracy"], e["macro_f1"]

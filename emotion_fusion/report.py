@@ -9,7 +9,7 @@ from pathlib import Path
 
 from emotion_fusion.errors import InputError
 from emotion_fusion.runs import CONFIG, INFO, RESULTS, read_run, rerun, write_json
-from emotion_fusion.scoring.fusion import check_weight, fuse, sweep
+from emotion_fusion.scoring.fusion import check_probs, check_weight, fused_labels, sweep
 from emotion_fusion.scoring.metrics import evaluate_many, mcnemar
 
 MODEL_NAMES = {"visual": "Visual only", "text": "Text only", "fusion": "Fusion",
@@ -36,7 +36,8 @@ def score_run(run_dir, weight: float | None = None, rule: str | None = None, n_b
     a JSON-able dict with `rows` (the default pairing of outputs/*.npz), `best_weight`, `mcnemar` (fusion
     vs each branch on test; b counts pairs only fusion gets right), `sweep` and `title` (from run_info.json,
     so a RANDOM-INIT warning survives). With `draws` > 0 also `draws`: the headline, `stats.score_draws`
-    over that many seeded re-pairings (means, text-clustered intervals, fusion minus the better branch).
+    (the all-pairs estimand with crossed two-way intervals, fusion minus the better branch, and that many
+    seeded re-pairings beside it). The weight is checked once here; the fused labels reuse it.
     """
     run_dir = Path(run_dir)
     cfg, info, data = read_run(run_dir)
@@ -55,9 +56,10 @@ def score_run(run_dir, weight: float | None = None, rule: str | None = None, n_b
     rows, preds = [], {}
     for split in SCORED:
         d = data[split]
-        preds[split] = {"visual": d["p_visual"].argmax(axis=1), "text": d["p_text"].argmax(axis=1),
-                        "fusion": fuse(d["p_visual"], d["p_text"], weight, rule).argmax(axis=1),
-                        "fusion_best_val": fuse(d["p_visual"], d["p_text"], best, rule).argmax(axis=1)}
+        pv, pt = check_probs(d["p_visual"], f"{split} p_visual"), check_probs(d["p_text"], f"{split} p_text")
+        fused = fused_labels(pv, pt, [weight, best], rule)
+        preds[split] = {"visual": pv.argmax(axis=1), "text": pt.argmax(axis=1), "fusion": fused[0],
+                        "fusion_best_val": fused[1]}
         for model, score in evaluate_many(d["y"], preds[split], n_boot=n_boot, seed=seed).items():
             row = {"model": model, "split": split}
             if model.startswith("fusion"):
@@ -102,7 +104,7 @@ def results_title(results: dict) -> str:
 
 
 def format_results(results: dict) -> str:
-    """Plain-text results: the headline over pairing draws (when scored), then the default pairing's
+    """Plain-text results: the all-pairs headline (when the draws were scored), then the default pairing's
     table (title, one line per row, best weight, McNemar); no pandas needed."""
     lines = [results_title(results)]
     if results.get("draws"):
@@ -138,7 +140,7 @@ class ResultsTable:
 def results_table(results: dict, which: str = "headline") -> ResultsTable:
     """Accuracy and macro-F1 in % with 95% intervals ("66.7 [65.1, 68.2]") under the run's title.
 
-    `which="headline"`: the test means over pairing draws with text-clustered intervals, beside the
+    `which="headline"`: the test all-pairs estimand with crossed two-way intervals, beside the
     default pairing's pair-bootstrap interval (when the draws were scored; else as "single");
     `which="single"`: the default pairing's rows (test and validation), pair bootstrap.
     """
@@ -147,14 +149,13 @@ def results_table(results: dict, which: str = "headline") -> ResultsTable:
     draws = results.get("draws")
     if which == "headline" and draws:
         single = {r["model"]: r for r in draws["single_draw"]["rows"]}
-        per_draw = draws.get("pairing") != "fixed"
-        recs = [{"model": _model_label(r) + (" (per draw)" if r["model"] == "fusion_best_val" and per_draw else ""),
+        recs = [{"model": _model_label(r),
                  "accuracy": _fmt(r["accuracy"], r.get("accuracy_ci")),
                  "macro-F1": _fmt(r["macro_f1"], r.get("macro_f1_ci")),
                  "macro-F1, one draw, pair bootstrap": _fmt(single[r["model"]]["macro_f1"],
                                                            single[r["model"]]["macro_f1_ci"]),
-                 "n pairs": r["n"]} for r in draws["rows"]]
-        how = "text-cluster bootstrap" if draws.get("pairing") == "fixed" else "random draw × text-cluster bootstrap"
+                 "n faces": r["n"]} for r in draws["rows"]]
+        how = f"{draws.get('scheme', 'crossed two-way')} bootstrap"
         title = f"{results_title(results)} — test, {pairing_words(draws)}, 95% intervals: {how}"
         return ResultsTable(pd.DataFrame.from_records(recs).set_index("model"), title)
     recs = [{"split": r["split"], "model": _model_label(r), "accuracy": _fmt(r["accuracy"], r.get("accuracy_ci")),
@@ -164,8 +165,8 @@ def results_table(results: dict, which: str = "headline") -> ResultsTable:
 
 
 def comparison_table(results: dict):
-    """Fusion minus the better single branch (chosen on each draw's validation pairs): mean difference
-    in points, 95% interval and bootstrap p-value, at the fusion weight and at the best validation weight."""
+    """Fusion minus the better single branch (chosen on validation): the all-pairs difference in points,
+    95% interval and bootstrap p-value, at the fusion weight and at the best validation weight."""
     import pandas as pd
 
     rows = []
@@ -174,7 +175,7 @@ def comparison_table(results: dict):
             rows.append({"fusion": MODEL_NAMES[m] + (f", w = {c['weight']:.2f}" if c.get("weight") is not None else ""),
                          "metric": k, "minus better branch (points)": round(100 * c[k]["mean_diff"], 1),
                          "95% interval": f"[{100 * c[k]['ci'][0]:+.1f}, {100 * c[k]['ci'][1]:+.1f}]",
-                         "p": c[k]["p_value"], "better branch (draws)": c["better_branch"]})
+                         "p": c[k]["p_value"], "better branch (on validation)": c["better_branch"]})
     return pd.DataFrame(rows).set_index(["fusion", "metric"])
 
 
@@ -197,7 +198,7 @@ def as_table(obj, name: str | None = None):
     return pd.Series(obj, name=name).to_frame()
 
 
-# ---------------------------------------------------------------- the pairing draws, in words
+# ---------------------------------------------------------------- the all-pairs headline and the pairing draws, in words
 def _pct(x: float, ci=None) -> str:
     return f"{100 * x:5.1f}" + (f" [{100 * ci[0]:.1f}, {100 * ci[1]:.1f}]" if ci else "")
 
@@ -206,7 +207,7 @@ def pairing_words(res: dict) -> str:
     """What the headline's means are over, in words."""
     if res.get("pairing") == "fixed":
         return "the protocol's own pairs (fixed, not redrawn)"
-    return f"mean of {res['draws']} pairing draws"
+    return "all same-class face × text pairs (the estimand)"
 
 
 def format_draws(res: dict) -> str:
@@ -214,10 +215,10 @@ def format_draws(res: dict) -> str:
     comparison with the better branch, McNemar on the default draw and text reuse."""
     fixed = res.get("pairing") == "fixed"
     names = {"visual": "Visual only", "text": "Text only", "fusion": f"Fusion, w = {res['weight']:.2f}",
-             "fusion_best_val": "Fusion, best val w" + ("" if fixed else " (per draw)")}
+             "fusion_best_val": f"Fusion, best val w = {res['best_weight']['weight']:.2f}"}
     single = {r["model"]: r for r in res["single_draw"]["rows"]}
-    lines = [f"Test, {pairing_words(res)}; {100 * res['ci']:.0f}% interval: {'' if fixed else 'random draw x '}"
-             f"{res['scheme'].replace('_', '-')} bootstrap ({res['n_boot']} resamples)",
+    lines = [f"Test, {pairing_words(res)}; {100 * res['ci']:.0f}% interval: {res['scheme']} bootstrap "
+             f"({res['n_boot']} resamples)",
              f"{'model':<31}{'accuracy %':<21}{'macro-F1 %':<21}"
              f"{'pair bootstrap' if fixed else 'one draw, pair bootstrap':<26}width x"]
     for r in res["rows"]:
@@ -230,15 +231,16 @@ def format_draws(res: dict) -> str:
         lines.append("(an interval of zero width: that model is right on all or none of each class's test "
                      "pairs, which resampling within class cannot change)")
     bw = res["best_weight"]
-    if fixed:
-        lines.append(f"best validation weight: {bw['mean']:.2f}")
-    else:
-        lines.append(f"best validation weight per draw: mean {bw['mean']:.2f}, range {bw['min']:.2f}-"
-                     f"{bw['max']:.2f} (default draw {res['single_draw']['best_weight']:.2f})")
+    lines.append(f"best validation weight: {bw['weight']:.2f}" + ("" if fixed else
+                 f" (validation macro-F1 averaged over {res['draws']} draws; each draw's own pick "
+                 f"{bw['per_draw_min']:.2f}-{bw['per_draw_max']:.2f}, the default draw's "
+                 f"{res['single_draw']['best_weight']:.2f})"))
+    if not fixed:
+        lines.append(f"mean of the {res['draws']} draws (tends to the all-pairs value): " + "; ".join(
+            f"{names[r['model']]} {100 * r['accuracy_draws_mean']:.1f} / {100 * r['macro_f1_draws_mean']:.1f}"
+            for r in res["rows"]))
     for m, c in res["comparison"].items():
-        b = c["better_branch"]
-        which = ("text" if b["text"] else "visual") if fixed else f"visual {b['visual']}, text {b['text']} draws"
-        lines.append(f"{names[m]} minus the better branch on validation ({which}): " + "; ".join(
+        lines.append(f"{names[m]} minus the better branch on validation ({c['better_branch']}): " + "; ".join(
                          f"{k.replace('_', '-')} {100 * c[k]['mean_diff']:+.1f} [{100 * c[k]['ci'][0]:+.1f}, "
                          f"{100 * c[k]['ci'][1]:+.1f}] p = {c[k]['p_value']:.3g}"
                          for k in ("accuracy", "macro_f1")))

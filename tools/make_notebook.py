@@ -66,21 +66,27 @@ cells = [
        "candidates — is chosen on validation; its scores there:"),
     code('ef.as_table(result.text_heads["scores"])'),
     md("## 7. Results on the test pairs\n"
-       "Pairing is random, so one pairing is one draw among many: the headline is the mean over "
-       "`cfg.pairing_draws` seeded re-pairings of the same scored faces and texts (free: every face and text "
-       "was scored once). Its 95% interval mixes the pairing draws with a bootstrap that resamples *texts* as "
-       "clusters — a text used by k faces moves with its k pairs — within each class. The last column is the "
-       "usual pair bootstrap on the one default pairing, for comparison: it treats pairs as independent and "
-       "is too narrow for the text branch when texts are reused. Under `protocol=seed` the pairs are the "
-       "original's CLIP matches, so they are scored as they are, not redrawn. The title says where the test "
-       "pairs come from and flags random-init weights."),
+       "**What the headline estimates.** Pairing is random, so any one pairing is one draw among many. The "
+       "number reported is, per class, the expected score of a random test face of that class paired with a "
+       "random text of that class, weighted by the test class mix: computed exactly as the average over "
+       "*every* same-class face × text pair (macro-F1 from that all-pairs confusion matrix), which is what the "
+       "mean over many random pairings tends to. Its 95% interval is a crossed two-way bootstrap: faces and "
+       "texts are resampled independently within each class, the same resamples for every model, so the "
+       "uncertainty counts both the faces and the texts we happened to have (few texts in a class make it "
+       "wide), not the luck of one pairing. The last column is the usual pair bootstrap on the one default "
+       "pairing, for comparison: it sizes the interval for that single pairing and mistakes pairs that share "
+       "a text for independent ones. The best weight and the better branch are chosen on validation, so "
+       "those rows hold for this validation set. Under `protocol=seed` the pairs are the original's CLIP "
+       "matches, so they are scored as they are, not redrawn. The title says where the test pairs come from "
+       "and flags random-init weights."),
     code("result.table()", metadata={"tags": ["results-table"]}),
     md("### The claim that matters: fusion minus the *better* single branch\n"
-       "On each draw the better branch is the one with the higher validation macro-F1; the difference is "
-       "paired (same faces, same texts), with an interval and p-value from the same resampling."),
+       "The better branch is the one with the higher validation macro-F1; the difference is paired (same "
+       "faces, same texts), with an interval and p-value from the same two-way resamples."),
     code("ef.comparison_table(result.results)"),
     md("### How often each text is reused\nSome classes have far fewer texts than faces (e.g. fear), so one "
-       "text stands in for several faces. This is why the intervals above resample texts as clusters."),
+       "text stands in for several faces in a pairing. Few texts in a class make its share of the estimate rest "
+       "on few items, which the two-way bootstrap counts by resampling the texts themselves."),
     code("ef.text_reuse_table(result.results)"),
     md("### The default pairing alone\nThe single pairing stored in `outputs/*.npz` (the section 6 contract), "
        "test and validation, with the pair bootstrap."),

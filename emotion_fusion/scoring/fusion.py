@@ -163,6 +163,28 @@ def _sweep_preds(pv, pt, weights: np.ndarray, rule: str) -> np.ndarray:
     return arg
 
 
+def fused_labels(pv: np.ndarray, pt: np.ndarray, weights, rule: str = "linear") -> np.ndarray:
+    """Fused labels (W, N) at each weight, for arrays and weights the caller has checked once
+    (`check_probs`, `check_weight`, rule in RULES): equal to `fuse(pv, pt, w, rule).argmax(1)` per w."""
+    return _sweep_preds(pv, pt, np.asarray(weights, dtype=np.float64), rule)
+
+
+def grid_labels(pv: np.ndarray, pt: np.ndarray, weight: float, rule: str = "linear") -> np.ndarray:
+    """Fused labels (n, m) of every face x text combination: row i, column j is
+    `fuse(pv[i], pt[j], weight, rule).argmax()` (same arithmetic, first maximum on ties). Inputs as
+    `fused_labels` takes them; memory ~3 n m floats."""
+    a, b = (pv, pt) if rule == "linear" else (_log(pv), _log(pt))
+    a, b = weight * a, (1 - weight) * b
+    best = a[:, None, 0] + b[None, :, 0]
+    arg = np.zeros(best.shape, dtype=np.int64)
+    for k in range(1, NUM_CLASSES):
+        s = a[:, None, k] + b[None, :, k]
+        better = s > best
+        np.copyto(best, s, where=better)
+        arg[better] = k
+    return arg
+
+
 def _scores_per_weight(preds: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Accuracy and macro-F1 per row of `preds` (W, N): one bincount builds all W confusion matrices."""
     k = NUM_CLASSES * NUM_CLASSES

@@ -15,6 +15,8 @@ import numpy as np
 from emotion_fusion.data.labels import CLASSES, NUM_CLASSES
 from emotion_fusion.errors import InputError
 
+from .bootstrap import multiplicities, weighted_confusion
+
 N_BOOT = 1000  # bootstrap resamples
 CI = 0.95  # two-sided percentile interval
 SEED = 0
@@ -93,31 +95,10 @@ def _check_ci(n_boot: int, ci: float) -> None:
 
 
 def _boot_counts(y: np.ndarray, preds: list[np.ndarray], n_boot: int, seed: int) -> list[np.ndarray]:
-    """Per model, the (n_boot, 7, 7) confusion counts of the same seeded resamples (paired bootstrap).
-
-    Resamples are a seeded (n_boot, N) index matrix. Samples with identical (y, every pred) are
-    interchangeable, so the index matrix is reduced to counts per such group (one bincount), and each
-    model's confusion matrices are a small matrix product -- no per-resample Python loop.
-    """
-    n, k = y.size, NUM_CLASSES * NUM_CLASSES
-    code = y.copy()
-    for p in preds:
-        code = code * NUM_CLASSES + p
-    _, first, group = np.unique(code, return_index=True, return_inverse=True)
-    n_groups = first.size
-    idx = np.random.default_rng(seed).integers(0, n, size=(n_boot, n))
-    flat = group[idx]
-    flat += np.arange(n_boot)[:, None] * n_groups  # one bin range per resample
-    weights = np.bincount(flat.ravel(), minlength=n_boot * n_groups).reshape(n_boot, n_groups)
-    # float64 matmul uses BLAS (integer matmul does not) and is exact for counts < 2**53.
-    weights = weights.astype(np.float64)
-    out = []
-    for p in preds:
-        onehot = np.zeros((n_groups, k))
-        onehot[np.arange(n_groups), y[first] * NUM_CLASSES + p[first]] = 1
-        counts = np.rint(weights @ onehot).astype(np.int64)
-        out.append(counts.reshape(n_boot, NUM_CLASSES, NUM_CLASSES))
-    return out
+    """Per model, the (n_boot, 7, 7) confusion counts of the same seeded resamples of the N samples
+    (paired bootstrap): `bootstrap.multiplicities` with one group, the project's one bootstrap."""
+    w = multiplicities([np.arange(y.size)], y.size, n_boot, np.random.default_rng(seed))
+    return [weighted_confusion(w, y, p) for p in preds]
 
 
 def _interval(values: np.ndarray, ci: float) -> list[float]:

@@ -1,18 +1,20 @@
-"""Many pairing draws, text-clustered intervals and the paired test of fusion against the better branch.
+"""The estimand of the label-paired design, its crossed two-way interval, and fusion against the better branch.
 
-Faces (FER2013) and texts (GoEmotions) share only a label, so one pairing is one random draw among
-many, and a text that stands in for k faces makes those k pairs dependent. Per split the input is a
-dict of per-item outputs: `p_image` (n_images x 7), `y_image`, `p_text_items` (n_texts x 7), `y_text`
-and optionally `pairs` (the run's own pairing: image i goes with text pairs[i]). Every face and text is
-scored once; a draw is an index array, so 200 draws cost no model call.
+Faces (FER2013) and texts (GoEmotions) share only a label, so any one pairing is one random draw among
+many. The number we report (the estimand): per class, the expected score of a random face of that class
+paired with a random text of that class, weighted by the test class mix. It is computed exactly as the
+average over every same-class face x text pair (`bootstrap.crossed_counts`; macro-F1 from that
+all-pairs confusion matrix), which is what the mean over many random pairings tends to (`per_draw`
+shows the draws and their mean). Per split the input is a dict of per-item outputs: `p_image`
+(n_images x 7), `y_image`, `p_text_items` (n_texts x 7), `y_text` and optionally `pairs` (the run's
+own pairing: image i goes with text pairs[i]). Every face and text is scored once.
 
-Why pair-level tests mislead here: McNemar (and the pair bootstrap) treat the n pairs as independent.
-Under text reuse they are not: the k pairs that share a text share its prediction, so the text-side
-part of the discordant counts b and c moves in blocks of k. The variance of b - c is then larger than
-the binomial variance McNemar assumes (by the cluster design effect 1 + (k - 1) rho, rho the
-within-text correlation of the discordances), so its p-values come out too small: anti-conservative.
-It also ignores that another pairing gives other pairs. McNemar is still reported (default draw) for
-comparison; the paired interval and p-value over draws (`score_draws`) are the test to quote. Pure numpy.
+Its variance is s2_face / n + s2_text / m + s2_interaction / (n m) per class, m the class's whole text
+pool: the interval resamples faces and texts independently within class (crossed two-way bootstrap),
+shared by all models so differences are paired; benchmarks/stats_calibration.py checks its coverage
+against a simulated population. An interval sized for one draw (pair bootstrap, or the texts one draw
+uses) aims at another quantity: too narrow where few texts are reused, too wide where texts outnumber
+faces. McNemar (one pairing, pairs as independent units) is reported for comparison only. Pure numpy.
 """
 from __future__ import annotations
 
@@ -21,15 +23,17 @@ import numpy as np
 from emotion_fusion.data.labels import CLASSES, NUM_CLASSES
 from emotion_fusion.errors import InputError
 
+from .bootstrap import class_blocks, crossed_counts, multiplicities, weighted_confusion
 from .fusion import (
     SWEEP_STEP,
     WEIGHT,
     _check_rule,
     _log,
-    _sweep_preds,
     _weights,
     check_probs,
     check_weight,
+    fused_labels,
+    grid_labels,
     pick_best,
     sweep_counts,
 )
@@ -38,7 +42,6 @@ from .metrics import confusion_scores as _scores
 
 R_DRAWS = 200
 MODELS = ("visual", "text", "fusion", "fusion_best_val")
-SCHEMES = ("text_cluster", "two_way")
 PAIRINGS = ("random", "fixed")        # fixed: score the stored pairs only (a protocol that builds them)
 K2 = NUM_CLASSES * NUM_CLASSES
 CHUNK = 250_000  # pairs per vectorised block: bounds memory at ~100 MB
@@ -129,53 +132,6 @@ def _draw_scores(y: np.ndarray, preds: np.ndarray) -> tuple[np.ndarray, np.ndarr
     return _scores(np.bincount(flat, minlength=len(preds) * K2).reshape(-1, NUM_CLASSES, NUM_CLASSES))
 
 
-def _within_class(groups: list[np.ndarray], rb: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """(len(rb), total) ids drawn with replacement inside each class: groups[c] is (R or 1, n_c)."""
-    return np.concatenate([g[rb[:, None] % len(g), rng.integers(0, g.shape[1], (rb.size, g.shape[1]))]
-                           for g in groups], axis=1)
-
-
-def _boot(y, preds: dict, pairs: np.ndarray, n_texts: int, n_boot: int, seed: int,
-          scheme: str) -> tuple[dict, np.ndarray]:
-    """Per model, (accuracy, macro-F1) over n_boot resamples mixing pairing draws and items; the draws.
-
-    Resample b takes a random draw r and weights each of its pairs by the multiplicity of its text
-    among the draw's used texts of that class, resampled with replacement (the text-cluster bootstrap:
-    a text used k times moves with its k pairs; each face is in exactly one pair of a draw, so faces,
-    nested in the texts, are resampled with them). Resampling within each class keeps the class mix
-    of the test sets fixed, as it is (without that, 72 fear texts each carrying ~7 faces would swing
-    the number of fear faces ~3x more than the faces themselves do). `two_way` also multiplies by an
-    independent within-class face multiplicity (pair weight = face x text multiplicity), which
-    counts face-level variance about twice when every face sits in one pair (see score_draws). All
-    models share the resamples (paired).
-    """
-    rng = np.random.default_rng(np.random.SeedSequence([int(seed), 2]))
-    R, N = pairs.shape
-    face_groups = [np.flatnonzero(y == c)[None] for c in np.unique(y)]
-    # Per class, the texts each draw uses: the same count in every draw (min(pool, faces) per class).
-    text_groups = [np.stack([np.unique(p) for p in pairs[:, f[0]]]) for f in face_groups]
-    draw = rng.integers(0, R, n_boot)
-    out = {m: ([], []) for m in preds}
-    step = max(1, CHUNK // N)
-    for lo in range(0, n_boot, step):
-        rb, nb = draw[lo:lo + step], min(step, n_boot - lo)
-        offset = np.arange(nb)[:, None]
-        picks = _within_class(text_groups, rb, rng) + offset * n_texts
-        mt = np.bincount(picks.ravel(), minlength=nb * n_texts).reshape(nb, n_texts)
-        w = mt[offset, pairs[rb]].astype(np.float64)
-        if scheme == "two_way":
-            faces = _within_class(face_groups, rb, rng) + offset * N
-            w *= np.bincount(faces.ravel(), minlength=nb * N).reshape(nb, N)
-        for m, p in preds.items():
-            pr = np.broadcast_to(p, (nb, N)) if p.ndim == 1 else p[rb]
-            flat = (offset * K2 + y * NUM_CLASSES + pr).ravel()
-            counts = np.bincount(flat, w.ravel(), minlength=nb * K2).reshape(nb, NUM_CLASSES, NUM_CLASSES)
-            acc, f1 = _scores(counts)
-            out[m][0].append(acc)
-            out[m][1].append(f1)
-    return {m: (np.concatenate(a), np.concatenate(f)) for m, (a, f) in out.items()}, draw
-
-
 def _p_two_sided(diff: np.ndarray) -> float:
     """Bootstrap p-value of "no difference": twice the smaller share of resampled differences on either
     side of 0, counted as (k + 1) / (B + 1) so that it is never 0 (its floor is 2 / (B + 1))."""
@@ -183,80 +139,114 @@ def _p_two_sided(diff: np.ndarray) -> float:
     return min(1.0, 2 * (k + 1) / (diff.size + 1))
 
 
-def _for_mean(per_draw: np.ndarray, boot: np.ndarray, draw: np.ndarray) -> np.ndarray:
-    """Resampled values for the interval of the mean over draws: mean + (S*_b - S_r(b)).
-
-    A draw's resample deviation S*_b - S_r spreads like one draw's score over new samples of faces
-    and texts AND a new pairing (the text clusters of a fresh pairing are iid units), which by the
-    law of total variance is Var(mean over pairings) + Var(pairing | sample): it covers pairing
-    variation once. Adding the draw-to-draw spread on top (resampling around S_r instead of the
-    mean) would count it twice. For the mean of R draws the pairing term shrinks to 1/R, so this is
-    mildly conservative; we do not subtract it, because with few texts per class the cluster
-    bootstrap runs narrow by (n - 1) / n and the difference would then undercover
-    (benchmarks/stats_calibration.py measures both).
-    """
-    return per_draw.mean() + (boot - per_draw[draw])
+def _fused(s: dict, pairings: np.ndarray, weights: list[float], rule: str) -> np.ndarray:
+    """(2, R, N) fused predictions of each pairing draw at the two weights (fusion, fusion_best_val)."""
+    return np.stack([fused_labels(s["pv"], s["pt"][p], weights, rule) for p in pairings], axis=1)
 
 
-def _fused(s: dict, pairings: np.ndarray, weight: float, best: np.ndarray, rule: str) -> np.ndarray:
-    """(2, R, N) fused predictions at `weight` and at each draw's own best weight (fusion._sweep_preds)."""
-    return np.stack([_sweep_preds(s["pv"], s["pt"][p], np.array([weight, w]), rule)
-                     for p, w in zip(pairings, best)], axis=1)
+def _grid(s: dict, blocks: list, models: dict, rule: str) -> dict:
+    """Per model, the labels of each class block's face x text pairs: `models` maps a name to its fusion
+    weight, or to None for the branches alone (whose labels depend on one side only)."""
+    av, at, grids = s["pv"].argmax(1), s["pt"].argmax(1), {}
+    out = {}
+    for m, w in models.items():
+        if w is None:
+            out[m] = [av[f][:, None] for _, f, _ in blocks] if m == "visual" else [at[t][None] for *_, t in blocks]
+        else:   # a weight shared by both fusion rows is computed once
+            out[m] = grids.setdefault(w, [grid_labels(s["pv"][f], s["pt"][t], w, rule) for _, f, t in blocks])
+    return out
+
+
+def all_pairs(s: dict, models: dict, rule: str, B: int = 0, rng: np.random.Generator | None = None) -> tuple:
+    """The all-pairs estimand per model (accuracy and macro-F1 arrays of length 1) and, with B > 0,
+    B crossed two-way resamples (faces and texts resampled within class, shared by all models).
+    `s` is a checked split (`_check_split`); `models` as for `_grid`."""
+    blocks = class_blocks(s["y"], s["yt"])
+    for c, f, t in blocks:
+        if t.size == 0:
+            raise InputError(f"class {CLASSES[c]!r} has {f.size} faces but no texts to pair with; "
+                             "add texts of that class or drop those faces")
+    labels = _grid(s, blocks, models, rule)
+    ones = [np.ones((1, f.size)) for _, f, _ in blocks], [np.ones((1, t.size)) for *_, t in blocks]
+    point = {m: _scores(crossed_counts(blocks, lab, *ones)) for m, lab in labels.items()}
+    if not B:
+        return point, None
+    wf = multiplicities([f for _, f, _ in blocks], s["y"].size, B, rng)
+    wt = multiplicities([t for *_, t in blocks], s["yt"].size, B, rng)
+    wf, wt = [wf[:, f] for _, f, _ in blocks], [wt[:, t] for *_, t in blocks]
+    return point, {m: _scores(crossed_counts(blocks, lab, wf, wt)) for m, lab in labels.items()}
+
+
+def _fixed_pairs(s: dict, pairs: np.ndarray, weights: list[float], rule: str, B: int,
+                 rng: np.random.Generator) -> tuple[dict, dict]:
+    """Scores of the stored pairs and a within-class pair bootstrap (each text sits in one pair)."""
+    fused = fused_labels(s["pv"], s["pt"][pairs], weights, rule)
+    labels = {"visual": s["pv"].argmax(1), "text": s["pt"].argmax(1)[pairs], "fusion": fused[0],
+              "fusion_best_val": fused[1]}
+    w = multiplicities([f for _, f, _ in class_blocks(s["y"], s["yt"])], s["y"].size, B, rng)
+    return ({m: _draw_scores(s["y"], lab[None]) for m, lab in labels.items()},
+            {m: _scores(weighted_confusion(w, s["y"], lab)) for m, lab in labels.items()})
 
 
 def score_draws(val: dict, test: dict, weight: float = WEIGHT, rule: str = "linear", R: int = R_DRAWS,
                 B: int = N_BOOT, seed: int = 0, prefer: float = WEIGHT, ci: float = CI,
-                scheme: str = "text_cluster", pairing: str = "random") -> dict:
-    """Score visual, text, fusion at `weight` and fusion at each draw's best validation weight over R
-    seeded pairing draws of val and test. Returns a JSON-able dict: settings; `rows` (test, one per
-    model: mean accuracy / macro_f1 over draws, their `_ci`, `_draw_sd` and n); `best_weight`
-    (per-draw picks); `comparison` (fusion and fusion_best_val minus the better branch: mean_diff,
-    ci, p_value per metric); `widths` (interval widths vs the single-draw pair bootstrap);
-    `single_draw` (rows, best_weight and McNemar of the default pairing); `per_draw`; `text_reuse`.
+                pairing: str = "random") -> dict:
+    """Score visual, text, fusion at `weight` and fusion at the best validation weight on the test
+    split: the all-pairs estimand (module docstring) with crossed two-way bootstrap intervals, beside
+    R seeded pairing draws and the single default pairing with the pair bootstrap, for comparison.
 
-    Intervals: B resamples, each a random draw whose texts (with their faces) are resampled within
-    class (`_boot`); the deviations from that draw's score are added to the mean (`_for_mean`);
-    percentiles. Checked by simulation in benchmarks/stats_calibration.py. `scheme="two_way"`
-    multiplies in independent face multiplicities (the product weights of a crossed design): with
-    each face in one pair that counts face variance about twice (visual intervals ~1.7x too wide),
-    hence not the default. A draw's best weight is picked on its validation pairs (101-point sweep
-    on macro-F1, ties toward `prefer`, as fusion.sweep) and held fixed in the resamples. "Better
-    branch" = higher validation macro-F1 on the same draw (ties: visual). The single-draw table (the
-    run's `pairs`, else draw 0) keeps the old pair bootstrap (metrics.evaluate_many) for comparison.
+    Returns a JSON-able dict: settings; `rows` (test, one per model: the all-pairs accuracy / macro_f1,
+    their `_ci`, and over the R draws `_draws_mean` and `_draw_sd`; n); `best_weight`; `comparison`
+    (fusion and fusion_best_val minus the better branch: mean_diff, ci, p_value per metric, the p-value
+    from the same resamples); `widths` (all-pairs vs single-draw pair-bootstrap interval widths);
+    `single_draw` (rows, best weight and McNemar of the default pairing); `per_draw`; `text_reuse`.
 
-    `pairing="fixed"`: the stored `pairs` are the only draw (R is ignored). For a protocol that builds
-    its pairs (the seed protocol's CLIP matching), re-pairing at random would score another question;
-    there each text sits in one pair, so the text-cluster bootstrap is a within-class pair bootstrap.
+    Chosen on validation, then held fixed in the resamples (so those rows are conditional on the
+    validation set): the best weight, maximising validation macro-F1 averaged over R validation draws
+    (a 101-point sweep, ties toward `prefer`, as fusion.sweep), and the better branch, the higher
+    all-pairs validation macro-F1 (ties: visual). `pairing="fixed"`: the stored `pairs` are the
+    estimand (R is ignored; for a protocol that builds its pairs, such as the seed protocol's CLIP
+    matching); each text sits in one pair, so the interval is a within-class pair bootstrap.
     """
     weight, prefer, rule = check_weight(weight), check_weight(prefer), _check_rule(rule)
     _check_ci(B, ci)
-    if scheme not in SCHEMES:
-        raise InputError(f"unknown bootstrap scheme {scheme!r}; choose one of {', '.join(SCHEMES)}")
     if pairing not in PAIRINGS:
         raise InputError(f"unknown pairing {pairing!r}; choose one of {', '.join(PAIRINGS)}")
     v, t = _check_split(val, "val"), _check_split(test, "test")
     weights = _weights(SWEEP_STEP)
-    if pairing == "fixed":
+    fixed = pairing == "fixed"
+    if fixed:
         if "pairs" not in v or "pairs" not in t:
             raise InputError("pairing='fixed' scores the stored pairs, but val or test has none; "
                              "re-run the run, or use pairing='random'")
         R, vp, tp = 1, v["pairs"][None], t["pairs"][None]
     else:
         vp, tp = draw_pairings(v["y"], v["yt"], seed, R, 0), draw_pairings(t["y"], t["yt"], seed, R, 1)
-    val_vis = _draw_scores(v["y"], v["pv"].argmax(1)[None])[1][0]
-    val_txt = _draw_scores(v["y"], v["pt"].argmax(1)[vp])[1]
-    better_text = val_txt > val_vis
-    best = weights[pick_best(weights, _val_sweep(v, vp, rule), prefer)]
-    fused = _fused(t, tp, weight, best, rule)
+
+    # ---- the choices, on validation only
+    val_f1 = _val_sweep(v, vp, rule)
+    best = float(weights[pick_best(weights, val_f1.mean(0), prefer)])
+    draw_best = weights[pick_best(weights, val_f1, prefer)]
+    branches = {"visual": None, "text": None}
+    val_f1s = ({"visual": _draw_scores(v["y"], v["pv"].argmax(1)[None]),
+                "text": _draw_scores(v["y"], v["pt"].argmax(1)[vp])} if fixed else all_pairs(v, branches, rule)[0])
+    better = "text" if val_f1s["text"][1][0] > val_f1s["visual"][1][0] else "visual"
+
+    # ---- the estimand and its interval on test
+    rng = np.random.default_rng(np.random.SeedSequence([int(seed), 2]))
+    if fixed:
+        point, boot = _fixed_pairs(t, tp[0], [weight, best], rule, B, rng)
+    else:
+        point, boot = all_pairs(t, {**branches, "fusion": weight, "fusion_best_val": best}, rule, B, rng)
+    fused = _fused(t, tp, [weight, best], rule)
     preds = {"visual": t["pv"].argmax(1), "text": t["pt"].argmax(1)[tp], "fusion": fused[0],
              "fusion_best_val": fused[1]}
-    point = {m: _draw_scores(t["y"], np.broadcast_to(p, tp.shape)) for m, p in preds.items()}
-    boot, bdraw = _boot(t["y"], preds, tp, t["yt"].size, B, seed, scheme)
+    draws = {m: _draw_scores(t["y"], np.broadcast_to(p, tp.shape)) for m, p in preds.items()}
 
     # ---- the single default draw, scored as before (pair bootstrap), for comparison
     dv, dt = v.get("pairs", vp[0]), t.get("pairs", tp[0])
     w0 = float(weights[pick_best(weights, _val_sweep(v, dv[None], rule)[0], prefer)])
-    f0 = _fused(t, dt[None], weight, np.array([w0]), rule)[:, 0]
+    f0 = fused_labels(t["pv"], t["pt"][dt], [weight, w0], rule)
     single_preds = {"visual": preds["visual"], "text": t["pt"].argmax(1)[dt], "fusion": f0[0],
                     "fusion_best_val": f0[1]}
     single = evaluate_many(t["y"], single_preds, n_boot=B, seed=seed, ci=ci)
@@ -264,44 +254,44 @@ def score_draws(val: dict, test: dict, weight: float = WEIGHT, rule: str = "line
     rows, widths = [], {}
     for m in MODELS:
         row = {"model": m, "split": "test"}
-        if m == "fusion":
-            row["weight"] = weight
+        if m.startswith("fusion"):
+            row["weight"] = weight if m == "fusion" else best
         for k, name in enumerate(("accuracy", "macro_f1")):
-            lo, hi = _interval(_for_mean(point[m][k], boot[m][k], bdraw), ci)
-            row.update({name: float(point[m][k].mean()), f"{name}_ci": [lo, hi],
-                        f"{name}_draw_sd": float(point[m][k].std())})
+            lo, hi = _interval(boot[m][k], ci)
+            row.update({name: float(point[m][k][0]), f"{name}_ci": [lo, hi],
+                        f"{name}_draws_mean": float(draws[m][k].mean()), f"{name}_draw_sd": float(draws[m][k].std())})
             one = single[m][f"{name}_ci"]
             w1 = one[1] - one[0]
-            widths.setdefault(m, {})[name] = {"draws": hi - lo, "single_draw": w1,
+            widths.setdefault(m, {})[name] = {"all_pairs": hi - lo, "single_draw": w1,
                                               "ratio": (hi - lo) / w1 if w1 > 0 else None}
         rows.append({**row, "n": int(t["y"].size)})
     comparison = {}
     for m in ("fusion", "fusion_best_val"):
-        c = {"weight": weight if m == "fusion" else None,
-             "better_branch": {"visual": int((~better_text).sum()), "text": int(better_text.sum())}}
+        c = {"weight": weight if m == "fusion" else best, "better_branch": better}
         for k, name in enumerate(("accuracy", "macro_f1")):
-            diff = point[m][k] - np.where(better_text, point["text"][k], point["visual"][k])
-            bdiff = boot[m][k] - np.where(better_text[bdraw], boot["text"][k], boot["visual"][k])
-            values = _for_mean(diff, bdiff, bdraw)
-            c[name] = {"mean_diff": float(diff.mean()), "ci": _interval(values, ci),
-                       "p_value": _p_two_sided(values)}
+            bdiff = boot[m][k] - boot[better][k]
+            c[name] = {"mean_diff": float(point[m][k][0] - point[better][k][0]), "ci": _interval(bdiff, ci),
+                       "p_value": _p_two_sided(bdiff)}
         comparison[m] = c
-    single_w = {"fusion": {"weight": weight}, "fusion_best_val": {"weight": w0}}
     mc = [{"model_a": a, "model_b": b, "weight": weight if a == "fusion" else w0,
            **mcnemar(t["y"], single_preds[a], single_preds[b])}
           for a in ("fusion", "fusion_best_val") for b in ("visual", "text")]
-    return {"rule": rule, "weight": weight, "prefer": prefer, "draws": int(R), "pairing": pairing, "n_boot": int(B),
-            "seed": int(seed), "ci": ci, "scheme": scheme, "rows": rows,
-            "best_weight": {"mean": float(best.mean()), "sd": float(best.std()), "min": float(best.min()),
-                            "max": float(best.max()), "per_draw": best.tolist()},
+    return {"rule": rule, "weight": weight, "prefer": prefer, "draws": int(R), "pairing": pairing,
+            "n_boot": int(B), "seed": int(seed), "ci": ci,
+            "estimand": "the stored pairs" if fixed else "all same-class face x text pairs, test class mix",
+            "scheme": "within-class pair" if fixed else "crossed two-way",
+            "rows": rows,
+            "best_weight": {"weight": best, "per_draw": draw_best.tolist(), "per_draw_min": float(draw_best.min()),
+                            "per_draw_max": float(draw_best.max())},
             "comparison": comparison, "widths": widths,
             "single_draw": {"pairs": "given" if "pairs" in t else "draw 0", "best_weight": w0,
-                            "rows": [{"model": m, "split": "test", **single_w.get(m, {}), **single[m]}
+                            "rows": [{"model": m, "split": "test", **({"weight": weight} if m == "fusion" else {}),
+                                      **({"weight": w0} if m == "fusion_best_val" else {}), **single[m]}
                                      for m in MODELS],
                             "mcnemar": mc},
-            "per_draw": {"val_macro_f1": {"visual": float(val_vis), "text": val_txt.tolist()},
-                         "better_branch": np.where(better_text, "text", "visual").tolist(),
-                         **{m: {"accuracy": point[m][0].tolist(), "macro_f1": point[m][1].tolist()}
+            "per_draw": {"val_macro_f1": {"visual": float(val_f1s["visual"][1][0]),
+                                          "text": float(val_f1s["text"][1][0])},
+                         **{m: {"accuracy": draws[m][0].tolist(), "macro_f1": draws[m][1].tolist()}
                             for m in MODELS}},
             "text_reuse": {"val": text_reuse(dv, v["y"], v["yt"]),
                            "test": text_reuse(dt, t["y"], t["yt"])}}

@@ -145,3 +145,16 @@ def test_fit_temperature_minimises_nll_within_its_bounds():
     assert fit_temperature(p, y, log_bounds=(lo, hi)) == pytest.approx(3 * t, rel=1e-3)
     with pytest.raises(InputError, match="500 probability rows but 499 labels"):
         fit_temperature(p, y[:499])
+
+
+@pytest.mark.parametrize("rule", ["linear", "loglinear"])
+def test_grid_and_fused_labels_equal_fuse_argmax(rule):
+    from emotion_fusion.scoring.fusion import fused_labels, grid_labels
+    pv, pt = _probs(30, 5), _probs(45, 6)
+    grid = grid_labels(pv, pt, 0.45, rule)
+    assert grid.shape == (30, 45)
+    for i in range(30):
+        np.testing.assert_array_equal(grid[i], fuse(np.repeat(pv[i:i + 1], 45, 0), pt, 0.45, rule).argmax(1))
+    both = fused_labels(pv, pt[:30], [0.45, 0.8], rule)
+    np.testing.assert_array_equal(both[0], fuse(pv, pt[:30], 0.45, rule).argmax(1))
+    np.testing.assert_array_equal(both[1], fuse(pv, pt[:30], 0.8, rule).argmax(1))

@@ -1,4 +1,5 @@
-"""stats: pairing draws, the per-draw sweep, clustered intervals, the better-branch comparison, reuse."""
+"""stats: pairing draws, the per-draw sweep, the all-pairs estimand and its crossed interval, the better-branch
+comparison, reuse."""
 import json
 import subprocess
 import sys
@@ -89,12 +90,38 @@ def test_means_are_the_hand_computed_per_draw_scores():
     expected = {"visual": (np.full(40, .5), np.full(40, (2 / 3) / 7)),
                 "text": (np.where(a, 1, .5), np.where(a, 2 / 7, (2 / 3) / 7)),
                 "fusion": (np.where(a, .5, 0), np.where(a, (2 / 3) / 7, 0))}
+    # All pairs: the class-0 face meets T0a and T0b once each (weight 1/2), the class-1 face its one text.
+    #   text:   confusion [[.5, .5], [0, 1]]: accuracy 3/4, F1 (2 * .5 / 1.5 + 2 / 2.5) / 7
+    #   fusion: [[.5, .5], [1, 0]]:           accuracy 1/4, F1 (2 * .5 / 2.5 + 0) / 7
+    all_pairs = {"visual": (.5, (2 / 3) / 7), "text": (.75, (2 / 3 + .8) / 7), "fusion": (.25, .4 / 7)}
     rows = {r["model"]: r for r in res["rows"]}
     for model, (acc, f1) in expected.items():
         np.testing.assert_allclose(res["per_draw"][model]["accuracy"], acc)
         np.testing.assert_allclose(res["per_draw"][model]["macro_f1"], f1)
-        assert rows[model]["accuracy"] == pytest.approx(acc.mean())
-        assert rows[model]["macro_f1"] == pytest.approx(f1.mean())
+        assert rows[model]["accuracy_draws_mean"] == pytest.approx(acc.mean())
+        assert rows[model]["macro_f1_draws_mean"] == pytest.approx(f1.mean())
+        assert (rows[model]["accuracy"], rows[model]["macro_f1"]) == pytest.approx(all_pairs[model])
+
+
+@pytest.mark.parametrize("rule", ["linear", "loglinear"])
+def test_all_pairs_value_equals_sklearn_on_every_same_class_pair(rule):
+    # The estimand, computed the slow way: every same-class (face, text) pair, weighted 1 / (texts of
+    # its class) so that each face counts once; macro-F1 from that weighted confusion matrix.
+    val, test = _split(16, 200, 90), _split(17, 150, 260)
+    res = stats.score_draws(val, test, weight=0.35, rule=rule, R=4, B=50, seed=2)
+    y, yt = test["y_image"], test["y_text"]
+    i, j = np.nonzero(y[:, None] == yt[None, :])
+    w = 1 / np.bincount(yt, minlength=7)[y[i]]
+    pv, pt = test["p_image"][i], test["p_text_items"][j]
+    best = res["best_weight"]["weight"]
+    preds = {"visual": pv.argmax(1), "text": pt.argmax(1), "fusion": fuse(pv, pt, 0.35, rule).argmax(1),
+             "fusion_best_val": fuse(pv, pt, best, rule).argmax(1)}
+    for row in res["rows"]:
+        p = preds[row["model"]]
+        assert row["accuracy"] == pytest.approx(accuracy_score(y[i], p, sample_weight=w), abs=1e-12)
+        assert row["macro_f1"] == pytest.approx(f1_score(y[i], p, labels=range(7), average="macro",
+                                                         sample_weight=w, zero_division=0), abs=1e-12)
+        assert row["accuracy_ci"][0] <= row["accuracy"] <= row["accuracy_ci"][1]
 
 
 @pytest.mark.parametrize("rule", ["linear", "loglinear"])
@@ -103,11 +130,18 @@ def test_per_draw_scores_match_an_independent_sklearn_computation(rule):
     res = stats.score_draws(val, test, weight=0.4, rule=rule, R=6, B=50, seed=9)
     vd = stats.draw_pairings(val["y_image"], val["y_text"], 9, 6, stream=0)
     td = stats.draw_pairings(test["y_image"], test["y_text"], 9, 6, stream=1)
-    y = test["y_image"]
+    y, curves = test["y_image"], []
     for r in range(6):
-        best = sweep({"p_visual": val["p_image"], "p_text": val["p_text_items"][vd[r]], "y": val["y_image"]},
-                     rule=rule)["best_weight"]
-        assert res["best_weight"]["per_draw"][r] == best
+        sw = sweep({"p_visual": val["p_image"], "p_text": val["p_text_items"][vd[r]], "y": val["y_image"]},
+                   rule=rule)
+        assert res["best_weight"]["per_draw"][r] == sw["best_weight"]
+        curves.append(sw["val_macro_f1"])
+    # the one weight used: the best validation macro-F1 averaged over the draws (ties toward 0.6)
+    mean = np.mean(curves, axis=0)
+    top = np.flatnonzero(mean >= mean.max() - 1e-12)
+    best = float(np.round(np.linspace(0, 1, 101), 6)[top[np.abs(top / 100 - 0.6).argmin()]])
+    assert res["best_weight"]["weight"] == best
+    for r in range(6):
         pt = test["p_text_items"][td[r]]
         preds = {"visual": test["p_image"].argmax(1), "text": pt.argmax(1),
                  "fusion": fuse(test["p_image"], pt, 0.4, rule).argmax(1),
@@ -135,56 +169,77 @@ def test_reused_text_widens_the_text_interval_beyond_the_pair_bootstrap():
     res = stats.score_draws(data, data, R=50, B=1000, seed=1)
     assert res["text_reuse"]["test"]["angry"]["mean_reuse"] == 50
     w = res["widths"]["text"]["accuracy"]
-    assert w["draws"] > 3 * w["single_draw"]
-    # Without reuse (every face its own text) the clustered and pair intervals agree...
+    assert w["all_pairs"] > 3 * w["single_draw"]
+    # Without reuse (every face its own text, texts as many as faces) the two intervals agree.
     fresh = _reuse_set(np.random.default_rng(1).random(300) < .6)
     res = stats.score_draws(fresh, fresh, R=50, B=1000, seed=1)
     for m in ("visual", "text"):
         assert 0.8 < res["widths"][m]["accuracy"]["ratio"] < 1.25
-    # ...while the product (two-way) weights double-count face-level variance when every face sits in
-    # one pair: the visual interval, which pairing cannot touch, comes out ~sqrt(3) as wide.
-    two_way = stats.score_draws(fresh, fresh, R=50, B=1000, seed=1, scheme="two_way")
-    assert two_way["widths"]["visual"]["accuracy"]["ratio"] > 1.4
 
 
-def test_interval_has_the_spread_of_one_fresh_draw_not_twice_the_pairing_variance():
-    # 10 faces and 1,000 texts per class: each draw uses a different 1% of the texts, so a draw's text
-    # score moves with the pairing as much as with the sample. Over 40 fresh samples, the claimed sd
-    # (width / 3.92) must match the true sd of one draw's score (new sample, new pairing); adding the
-    # draw-to-draw spread to the resamples on top (counting the pairing twice) claims ~1.4x that.
-    sd = {"text": ([], []), "fusion": ([], [])}
-    for k in range(40):
-        rng = np.random.default_rng(100 + k)
-        split = {}
-        for name in ("val", "test"):
-            yi, yt = np.repeat(np.arange(7), 10), np.repeat(np.arange(7), 1000)
-            split[name] = {"p_image": _probs(rng, yi, 1.5), "y_image": yi,
-                           "p_text_items": _probs(rng, yt, 1.0), "y_text": yt}
-        res = stats.score_draws(split["val"], split["test"], R=10, B=200, seed=k)
+def _population(seed, faces, texts):
+    """Per-class pools of faces and texts, each item with its own difficulty (how sharp its true class
+    is), and a sampler of test sets drawn from them with replacement: n faces and m texts per class."""
+    rng = np.random.default_rng(seed)
+    pool = {}
+    for side, size, sharp in (("image", faces, 1.2), ("text", texts, 0.8)):
+        y = np.repeat(np.arange(7), size)
+        z = rng.normal(size=(y.size, 7))
+        z[np.arange(y.size), y] += sharp * rng.gamma(2.0, 1.0, y.size)
+        pool[side] = (np.exp(z) / np.exp(z).sum(1, keepdims=True), y)
+
+    def sample(rng, n, m):
+        out = {}
+        for side, k in (("image", n), ("text", m)):
+            p, y = pool[side]
+            idx = np.concatenate([rng.choice(np.flatnonzero(y == c), k) for c in range(7)])
+            out["p_image" if side == "image" else "p_text_items"] = p[idx]
+            out["y_image" if side == "image" else "y_text"] = y[idx]
+        return out
+    return sample
+
+
+def test_claimed_sd_matches_the_real_sd_of_the_all_pairs_estimate_over_repeated_test_sets():
+    # 15 faces and 60 texts per class: a draw pairs each face with one of the 60 texts, so one draw's
+    # score (and its pair bootstrap) carries the text noise of 15 texts; the all-pairs estimate that of
+    # all 60. The crossed interval must claim (width / 3.92) the all-pairs estimate's real sd within
+    # 15%; an interval sized for one draw, or the pair bootstrap, misses it (checked here too).
+    sample = _population(0, 300, 1200)
+    val = sample(np.random.default_rng(99), 15, 60)
+    got = {m: {"est": [], "claimed": [], "one_draw": [], "pair_claimed": []} for m in ("text", "fusion")}
+    for k in range(150):
+        res = stats.score_draws(val, sample(np.random.default_rng(k), 15, 60), R=2, B=300, seed=k)
+        one = {r["model"]: r for r in res["single_draw"]["rows"]}
         for row in res["rows"]:
-            if row["model"] in sd:
-                sd[row["model"]][0].append(res["per_draw"][row["model"]]["accuracy"][0])
-                sd[row["model"]][1].append((row["accuracy_ci"][1] - row["accuracy_ci"][0]) / 3.92)
-    for model, (one_draw, claimed) in sd.items():
-        assert 0.75 < np.mean(claimed) / np.std(one_draw, ddof=1) < 1.25, model
+            if row["model"] in got:
+                g = got[row["model"]]
+                g["est"].append(row["accuracy"])
+                g["claimed"].append(np.subtract(*row["accuracy_ci"][::-1]) / 3.92)
+                g["one_draw"].append(res["per_draw"][row["model"]]["accuracy"][0])
+                g["pair_claimed"].append(np.subtract(*one[row["model"]]["accuracy_ci"][::-1]) / 3.92)
+    for model, g in got.items():
+        real = np.std(g["est"], ddof=1)
+        assert 0.85 < np.mean(g["claimed"]) / real < 1.15, model
+        assert np.std(g["one_draw"], ddof=1) / real > 1.15, model
+        assert not 0.85 < np.mean(g["pair_claimed"]) / real < 1.15, model
 
 
 def test_better_branch_is_chosen_on_validation_not_test():
     # Validation: text much better than visual. Test: the reverse. The comparison must subtract text.
     val, test = _split(5, 400, 300, visual=0.2, text=3.0), _split(6, 400, 300, visual=3.0, text=0.2)
     res = stats.score_draws(val, test, weight=0.5, R=10, B=200, seed=0)
-    assert res["per_draw"]["better_branch"] == ["text"] * 10
+    assert res["per_draw"]["val_macro_f1"]["text"] > res["per_draw"]["val_macro_f1"]["visual"]
     comp = res["comparison"]["fusion"]
-    assert comp["better_branch"] == {"visual": 0, "text": 10}
-    diff = np.subtract(res["per_draw"]["fusion"]["macro_f1"], res["per_draw"]["text"]["macro_f1"])
-    assert comp["macro_f1"]["mean_diff"] == pytest.approx(diff.mean())
+    assert comp["better_branch"] == "text"
+    rows = {r["model"]: r for r in res["rows"]}
+    assert comp["macro_f1"]["mean_diff"] == pytest.approx(rows["fusion"]["macro_f1"] - rows["text"]["macro_f1"])
     assert comp["macro_f1"]["ci"][0] > 0 and comp["macro_f1"]["p_value"] == pytest.approx(2 / 201)
 
 
 def test_fusion_at_weight_one_equals_visual_so_the_difference_is_exactly_zero():
     val, test = _split(7, 300, 200, visual=2.0, text=0.3), _split(8, 300, 200, visual=2.0, text=0.3)
     comp = stats.score_draws(val, test, weight=1.0, R=8, B=200)["comparison"]["fusion"]
-    assert comp["better_branch"]["visual"] == 8
+    assert comp["better_branch"] == "visual"
     assert comp["accuracy"] == {"mean_diff": 0.0, "ci": [0.0, 0.0], "p_value": 1.0}
 
 
@@ -266,8 +321,9 @@ def test_bad_input_is_one_line_error():
     bad = dict(test, pairs=np.zeros(50, dtype=int))
     with pytest.raises(InputError, match="test pairs must hold one same-label text index"):
         stats.score_draws(val, bad)
-    with pytest.raises(InputError, match="unknown bootstrap scheme 'pairs'"):
-        stats.score_draws(val, test, scheme="pairs")
+    with pytest.raises(InputError, match="class 'angry' has 2 faces but no texts"):
+        stats.all_pairs(stats._check_split(dict(test, y_image=np.r_[0, 0, np.ones(48, int)],
+                                                    y_text=np.ones(40, int)), "test"), {"visual": None}, "linear")
     with pytest.raises(InputError, match="outside"):
         stats.score_draws(val, test, weight=1.5)
 
