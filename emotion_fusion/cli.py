@@ -117,6 +117,19 @@ def _cmd_sweep(a: argparse.Namespace, out) -> int:
     return 0
 
 
+def _cmd_dependence(a: argparse.Namespace, out) -> int:
+    import matplotlib.pyplot as plt
+
+    from emotion_fusion.report import dependence_curve
+    dep = dependence_curve(a.run_dir, draws=a.draws)
+    fig = dep.plot()
+    plot_path = Path(a.run_dir) / "dependence.png"
+    fig.savefig(plot_path, dpi=120, bbox_inches="tight")
+    plt.close(fig)
+    _print({**dep.results, "plot": str(plot_path)}, a.json, dep.text() + f"\nplot: {plot_path}", out)
+    return 0
+
+
 def _cmd_evaluate(a: argparse.Namespace, out) -> int:
     from emotion_fusion.app.inference import evaluate_run
     result = evaluate_run(a.run_dir, fer2013=a.fer2013, goemotions=a.goemotions, out=a.out, skip_bad=a.skip_bad,
@@ -207,6 +220,12 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--run-dir", required=True)
     sp.add_argument("--json", action="store_true")
     sp.set_defaults(func=_cmd_sweep)
+
+    sp = sub.add_parser("dependence", help="the fusion gain under controlled dependence of the pairing (no torch)")
+    sp.add_argument("--run-dir", required=True)
+    sp.add_argument("--draws", type=int, help="seeded pairing draws per setting (default 20)")
+    sp.add_argument("--json", action="store_true")
+    sp.set_defaults(func=_cmd_dependence)
 
     sp = sub.add_parser("evaluate", help="score RUN_DIR's trained branches on another test set")
     sp.add_argument("--run-dir", required=True)

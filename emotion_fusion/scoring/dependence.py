@@ -40,7 +40,7 @@ DRAWS = 20
 MODELS = ("visual", "text", "fusion", "fusion_best_val")
 GAINS = ("fusion", "fusion_best_val")
 METRICS = ("accuracy", "macro_f1")
-SPREAD = "sd over the pairing draws (how much the pairing moves a value; not a sampling interval)"
+SPREAD = "± is the sd over the draws: how much the pairing moves a value, not a sampling interval"
 
 
 # ---------------------------------------------------------------- the pairings
