@@ -265,17 +265,11 @@ def dependence_curve(run_dir, draws: int | None = None, rhos=None, weight: float
     cfg, info, data = read_run(run_dir)
     is_int = lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0  # noqa: E731
     weight = check_weight(_setting(cfg, "fusion_weight", run_dir) if weight is None else weight)
-    res = dependence.curve(data["val"], data["test"], weight=weight, R=dependence.DRAWS if draws is None else draws,
+    res = dependence.curve(data["val"], data["test"], weight=weight,
                            rule=_setting(cfg, "fusion_rule", run_dir, lambda v: v in ("linear", "loglinear")),
-                           seed=_setting(cfg, "seed", run_dir, is_int), rhos=dependence.RHOS if rhos is None else rhos,
-                           stored=cfg.get("protocol") == "seed")
+                           R=dependence.DRAWS if draws is None else draws, seed=_setting(cfg, "seed", run_dir, is_int),
+                           rhos=dependence.RHOS if rhos is None else rhos, stored=cfg.get("protocol") == "seed")
     return DependenceCurve({"title": info.get("title") or "Late fusion results", **res})
-
-
-def _pm(row: dict, key: str, scale: float = 100, digits: int = 1, sign: str = "+") -> str:
-    """"mean ± sd" of a curve row's value (no sd for a single pairing; "-" when undefined)."""
-    sd = row.get(f"{key}_sd")
-    return "-" if row[key] is None else f"{scale * row[key]:{sign}.{digits}f}" + (f" ± {scale * sd:.{digits}f}" if sd else "")
 
 
 class DependenceCurve:
@@ -284,50 +278,21 @@ class DependenceCurve:
     def __init__(self, results: dict):
         self.results = results
 
-    def title(self) -> str:
-        r = self.results
-        return (f"{r['title']} — fusion under dependence, test pairs: mean ± sd over {r['draws']} seeded pairing "
-                f"draws per setting; {r['spread']}")
-
     def table(self, metric: str = "macro_f1") -> ResultsTable:
         """Per family and rho: phi, same-wrong-guess rate, each model's score and the gains, in points."""
         import pandas as pd
 
-        r, m = self.results, metric.replace("_", "-")
-        recs = [{"family": row["family"], "rho": row["rho"], "phi": _pm(row, "phi", 1, 3),
-                 "phi within class": _pm(row, "phi_within", 1, 3), "same wrong guess %": _pm(row, "same_wrong", sign="-"),
-                 f"visual {m} %": f"{100 * row[f'visual_{metric}']:.1f}", f"text {m} %": f"{100 * row[f'text_{metric}']:.1f}",
-                 f"fusion w = {r['weight']:.2f}, {m} %": _pm(row, f"fusion_{metric}", sign="-"),
-                 "gain (points)": _pm(row, f"gain_fusion_{metric}"),
-                 f"fusion best val w, {m} %": _pm(row, f"fusion_best_val_{metric}", sign="-"),
-                 "gain at best val w (points)": _pm(row, f"gain_fusion_best_val_{metric}"),
-                 "best val w": f"{row['best_weight']:.2f}"} for row in r["rows"]]
-        return ResultsTable(pd.DataFrame.from_records(recs).set_index(["family", "rho"]), self.title())
+        from emotion_fusion.scoring.dependence import curve_records, curve_title
+        df = pd.DataFrame.from_records(curve_records(self.results, metric)).set_index(["family", "rho"])
+        return ResultsTable(df, curve_title(self.results))
 
     def plot(self, metric: str = "macro_f1"):
         from emotion_fusion.scoring.plots import plot_dependence
         return plot_dependence(self.results, metric)
 
     def text(self) -> str:
-        """Plain text: the table (macro-F1), where the gain reaches zero, the branch check, the stored pairs."""
-        r = self.results
-        lines = [self.title(), self.table().df.to_string(), "Where the mean macro-F1 gain (fusion - better branch) "
-                 "first reaches zero as rho rises from 0:"]
-        for f, label in r["families"].items():
-            for m, name in (("fusion", f"w = {r['weight']:.2f}"), ("fusion_best_val", "best val w")):
-                c = r["crossing"][f][f"gain_{m}_macro_f1"]
-                where = (f"phi = {c['phi']:.3f} (rho = {c['rho']:.2f})" if c["crosses"] and c["phi"] is not None
-                         else f"at rho = {c['rho']:.2f}" if c["crosses"]
-                         else f"never (smallest {100 * c['smallest']:+.1f} points, at rho = {c['at_rho']:.2f})")
-                lines.append(f"  {label}, {name}: {where}")
-        lines.append("Both branches' scores are the same in every setting (each draw keeps its texts and their reuse): "
-                     + ("yes" if r["branches_unchanged"] else f"NO, max change {r['branch_scores_max_change']:.4f}"))
-        s = r.get("stored_pairs")
-        if s:
-            at = "; ".join(f"{f} {100 * g['gain_fusion_best_val_macro_f1']:+.1f}" for f, g in s["curve_at_same_phi"].items() if g)
-            lines.append(f"The protocol's own (CLIP-matched) pairs: phi = {_pm(s, 'phi', 1, 3)}, gain at best val w "
-                         f"{_pm(s, 'gain_fusion_best_val_macro_f1')} points; the curves at that phi: {at or '-'}")
-        return "\n".join(lines)
+        from emotion_fusion.scoring.dependence import format_curve
+        return format_curve(self.results)
 
     def __repr__(self) -> str:
         return self.text()

@@ -262,3 +262,62 @@ def curve(val: dict, test: dict, weight: float = WEIGHT, rule: str = "linear", R
         out["stored_pairs"] = {**{k: v for k, v in point.items() if not k.endswith("_sd")},
                                "curve_at_same_phi": on_curve}
     return out
+
+
+# ---------------------------------------------------------------- in words
+def _pm(row: dict, key: str, scale: float = 100, digits: int = 1, sign: str = "+") -> str:
+    """A curve row's value as "mean ± sd" (no sd for a single pairing; "-" when undefined)."""
+    if row[key] is None:
+        return "-"
+    sd = row.get(f"{key}_sd")
+    return f"{scale * row[key]:{sign}.{digits}f}" + (f" ± {scale * sd:.{digits}f}" if sd else "")
+
+
+def curve_title(res: dict) -> str:
+    """What the curve's numbers are, in one line."""
+    return (f"{res.get('title', 'Late fusion')} — fusion under dependence, test pairs: mean ± sd over "
+            f"{res['draws']} seeded pairing draws per setting; {res['spread']}")
+
+
+def curve_records(res: dict, metric: str = "macro_f1") -> list[dict]:
+    """One table row per family and rho: phi, same-wrong-guess rate, each model's score, the gains."""
+    m = metric.replace("_", "-")
+    return [{"family": row["family"], "rho": row["rho"], "phi": _pm(row, "phi", 1, 3),
+             "phi within class": _pm(row, "phi_within", 1, 3),
+             "same wrong guess %": _pm(row, "same_wrong", sign="-"),
+             f"visual {m} %": f"{100 * row[f'visual_{metric}']:.1f}",
+             f"text {m} %": f"{100 * row[f'text_{metric}']:.1f}",
+             f"fusion w = {res['weight']:.2f}, {m} %": _pm(row, f"fusion_{metric}", sign="-"),
+             "gain (points)": _pm(row, f"gain_fusion_{metric}"),
+             f"fusion best val w, {m} %": _pm(row, f"fusion_best_val_{metric}", sign="-"),
+             "gain at best val w (points)": _pm(row, f"gain_fusion_best_val_{metric}"),
+             "best val w": f"{row['best_weight']:.2f}"} for row in res["rows"]]
+
+
+def _where(c: dict) -> str:
+    if not c["crosses"]:
+        return f"never (smallest {100 * c['smallest']:+.1f} points, at rho = {c['at_rho']:.2f})"
+    if c["rho"] == 0:
+        return "already at rho = 0 (independent): no gain to lose"
+    return f"rho = {c['rho']:.2f}" + (f", phi = {c['phi']:.3f}" if c["phi"] is not None else "")
+
+
+def format_curve(res: dict) -> str:
+    """Plain text: the macro-F1 table, where the gain reaches zero, the branch check, the stored pairs."""
+    recs = curve_records(res)
+    widths = {k: max(len(k), *(len(str(r[k])) for r in recs)) for k in recs[0]}
+    lines = [curve_title(res), "  ".join(k.rjust(w) for k, w in widths.items())]
+    lines += ["  ".join(str(r[k]).rjust(w) for k, w in widths.items()) for r in recs]
+    lines.append("Where the mean macro-F1 gain (fusion - better branch) first reaches zero as rho rises from 0:")
+    for f, label in res["families"].items():
+        for m, name in (("fusion", f"w = {res['weight']:.2f}"), ("fusion_best_val", "best val w")):
+            lines.append(f"  {label}, {name}: {_where(res['crossing'][f][f'gain_{m}_macro_f1'])}")
+    lines.append("Both branches' scores are the same in every setting (each draw keeps its texts and their reuse): "
+                 + ("yes" if res["branches_unchanged"] else f"NO, max change {res['branch_scores_max_change']:.4f}"))
+    s = res.get("stored_pairs")
+    if s:
+        at = "; ".join(f"{f} {100 * g['gain_fusion_best_val_macro_f1']:+.1f}"
+                       for f, g in s["curve_at_same_phi"].items() if g)
+        lines.append(f"The protocol's own (CLIP-matched) pairs: phi = {_pm(s, 'phi', 1, 3)}, gain at best val w "
+                     f"{_pm(s, 'gain_fusion_best_val_macro_f1')} points; the curves at that phi: {at or '-'}")
+    return "\n".join(lines)

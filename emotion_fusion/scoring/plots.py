@@ -196,14 +196,15 @@ def plot_dependence(curve: dict, metric: str = "macro_f1") -> Figure:
     for (family, label), color in zip(curve["families"].items(), ("tab:blue", "tab:red")):
         rows = [r for r in curve["rows"] if r["family"] == family and r["phi"] is not None]
         x = np.array([r["phi"] for r in rows])
-        for model, style, name in (("fusion_best_val", "-", "best val w"), ("fusion", "--", f"w = {curve['weight']:.2f}")):
+        for model, style, name in (("fusion_best_val", "-", "best val w"),
+                                   ("fusion", "--", f"w = {curve['weight']:.2f}")):
             y = 100 * np.array([r[f"gain_{model}_{metric}"] for r in rows])
             sd = 100 * np.array([r[f"gain_{model}_{metric}_sd"] for r in rows])
             ax.plot(x, y, style, color=color, marker="o" if style == "-" else None, markersize=3,
                     label=f"{label}, {name}")
             ax.fill_between(x, y - sd, y + sd, color=color, alpha=0.12 if style == "-" else 0.06, linewidth=0)
         cross = curve["crossing"][family][f"gain_fusion_best_val_{metric}"]
-        if cross["crosses"] and cross["phi"] is not None:
+        if cross["crosses"] and cross["rho"] > 0 and cross["phi"] is not None:
             ax.axvline(cross["phi"], color=color, linestyle=":", linewidth=1)
             ax.annotate(f"gain 0 at phi = {cross['phi']:.2f}", (cross["phi"], 0), xytext=(4, 6),
                         textcoords="offset points", fontsize=7, color=color)

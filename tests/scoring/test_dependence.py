@@ -1,6 +1,7 @@
 """dependence: controlled-dependence pairings from the cache, and the curve of the fusion gain against phi."""
 import numpy as np
 import pytest
+from conftest import synthetic_probs
 
 from emotion_fusion.data.pairing import make_pairs
 from emotion_fusion.errors import InputError
@@ -10,17 +11,12 @@ from emotion_fusion.scoring.fusion import fuse
 from emotion_fusion.scoring.metrics import evaluate
 
 
-def _probs(rng, y, sharp):
-    z = rng.normal(size=(y.size, 7))
-    z[np.arange(y.size), y] += sharp
-    e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)
-
-
-def _split(seed, n_faces, n_texts, visual=1.0, text=1.5):
+def _split(seed, n_faces, n_texts):
+    """Per-item outputs of one split: a weaker visual branch (1.0 logit) and a stronger text branch (1.5)."""
     rng = np.random.default_rng(seed)
-    yi, yt = rng.integers(0, 7, n_faces), rng.integers(0, 7, n_texts)
-    return {"p_image": _probs(rng, yi, visual), "y_image": yi, "p_text_items": _probs(rng, yt, text), "y_text": yt}
+    y = {"y_image": rng.integers(0, 7, n_faces), "y_text": rng.integers(0, 7, n_texts)}
+    return {**y, "p_image": synthetic_probs(rng, y["y_image"], 1.0),
+            "p_text_items": synthetic_probs(rng, y["y_text"], 1.5)}
 
 
 def _ranked(seed, per_class, right_faces, right_texts):
@@ -76,7 +72,8 @@ def test_a_setting_only_changes_who_meets_whom(family, rho):
     assert (yt[pairs] == y).all()
     for r in range(5):
         # every draw keeps its texts and how often each is used: the text branch's scores cannot move
-        np.testing.assert_array_equal(np.bincount(pairs[r], minlength=yt.size), np.bincount(draws[r], minlength=yt.size))
+        uses = [np.bincount(p[r], minlength=yt.size) for p in (pairs, draws)]
+        np.testing.assert_array_equal(*uses)
     assert (pairs != draws).mean() > 0.2
 
 
