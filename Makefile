@@ -57,6 +57,7 @@ benchmarks: venv
 	$(PY) benchmarks/branches.py --quick
 	$(PY) benchmarks/fusion.py
 	$(PY) benchmarks/batch.py
+	$(PY) benchmarks/dependence.py
 
 clean-venv:
 	rm -rf $(VENV)
