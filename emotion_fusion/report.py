@@ -273,7 +273,7 @@ def dependence_curve(run_dir, draws: int | None = None, rhos=None, weight: float
 
 
 class DependenceCurve:
-    """The dependence curve of a run: `.results` (the dict), `.table()`, `.plot()`, `.text()`."""
+    """The dependence curve of a run: `.results` (the dict), `.table()`, `.plot()`, `.summary()`, `.text()`."""
 
     def __init__(self, results: dict):
         self.results = results
@@ -293,6 +293,11 @@ class DependenceCurve:
     def text(self) -> str:
         from emotion_fusion.scoring.dependence import format_curve
         return format_curve(self.results)
+
+    def summary(self) -> str:
+        """Where the gain reaches zero, the branch check and (seed protocol) the stored pairs, in words."""
+        from emotion_fusion.scoring.dependence import curve_summary
+        return curve_summary(self.results)
 
     def __repr__(self) -> str:
         return self.text()

@@ -303,12 +303,17 @@ def _where(c: dict) -> str:
 
 
 def format_curve(res: dict) -> str:
-    """Plain text: the macro-F1 table, where the gain reaches zero, the branch check, the stored pairs."""
+    """Plain text: the title, the macro-F1 table, then `curve_summary`."""
     recs = curve_records(res)
     widths = {k: max(len(k), *(len(str(r[k])) for r in recs)) for k in recs[0]}
     lines = [curve_title(res), "  ".join(k.rjust(w) for k, w in widths.items())]
     lines += ["  ".join(str(r[k]).rjust(w) for k, w in widths.items()) for r in recs]
-    lines.append("Where the mean macro-F1 gain (fusion - better branch) first reaches zero as rho rises from 0:")
+    return "\n".join(lines + [curve_summary(res)])
+
+
+def curve_summary(res: dict) -> str:
+    """Where the gain reaches zero per family, the check that the branches did not move, the stored pairs."""
+    lines = ["Where the mean macro-F1 gain (fusion - better branch) first reaches zero as rho rises from 0:"]
     for f, label in res["families"].items():
         for m, name in (("fusion", f"w = {res['weight']:.2f}"), ("fusion_best_val", "best val w")):
             lines.append(f"  {label}, {name}: {_where(res['crossing'][f][f'gain_{m}_macro_f1'])}")
