@@ -37,8 +37,7 @@ from .stats import _check_split, _fused, _val_sweep, draw_pairings
 FAMILIES = {"copula": "Gaussian copula on true-class probabilities", "wrong": "same wrong guess aligned"}
 RHOS = tuple(round(float(r), 2) for r in np.linspace(-1, 1, 21))
 DRAWS = 20
-MODELS = ("visual", "text", "fusion", "fusion_best_val")
-GAINS = ("fusion", "fusion_best_val")
+BRANCHES, GAINS = ("visual", "text"), ("fusion", "fusion_best_val")
 METRICS = ("accuracy", "macro_f1")
 SPREAD = "± is the sd over the draws: how much the pairing moves a value, not a sampling interval"
 
@@ -241,7 +240,7 @@ def curve(val: dict, test: dict, weight: float = WEIGHT, rule: str = "linear", R
         for rho in (r for r in grid if family == "copula" or r >= 0):
             per = independent if rho == 0 else _score(v, t, *deal(rho), weight, rule, prefer)
             moved = max(moved, *(np.abs(per[f"{m}_{k}"] - independent[f"{m}_{k}"]).max()
-                                 for m in ("visual", "text") for k in METRICS))
+                                 for m in BRANCHES for k in METRICS))
             rows.append({"family": family, "rho": rho, **_summary(per)})
     out = {"weight": weight, "rule": rule, "prefer": prefer, "seed": int(seed), "draws": int(R),
            "families": FAMILIES, "spread": SPREAD, "rows": rows,
