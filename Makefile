@@ -58,6 +58,7 @@ benchmarks: venv
 	$(PY) benchmarks/fusion.py
 	$(PY) benchmarks/stats_calibration.py
 	$(PY) benchmarks/batch.py
+	$(PY) benchmarks/dependence.py
 
 clean-venv:
 	rm -rf $(VENV)

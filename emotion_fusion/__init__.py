@@ -31,8 +31,8 @@ _WHERE = {
     "fuse": "scoring.fusion", "sweep": "scoring.fusion", "evaluate": "scoring.metrics",
     "per_class_table": "scoring.metrics", "confusion": "scoring.metrics", "mcnemar": "scoring.metrics",
     "score_run": "report", "results_table": "report", "format_results": "report", "as_table": "report",
-    "comparison_table": "report", "text_reuse_table": "report", "original_bug": "original.bugs",
-    "original_epoch_bug": "original.bugs", "pool_comparison": "original.reference",
+    "comparison_table": "report", "text_reuse_table": "report", "dependence_curve": "report",
+    "original_bug": "original.bugs", "original_epoch_bug": "original.bugs", "pool_comparison": "original.reference",
     # plots
     "plot_history": "scoring.plots", "plot_sweep": "scoring.plots", "plot_confusions": "scoring.plots",
     "plot_face_grid": "scoring.plots", "plot_example_pairs": "scoring.plots",

@@ -109,8 +109,8 @@ def _cmd_sweep(a: argparse.Namespace, out) -> int:
     import matplotlib.pyplot as plt
 
     from emotion_fusion import report
-    from emotion_fusion.scoring.plots import plot_sweep
     from emotion_fusion.data.files import atomic_write
+    from emotion_fusion.scoring.plots import plot_sweep
     res = report.score_run(a.run_dir)
     fig = plot_sweep(res["sweep"], chosen=res.get("weight"))
     plot_path, note = Path(a.run_dir) / "sweep.png", None
@@ -128,6 +128,19 @@ def _cmd_sweep(a: argparse.Namespace, out) -> int:
     text = (f"best validation weight: {res['best_weight']:.2f} (macro-F1 on validation)\n"
             + report.format_results({**res, "rows": summary["rows"]}) + f"\n{note or f'plot: {plot_path}'}")
     _print(summary, a.json, text, out)
+    return 0
+
+
+def _cmd_dependence(a: argparse.Namespace, out) -> int:
+    import matplotlib.pyplot as plt
+
+    from emotion_fusion.report import dependence_curve
+    dep = dependence_curve(a.run_dir, draws=a.draws)
+    fig = dep.plot()
+    plot_path = Path(a.run_dir) / "dependence.png"
+    fig.savefig(plot_path, dpi=120, bbox_inches="tight")
+    plt.close(fig)
+    _print({**dep.results, "plot": str(plot_path)}, a.json, dep.text() + f"\nplot: {plot_path}", out)
     return 0
 
 
@@ -226,6 +239,12 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--run-dir", required=True)
     sp.add_argument("--json", action="store_true")
     sp.set_defaults(func=_cmd_sweep)
+
+    sp = sub.add_parser("dependence", help="the fusion gain under controlled dependence of the pairing (no torch)")
+    sp.add_argument("--run-dir", required=True)
+    sp.add_argument("--draws", type=int, help="seeded pairing draws per setting (default 20)")
+    sp.add_argument("--json", action="store_true")
+    sp.set_defaults(func=_cmd_dependence)
 
     sp = sub.add_parser("evaluate", help="score RUN_DIR's trained branches on another test set")
     sp.add_argument("--run-dir", required=True)

@@ -253,3 +253,53 @@ def format_draws(res: dict) -> str:
         lines += [f"{split:<12}{c:<10}{d['faces']:>7}{d['texts_in_pool']:>7}{d['texts_used']:>7}"
                   f"{d['mean_reuse']:>7.2f}{d['max_reuse']:>6}" for c, d in per.items()]
     return "\n".join(lines)
+
+
+# ---------------------------------------------------------------- the dependence curve (scoring.dependence)
+def dependence_curve(run_dir, draws: int | None = None, rhos=None, weight: float | None = None) -> "DependenceCurve":
+    """How much of the fusion gain survives dependence, from the cache (no model, no torch): pairings of
+    controlled dependence (`scoring.dependence.curve`) at config.json's weight, rule and seed (`draws`
+    seeded draws per setting, default 20; `rhos` the copula grid). Under protocol=seed the stored CLIP
+    pairs are placed on the curve. `.results` (JSON-able), `.table()`, `.plot()`, `.text()`."""
+    from emotion_fusion.scoring import dependence
+
+    run_dir = Path(run_dir)
+    cfg, info, data = read_run(run_dir)
+    is_int = lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0  # noqa: E731
+    weight = check_weight(_setting(cfg, "fusion_weight", run_dir) if weight is None else weight)
+    res = dependence.curve(data["val"], data["test"], weight=weight,
+                           rule=_setting(cfg, "fusion_rule", run_dir, lambda v: v in ("linear", "loglinear")),
+                           R=dependence.DRAWS if draws is None else draws, seed=_setting(cfg, "seed", run_dir, is_int),
+                           rhos=dependence.RHOS if rhos is None else rhos, stored=cfg.get("protocol") == "seed")
+    return DependenceCurve({"title": info.get("title") or "Late fusion results", **res})
+
+
+class DependenceCurve:
+    """The dependence curve of a run: `.results` (the dict), `.table()`, `.plot()`, `.summary()`, `.text()`."""
+
+    def __init__(self, results: dict):
+        self.results = results
+
+    def table(self, metric: str = "macro_f1") -> ResultsTable:
+        """Per family and rho: phi, same-wrong-guess rate, each model's score and the gains, in points."""
+        import pandas as pd
+
+        from emotion_fusion.scoring.dependence import curve_records, curve_title
+        df = pd.DataFrame.from_records(curve_records(self.results, metric)).set_index(["family", "rho"])
+        return ResultsTable(df, curve_title(self.results))
+
+    def plot(self, metric: str = "macro_f1"):
+        from emotion_fusion.scoring.plots import plot_dependence
+        return plot_dependence(self.results, metric)
+
+    def text(self) -> str:
+        from emotion_fusion.scoring.dependence import format_curve
+        return format_curve(self.results)
+
+    def summary(self) -> str:
+        """Where the gain reaches zero, the branch check and (seed protocol) the stored pairs, in words."""
+        from emotion_fusion.scoring.dependence import curve_summary
+        return curve_summary(self.results)
+
+    def __repr__(self) -> str:
+        return self.text()

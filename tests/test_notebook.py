@@ -46,6 +46,10 @@ def test_notebook_smoke_end_to_end(tmp_path, data_root, fer_path, go_path, monke
     assert len(plot_cells) == 5
     for c in plot_cells:
         assert any("image/png" in o.get("data", {}) for o in c["outputs"]), "".join(c["source"])
+    # the dependence section: its table under its title, its plot inline
+    assert "fusion under dependence, test pairs: mean ± sd" in _cell_text(nb, "dependence-table")
+    curve = next(c for c in nb["cells"] if "".join(c["source"]) == "dep.plot();")
+    assert any("image/png" in o.get("data", {}) for o in curve["outputs"])
 
     # the original's bug, shown: the count of test pairs whose fused label is not the visual one, per head
     from emotion_fusion.original.bugs import run_bug_table

@@ -21,7 +21,6 @@ from emotion_fusion.errors import InputError
 from .inputs import MAX_TEXT_CHARS, check_text, read_face  # noqa: F401 - names of this module's API
 
 
-
 class Predictor:
     """The two trained branches of a run dir, calibrated, ready to score faces and texts."""
 

@@ -18,7 +18,16 @@ from emotion_fusion.data.labels import CLASSES
 from emotion_fusion.errors import InputError
 
 from .encoders import CLIP_TAG, ENCODERS, clip_encode_truncated, get_encoder  # noqa: F401 (re-export)
-from .heads import CLASS_WORDS, DEFAULT_TEMPLATES, ORIGINAL_PROMPT_WORDS, TextHead, choose_text_head, fit_probe, seed_raw_head, zero_shot_head  # noqa: F401 (re-export)
+from .heads import (  # noqa: F401 (re-export)
+    CLASS_WORDS,
+    DEFAULT_TEMPLATES,
+    ORIGINAL_PROMPT_WORDS,
+    TextHead,
+    choose_text_head,
+    fit_probe,
+    seed_raw_head,
+    zero_shot_head,
+)
 
 HEAD_FILE = "text_head.npz"               # the trained head inside RUN_DIR/models/
 

@@ -180,3 +180,45 @@ def plot_example_pairs(pixels, texts, y, p_visual, p_text, p_fused, n: int = 6) 
         note.text(0, 1, textwrap.fill(str(texts[i]), 28)[:200], va="top", fontsize=8, wrap=True)
         note.text(0, 0, verdict, va="bottom", fontsize=8, family="monospace")
     return fig
+
+
+def plot_dependence(curve: dict, metric: str = "macro_f1") -> Figure:
+    """Fusion minus the better branch (points) against the measured phi of the branches' correctness,
+    one line per dependence family (`scoring.dependence.curve`): solid at each draw's best validation
+    weight, dashed at the configured weight, bands of +-1 sd over draws; the independent point, where
+    the gain reaches zero and (seed protocol) the stored pairs marked."""
+    missing = [k for k in ("rows", "families", "crossing", "weight") if k not in curve]
+    if missing:
+        raise InputError(f"dependence curve lacks {missing}; pass the dict returned by dependence.curve")
+    fig = plt.figure(figsize=(2 * PANEL + 1, PANEL + 0.8), layout="constrained", dpi=DPI)
+    ax = fig.subplots()
+    ax.axhline(0, color="grey", linewidth=0.8)
+    for (family, label), color in zip(curve["families"].items(), ("tab:blue", "tab:red")):
+        rows = [r for r in curve["rows"] if r["family"] == family and r["phi"] is not None]
+        x = np.array([r["phi"] for r in rows])
+        for model, style, name in (("fusion_best_val", "-", "best val w"),
+                                   ("fusion", "--", f"w = {curve['weight']:.2f}")):
+            y = 100 * np.array([r[f"gain_{model}_{metric}"] for r in rows])
+            sd = 100 * np.array([r[f"gain_{model}_{metric}_sd"] for r in rows])
+            ax.plot(x, y, style, color=color, marker="o" if style == "-" else None, markersize=3,
+                    label=f"{label}, {name}")
+            ax.fill_between(x, y - sd, y + sd, color=color, alpha=0.12 if style == "-" else 0.06, linewidth=0)
+        cross = curve["crossing"][family][f"gain_fusion_best_val_{metric}"]
+        if cross["crosses"] and cross["rho"] > 0 and cross["phi"] is not None:
+            ax.axvline(cross["phi"], color=color, linestyle=":", linewidth=1)
+            ax.annotate(f"gain 0 at phi = {cross['phi']:.2f}", (cross["phi"], 0), xytext=(4, 6),
+                        textcoords="offset points", fontsize=7, color=color)
+    zero = next(r for r in curve["rows"] if r["rho"] == 0)
+    ax.plot(zero["phi"], 100 * zero[f"gain_fusion_best_val_{metric}"], "ko", markersize=7, fillstyle="none",
+            label="independent (random label pairing)")
+    stored = curve.get("stored_pairs")
+    if stored and stored.get("phi") is not None:
+        ax.plot(stored["phi"], 100 * stored[f"gain_fusion_best_val_{metric}"], "k*", markersize=11,
+                label="the protocol's own pairs (CLIP matches)")
+    ax.set_xlabel("phi: correlation of 'visual correct' with 'text correct' (test pairs)")
+    ax.set_ylabel(f"fusion - better branch, {'macro-F1' if metric == 'macro_f1' else metric} (points)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    ax.set_title(f"How much of the gain survives dependence (mean of {curve['draws']} draws, band +-1 sd)",
+                 fontsize=9)
+    return fig

@@ -1,0 +1,70 @@
+"""ef.dependence_curve(run_dir) and the `dependence` CLI verb: from the cache, no torch, one-line errors."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+import emotion_fusion as ef
+from emotion_fusion.config import Config
+
+
+def _dependence(repo, *args) -> subprocess.CompletedProcess:
+    """`python -m emotion_fusion dependence ...` in a fresh interpreter that must not import torch."""
+    code = (f"import sys; from emotion_fusion.cli import main; rc = main({['dependence', *map(str, args)]!r}); "
+            "assert 'torch' not in sys.modules, 'imported torch'; sys.exit(rc)")
+    return subprocess.run([sys.executable, "-c", code], cwd=repo, capture_output=True, text=True, timeout=600)
+
+
+def test_the_curve_of_a_run_dir_has_both_families_a_table_and_a_plot(run_dir):
+    dep = ef.dependence_curve(run_dir, draws=4)
+    res = dep.results
+    assert [r["rho"] for r in res["rows"] if r["family"] == "copula"] == [round(-1 + 0.1 * i, 2) for i in range(21)]
+    assert [r["rho"] for r in res["rows"] if r["family"] == "wrong"] == [round(0.1 * i, 2) for i in range(11)]
+    assert res["weight"] == 0.6 and res["draws"] == 4 and res["branches_unchanged"]
+    assert "stored_pairs" not in res                      # the holdout protocol's pairs are one random draw
+    table = dep.table()
+    assert "mean ± sd over 4 seeded pairing draws" in table.title and "not a sampling interval" in table.title
+    assert table.df.shape[0] == 32 and "gain at best val w (points)" in table.df.columns
+    fig = dep.plot()
+    labels = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert "independent (random label pairing)" in labels and len(labels) == 5
+    assert "first reaches zero" in dep.text()
+
+
+def test_the_seed_protocol_places_its_own_pairs_on_the_curve(fake_run):
+    cfg = {**Config.from_profile("smoke").to_dict(), "protocol": "seed"}
+    dep = ef.dependence_curve(fake_run(config=cfg), draws=3)
+    stored = dep.results["stored_pairs"]
+    assert -1 <= stored["phi"] <= 1 and set(stored["curve_at_same_phi"]) == {"copula", "wrong"}
+    assert "The protocol's own (CLIP-matched) pairs: phi = " in dep.text()
+    labels = [t.get_text() for t in dep.plot().axes[0].get_legend().get_texts()]
+    assert "the protocol's own pairs (CLIP matches)" in labels
+
+
+def test_cli_json_is_one_object_and_writes_the_plot_without_torch(run_dir, repo):
+    p = _dependence(repo, "--run-dir", run_dir, "--draws", 3, "--json")
+    assert p.returncode == 0, p.stderr
+    out = json.loads(p.stdout)
+    assert out["draws"] == 3 and len(out["rows"]) == 32 and out["plot"] == str(run_dir / "dependence.png")
+    assert (run_dir / "dependence.png").stat().st_size > 0
+    assert set(out["crossing"]) == {"copula", "wrong"}
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--draws", "0"], "pairing draws R = 0"),
+    (["--draws", "many"], "argument --draws: invalid int value: 'many'"),
+])
+def test_cli_bad_input_is_one_line(run_dir, repo, args, message):
+    p = _dependence(repo, "--run-dir", run_dir, *args)
+    lines = p.stderr.strip().splitlines()
+    assert p.returncode == 2 and p.stdout == "" and len(lines) == 1 and lines[0].startswith("error: ")
+    assert message in lines[0]
+
+
+def test_cli_on_a_missing_run_dir_is_one_line(tmp_path, repo):
+    p = _dependence(repo, "--run-dir", tmp_path / "nowhere")
+    assert p.returncode == 2 and p.stderr.startswith("error: ") and len(p.stderr.strip().splitlines()) == 1
+    assert str(tmp_path / "nowhere") in p.stderr
