@@ -10,6 +10,9 @@
     resamples (`stats.all_pairs`, all four models)                                         <= 3 s
     beside the whole `score_draws` (R = 200, B = 1,000) now and as it was at commit 6ae0255 (before the
     all-pairs estimand; loaded from git, skipped without git), timed side by side: ratios, not limits
+(6) the run dir's integrity check (`runs.verify`, sha256 of every file) and one `score_run`, in one
+    process, with the per-process hash cache cleared before each call (as every call was before the
+    cache) and warm (a notebook re-scoring the same run): ratios, not limits
 (4) how many times faster (1) is than recomputing both branches' outputs for the same test pairs:
     random-init ResNet-50 at 64 px on real FER2013 test faces + random-init CLIP ViT-B/32 on
     GoEmotions dev texts. `--recompute-n N` times N pairs and scales linearly to the full count
@@ -229,6 +232,27 @@ def bench_recompute(data_root: Path | None, n: int, rescore_s: float) -> dict:
     return out
 
 
+def bench_hash_cache(run_dir: Path) -> dict:
+    """(6): verify and score_run with the hash cache cleared before each call vs warm, side by side."""
+    from emotion_fusion import fingerprints
+    from emotion_fusion.report import score_run
+
+    def cold(fn):
+        return lambda: (fingerprints._HASHES.clear(), fn())
+
+    verify = lambda: runs.verify(run_dir)   # noqa: E731
+    score = lambda: score_run(run_dir, n_boot=0)   # noqa: E731
+    verify()
+    out = {"verify_rehash_ms": _best(cold(verify), REPEATS_SLOW) * 1e3,
+           "verify_cached_ms": _best(verify, REPEATS_FAST) * 1e3,
+           "score_run_rehash_ms": _best(cold(score), REPEATS_SLOW) * 1e3,
+           "score_run_cached_ms": _best(score, REPEATS_SLOW) * 1e3,
+           "run_dir_mb": sum(p.stat().st_size for p in Path(run_dir).rglob("*") if p.is_file()) / 2**20}
+    out["verify_speedup"] = out["verify_rehash_ms"] / out["verify_cached_ms"]
+    out["score_run_speedup"] = out["score_run_rehash_ms"] / out["score_run_cached_ms"]
+    return out
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--run-dir", type=Path, help="an existing run directory (default: synthetic)")
@@ -245,13 +269,15 @@ def main(argv=None) -> int:
         sweep_s, best = bench_sweep(run_dir)
         cli = bench_cli(run_dir)
         statistics = bench_statistics(run_dir)
+        hashing = bench_hash_cache(run_dir)
     recompute = bench_recompute(data_root, a.recompute_n, rescore)
 
     out = {"machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
                        "numpy": np.__version__, "platform": platform.platform()},
            "run_dir": str(a.run_dir) if a.run_dir else f"synthetic ({N_VAL} val, {N_TEST} test pairs)",
            "rescore_one_weight_ms": rescore * 1e3, "repair_one_seed_ms": repair * 1e3, "sweep_with_ci_s": sweep_s, "sweep_best_weight": best,
-           "fuse_cli": cli, "statistics": statistics, "recompute": recompute, "limits": LIMITS}
+           "fuse_cli": cli, "statistics": statistics, "hash_cache": hashing, "recompute": recompute,
+           "limits": LIMITS}
     out["within_limits"] = {
         "rescore_one_weight_ms": out["rescore_one_weight_ms"] <= LIMITS["rescore_one_weight_ms"],
         "repair_one_seed_ms": out["repair_one_seed_ms"] <= LIMITS["repair_one_seed_ms"],
@@ -287,6 +313,11 @@ def main(argv=None) -> int:
               f"{st['all_pairs_vs_score_draws_before']:.2f}x score_draws before")
     else:
         print(f"{'    score_draws (R 200, B 1,000) now':<42}{st['score_draws_now_s']:.2f} s (before: no git)")
+    h = hashing
+    print(f"{'(6) verify run dir: rehash / cached':<42}{h['verify_rehash_ms']:.1f} ms / "
+          f"{h['verify_cached_ms']:.2f} ms ({h['verify_speedup']:.0f}x; {h['run_dir_mb']:.0f} MB hashed)")
+    print(f"{'    score_run (no CIs): rehash / cached':<42}{h['score_run_rehash_ms']:.0f} ms / "
+          f"{h['score_run_cached_ms']:.0f} ms ({h['score_run_speedup']:.1f}x)")
     print(f"{'(4) recompute both branches (test pairs)':<42}{rec_text}")
     print(f"written: {RESULTS.relative_to(REPO)}")
     return 0

@@ -100,7 +100,10 @@ def _seed_extras(result) -> str:
 
 def _cmd_fuse(a: argparse.Namespace, out) -> int:
     from emotion_fusion import report
-    res = report.score_run(a.run_dir, weight=_weight(a.weight))
+    from emotion_fusion.runs import read_config
+    # the headline the run itself printed: the all-pairs estimand with its two-way interval (numpy only)
+    draws = read_config(a.run_dir).get("pairing_draws", 0)
+    res = report.score_run(a.run_dir, weight=_weight(a.weight), draws=draws if isinstance(draws, int) else 0)
     _print(res, a.json, report.format_results(res), out)
     return 0
 
