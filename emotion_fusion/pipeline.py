@@ -182,11 +182,14 @@ def _compute(cfg: Config, fer_path: Path, go_path: Path, out: Path | None, key: 
     _holdout.save_seen(out, img, txt)
     label = f"image: {branches['image'].label}; text: {branches['text'].label}"
     title = f"{cfg.profile} profile — {label} — test = {split['test_desc']}"
-    if cfg.uses_random_weights:     # every table made from random-init weights says so
-        title += " — RANDOM-INIT WEIGHTS (numbers show the mechanism, not the models' ability)"
+    weights = cfg.weights_status(len(branches["image"].history.get("train_loss", [])))
+    if weights["random_init"]:     # every table made from untrained random weights says so
+        which = " and ".join(weights["random_init"])
+        title += (f" — RANDOM-INIT WEIGHTS ({which} branch{'es' * (len(weights['random_init']) > 1)} untrained: "
+                  "numbers show the mechanism, not the models' ability)")
     timings["total_s"] = time.perf_counter() - t0
     _runs.write_json(out / _runs.INFO, {
-        "key": key, "title": title, "branches": label, "temperatures": temps,
+        "key": key, "title": title, "branches": label, "weights": weights, "temperatures": temps,
         "history": branches["image"].history, "text_heads": branches["text"].scores, "timings": timings,
         "sizes": {k: {p: int(len(v[p])) for p in v} for k, v in (("images", img), ("texts", txt))},
         "dropped": split.get("dropped", {"images": split.get("duplicates_dropped", 0), "texts": 0}),
