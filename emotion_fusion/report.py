@@ -15,6 +15,7 @@ from emotion_fusion.tables import Table, cell, count, in_words, interval, pct, p
 
 MODEL_NAMES = {"visual": "Visual only", "text": "Text only", "fusion": "Fusion",
                "fusion_best_val": "Fusion (best val weight)"}
+METRIC_NAMES = {"accuracy": "accuracy", "macro_f1": "macro-F1"}
 SCORED = ("test", "val")   # the row order of the table: test first
 
 
@@ -132,7 +133,7 @@ def results_table(results: dict, which: str = "headline") -> Table:
     if which == "headline" and draws:
         single = {r["model"]: r for r in draws["single_draw"]["rows"]}
         per_draw = draws.get("pairing") != "fixed"
-        recs = [{"model": _model_label(r) + (" (per draw)" if r["model"] == "fusion_best_val" and per_draw else ""),
+        recs = [{"model": _model_label(r).replace("weight)", "weight, per draw)") if per_draw else _model_label(r),
                  "accuracy %": interval(r["accuracy"], r.get("accuracy_ci")),
                  "macro-F1 %": interval(r["macro_f1"], r.get("macro_f1_ci")),
                  "macro-F1 %, one draw, pair bootstrap": interval(single[r["model"]]["macro_f1"],
@@ -164,7 +165,7 @@ def comparison_table(results: dict) -> Table:
     for m, c in results["draws"]["comparison"].items():
         for k in ("accuracy", "macro_f1"):
             rows.append({"fusion": MODEL_NAMES[m] + (f", w = {c['weight']:.2f}" if c.get("weight") is not None else ""),
-                         "metric": k.replace("_", "-"),
+                         "metric": METRIC_NAMES[k],
                          "fusion minus better branch, points [95% interval]": interval(
                              c[k]["mean_diff"], c[k]["ci"], signed=True),
                          "p (paired bootstrap)": pvalue(c[k]["p_value"]),
@@ -261,7 +262,7 @@ def format_draws(res: dict) -> str:
         b = c["better_branch"]
         which = ("text" if b["text"] else "visual") if fixed else better_branch_words(b)
         lines.append(f"{names[m]} minus the better branch on validation ({which}): " + "; ".join(
-                         f"{k.replace('_', '-')} {interval(c[k]['mean_diff'], c[k]['ci'], signed=True)} "
+                         f"{METRIC_NAMES[k]} {interval(c[k]['mean_diff'], c[k]['ci'], signed=True)} "
                          f"{_p(c[k]['p_value'])}" for k in ("accuracy", "macro_f1")))
     lines.append(f"McNemar on {'these pairs' if fixed else 'the default draw'} (treats pairs as independent; "
                  "too small a p under text reuse):")
@@ -272,3 +273,41 @@ def format_draws(res: dict) -> str:
         lines += [f"{split:<12}{c:<10}{count(d['faces']):>7}{count(d['texts_in_pool']):>7}{count(d['texts_used']):>7}"
                   f"{d['mean_reuse']:>7.1f}{count(d['max_reuse']):>6}" for c, d in per.items()]
     return "\n".join(lines)
+
+
+# ---------------------------------------------------------------- the configuration, shortly
+def config_table(cfg, run_dir=None) -> Table:
+    """What matters for reading the results (profile, models, image size, epochs, fusion, pairing draws,
+    seed), then every setting that differs from the profile's defaults; config.json holds them all."""
+    from dataclasses import fields
+
+    from emotion_fusion.config import Config
+
+    image = "random init" if cfg.image_weights is None else cfg.image_weights
+    rows = {"profile": cfg.profile, "protocol": cfg.protocol,
+            "image branch": f"ResNet-50 ({image}), {cfg.image_mode}", "image size": f"{cfg.image_size} px",
+            "epochs (at most)": cfg.epochs,
+            "text branch": f"{cfg.text_model} ({cfg.text_weights or 'its bundled weights'}), head {cfg.text_head}",
+            "fusion": f"w = {cfg.fusion_weight:.2f} visual, {cfg.fusion_rule} rule"
+                      + (", calibrated" if cfg.calibrate else ", uncalibrated"),
+            "pairing draws": cfg.pairing_draws, "bootstrap resamples": cfg.n_boot, "seed": cfg.seed}
+    if cfg.weights_declared_random:
+        rows["weights"] = "declared random (a dry run)"
+    default = Config.from_profile(cfg.profile)
+    changed = [f.name for f in fields(cfg) if getattr(cfg, f.name) != getattr(default, f.name)]
+    recs = [{"setting": k, "value": cell(v)} for k, v in rows.items()]
+    recs += [{"setting": f"changed: {k}", "value": f"{cell(getattr(cfg, k), 3)} (profile: {cell(getattr(default, k), 3)})"}
+             for k in changed]
+    where = f"{run_dir}/config.json" if run_dir else "config.json in the run directory"
+    return table(recs, "Configuration (what matters for reading the results, and changes to the profile)",
+                 note=f"Every setting is in {where}.", index="setting")
+
+
+def per_class_report(y, pred, title: str = "Per class, test pairs") -> Table:
+    """Precision, recall and F1 per class in %, support as a count (scoring.metrics.per_class_table)."""
+    from emotion_fusion.scoring.metrics import per_class_table
+
+    df = per_class_table(y, pred)
+    recs = [{"class": c, "precision %": pct(r.precision), "recall %": pct(r.recall), "F1 %": pct(r.f1),
+             "support": int(r.support)} for c, r in df.iterrows()]
+    return table(recs, title, index="class")

@@ -46,10 +46,10 @@ def count(n) -> str:
 
 
 def pvalue(p: float, floor: float = P_FLOOR) -> str:
-    """A p-value to read: "< 0.001" below `floor`, else two significant digits ("0.034", "0.52")."""
+    """A p-value to read: "< 0.001" below `floor`, three decimals under 0.01 ("0.004"), else two ("0.52")."""
     if p < floor:
         return f"< {floor:g}"
-    return f"{p:.2g}" if p < 0.1 else f"{p:.2f}"
+    return f"{p:.3f}" if p < 0.0095 else f"{p:.2f}"
 
 
 def number(x: float, digits: int = 1) -> str:
