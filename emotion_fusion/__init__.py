@@ -32,6 +32,8 @@ _WHERE = {
     "per_class_table": "scoring.metrics", "confusion": "scoring.metrics", "mcnemar": "scoring.metrics",
     "score_run": "report", "results_table": "report", "format_results": "report", "as_table": "report",
     "comparison_table": "report", "text_reuse_table": "report", "original_bug": "original.bugs",
+    "config_table": "config", "per_class_report": "report", "mcnemar_table": "report", "sizes_table": "report",
+    "text_heads_table": "report", "Table": "tables",
     # plots
     "plot_history": "scoring.plots", "plot_sweep": "scoring.plots", "plot_confusions": "scoring.plots",
     "plot_face_grid": "scoring.plots", "plot_example_pairs": "scoring.plots",

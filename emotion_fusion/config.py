@@ -17,6 +17,7 @@ from emotion_fusion.branches.choices import IMAGE_MODES, LR_SCHEDULES
 from emotion_fusion.branches.encoders import ENCODERS
 from emotion_fusion.data.labels import MAPPINGS, MULTI_LABEL_RULES
 from emotion_fusion.errors import InputError, json_kind
+from emotion_fusion.tables import Table, cell, table
 
 PROFILES = ("full", "offline", "smoke", "seed")
 AUGMENT_STYLES = ("ours", "seed")
@@ -247,6 +248,29 @@ _PROFILE_OVERRIDES: dict[str, dict[str, Any]] = {
                   train_per_class=24, text_train_per_class=24, val_per_class=10, test_per_class=10,
                   n_boot=200),
 }
+
+
+def config_table(cfg: Config, run_dir=None) -> Table:
+    """What matters for reading the results (profile, models, image size, epochs, fusion, pairing draws,
+    seed), then every setting that differs from the profile's defaults; config.json holds them all."""
+    image = "random init" if cfg.image_weights is None else cfg.image_weights
+    rows = {"profile": cfg.profile, "protocol": cfg.protocol,
+            "image branch": f"ResNet-50 ({image}), {cfg.image_mode}", "image size": f"{cfg.image_size} px",
+            "epochs (at most)": cfg.epochs,
+            "text branch": f"{cfg.text_model} ({cfg.text_weights or 'its bundled weights'}), head {cfg.text_head}",
+            "fusion": f"w = {cfg.fusion_weight:.2f} visual, {cfg.fusion_rule} rule"
+                      + (", calibrated" if cfg.calibrate else ", uncalibrated"),
+            "pairing draws": cfg.pairing_draws, "bootstrap resamples": cfg.n_boot, "seed": cfg.seed}
+    if cfg.weights_declared_random:
+        rows["weights"] = "declared random (a dry run)"
+    default = Config.from_profile(cfg.profile)
+    changed = [f.name for f in fields(cfg) if getattr(cfg, f.name) != getattr(default, f.name)]
+    recs = [{"setting": k, "value": cell(v)} for k, v in rows.items()]
+    recs += [{"setting": f"changed: {k}", "value": f"{cell(getattr(cfg, k), 3)} (profile: {cell(getattr(default, k), 3)})"}
+             for k in changed]
+    where = f"{run_dir}/config.json" if run_dir else "config.json in the run directory"
+    return table(recs, "Configuration (what matters for reading the results, and changes to the profile)",
+                 note=f"Every setting is in {where}.", index="setting")
 
 
 def load_config(path: str | Path) -> Config:

@@ -275,34 +275,6 @@ def format_draws(res: dict) -> str:
     return "\n".join(lines)
 
 
-# ---------------------------------------------------------------- the configuration, shortly
-def config_table(cfg, run_dir=None) -> Table:
-    """What matters for reading the results (profile, models, image size, epochs, fusion, pairing draws,
-    seed), then every setting that differs from the profile's defaults; config.json holds them all."""
-    from dataclasses import fields
-
-    from emotion_fusion.config import Config
-
-    image = "random init" if cfg.image_weights is None else cfg.image_weights
-    rows = {"profile": cfg.profile, "protocol": cfg.protocol,
-            "image branch": f"ResNet-50 ({image}), {cfg.image_mode}", "image size": f"{cfg.image_size} px",
-            "epochs (at most)": cfg.epochs,
-            "text branch": f"{cfg.text_model} ({cfg.text_weights or 'its bundled weights'}), head {cfg.text_head}",
-            "fusion": f"w = {cfg.fusion_weight:.2f} visual, {cfg.fusion_rule} rule"
-                      + (", calibrated" if cfg.calibrate else ", uncalibrated"),
-            "pairing draws": cfg.pairing_draws, "bootstrap resamples": cfg.n_boot, "seed": cfg.seed}
-    if cfg.weights_declared_random:
-        rows["weights"] = "declared random (a dry run)"
-    default = Config.from_profile(cfg.profile)
-    changed = [f.name for f in fields(cfg) if getattr(cfg, f.name) != getattr(default, f.name)]
-    recs = [{"setting": k, "value": cell(v)} for k, v in rows.items()]
-    recs += [{"setting": f"changed: {k}", "value": f"{cell(getattr(cfg, k), 3)} (profile: {cell(getattr(default, k), 3)})"}
-             for k in changed]
-    where = f"{run_dir}/config.json" if run_dir else "config.json in the run directory"
-    return table(recs, "Configuration (what matters for reading the results, and changes to the profile)",
-                 note=f"Every setting is in {where}.", index="setting")
-
-
 def per_class_report(y, pred, title: str = "Per class, test pairs") -> Table:
     """Precision, recall and F1 per class in %, support as a count (scoring.metrics.per_class_table)."""
     from emotion_fusion.scoring.metrics import per_class_table

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from emotion_fusion import report, tables
-from emotion_fusion.config import Config
+from emotion_fusion.config import Config, config_table
 
 
 def test_numbers_read_as_in_a_paper():
@@ -105,14 +105,14 @@ def test_sizes_table_says_what_was_dropped_in_words():
 
 def test_config_table_is_short_and_lists_what_differs_from_the_profile():
     cfg = Config.from_profile("offline", fusion_weight=0.3, epochs=3)
-    t = report.config_table(cfg, "runs/offline")
+    t = config_table(cfg, "runs/offline")
     shown = dict(zip(t.df.index, t.df["value"]))
     assert shown["profile"] == "offline" and shown["image size"] == "48 px" and shown["seed"] == "0"
     assert shown["fusion"] == "w = 0.30 visual, loglinear rule, calibrated"
     assert shown["changed: fusion_weight"] == "0.300 (profile: 0.600)" and shown["changed: epochs"] == "3 (profile: 2)"
     assert not [k for k in shown if k.startswith("changed:") and k not in ("changed: fusion_weight", "changed: epochs")]
     assert len(t.df) < 15 and t.note == "Every setting is in runs/offline/config.json."
-    assert len(report.config_table(Config.from_profile("offline")).df) == len(t.df) - 2
+    assert len(config_table(Config.from_profile("offline")).df) == len(t.df) - 2
 
 
 def test_per_class_report_in_percent_with_integer_support():
