@@ -4,9 +4,15 @@ Figures come from `pyplot.figure` so that Jupyter's inline backend shows each on
 the cell (end the line with `;` so the returned Figure is not shown a second time) and then closes
 it. The backend is never touched and `plt.show()` never called: scripts save with `fig.savefig(...)`
 and should `plt.close(fig)` when making many. Nothing here imports torch.
+
+Legible at 100% zoom: a PNG is shown one pixel per CSS pixel (96 per inch), so a font of s points drawn at
+DPI dots per inch appears as s * DPI / 96 points; at DPI = 96 every font of at least MIN_FONT_PT points
+(STYLE) reads at that size. Every figure carries alt text (`DescribedFigure.alt`): its repr, so the saved
+notebook's text/plain and the HTML report's `alt` attribute describe what it shows.
 """
 from __future__ import annotations
 
+import functools
 import textwrap
 from typing import Mapping
 
@@ -19,42 +25,74 @@ from emotion_fusion.errors import InputError
 
 from .metrics import as_labels, as_pred, confusion
 
-PANEL = 3.4  # inches per panel
-DPI = 56     # figures are embedded in the executed notebook as PNGs: small enough to share (<= 300 KB total)
+PANEL = 2.6  # inches per panel: small enough that the executed notebook stays under its size goal
+DPI = 96     # one PNG pixel per CSS pixel: fonts show at their point size at 100% zoom
+MIN_FONT_PT = 8
+STYLE = {"font.size": 9, "axes.titlesize": 9, "axes.labelsize": 8, "xtick.labelsize": 8, "ytick.labelsize": 8,
+         "legend.fontsize": 8, "figure.titlesize": 10}
 CMAP = "Blues"
 HISTORY_KEYS = ("train_loss", "val_loss", "val_acc")
 
 
+class DescribedFigure(Figure):
+    """A Figure whose repr is its alt text (what a reader who cannot see it needs to know)."""
+
+    alt: str = ""
+
+    def __repr__(self) -> str:
+        return self.alt or super().__repr__()
+
+
+def _styled(fn):
+    """Draw `fn`'s figure under STYLE (fonts >= MIN_FONT_PT), as a DescribedFigure at DPI."""
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        with plt.rc_context(STYLE):
+            return fn(*args, **kwargs)
+    return wrapper
+
+
+def _figure(width: float, height: float) -> DescribedFigure:
+    return plt.figure(FigureClass=DescribedFigure, figsize=(width, height), layout="constrained", dpi=DPI)
+
+
+@_styled
 def plot_confusions(y, preds: Mapping[str, np.ndarray], normalize: bool = True) -> Figure:
     """One confusion-matrix panel per model (true rows, predicted columns, class names on axes)."""
     if not preds:
         raise InputError("plot_confusions needs at least one model in preds ({name: predictions})")
-    fig = plt.figure(figsize=(PANEL * len(preds) + 0.5, PANEL + 0.6), layout="constrained", dpi=DPI)
+    fig = _figure(PANEL * len(preds) + 0.6, PANEL + 0.7)
     axes = fig.subplots(1, len(preds), squeeze=False)[0]
+    recalls = []
     for ax, (name, pred) in zip(axes, preds.items()):
         cm = confusion(y, pred, normalize=normalize)
         ax.imshow(cm, cmap=CMAP, vmin=0, vmax=1 if normalize else None)
         fmt = "{:.2f}" if normalize else "{:d}"
+        recalls.append(f"{name} {100 * np.mean(np.diag(confusion(y, pred, normalize=True))):.1f}%")
         top = cm.max() or 1
         for i in range(NUM_CLASSES):
             for j in range(NUM_CLASSES):
-                ax.text(j, i, fmt.format(cm[i, j]), ha="center", va="center", fontsize=7,
+                ax.text(j, i, fmt.format(cm[i, j]).lstrip("0") or "0", ha="center", va="center", fontsize=MIN_FONT_PT,
                         color="white" if cm[i, j] > 0.6 * (1 if normalize else top) else "black")
-        ax.set_xticks(range(NUM_CLASSES), CLASSES, rotation=45, ha="right", fontsize=8)
-        ax.set_yticks(range(NUM_CLASSES), CLASSES, fontsize=8)
+        ax.set_xticks(range(NUM_CLASSES), CLASSES, rotation=45, ha="right")
+        ax.set_yticks(range(NUM_CLASSES), CLASSES)
         ax.set_xlabel("predicted")
         ax.set_title(name)
     axes[0].set_ylabel("true")
+    fig.alt = (f"Confusion matrices, one per model ({', '.join(preds)}): true class in rows, predicted in "
+               f"columns, {'each row as shares' if normalize else 'counts'}. Mean of the diagonal shares "
+               f"(balanced accuracy): {', '.join(recalls)}.")
     return fig
 
 
+@_styled
 def plot_sweep(sweep: dict, chosen: float | None = None) -> Figure:
     """Macro-F1 and accuracy vs fusion weight (val, and test when swept); best val and chosen marked."""
     missing = [k for k in ("weights", "val_macro_f1", "val_accuracy", "best_weight") if k not in sweep]
     if missing:
         raise InputError(f"sweep result lacks {missing}; pass the dict returned by fusion.sweep")
     w = np.asarray(sweep["weights"])
-    fig = plt.figure(figsize=(2 * PANEL + 1.5, PANEL), layout="constrained", dpi=DPI)
+    fig = _figure(2 * PANEL + 1.6, PANEL + 0.3)
     axes = fig.subplots(1, 2)
     for ax, metric, label in zip(axes, ("macro_f1", "accuracy"), ("macro-F1", "accuracy")):
         ax.plot(w, sweep[f"val_{metric}"], label="validation")
@@ -64,12 +102,18 @@ def plot_sweep(sweep: dict, chosen: float | None = None) -> Figure:
                    label=f"best val w = {sweep['best_weight']:.2f}")
         if chosen is not None:
             ax.axvline(chosen, color="tab:red", linestyle=":", label=f"chosen w = {chosen:.2f}")
-        ax.set_xlabel("fusion weight w (0 = text only, 1 = visual only)")
+        ax.set_xlabel("visual weight w (0 text only, 1 visual only)")
         ax.set_ylabel(label)
         ax.set_xlim(0, 1)
         ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=8)
+    axes[0].legend()
     fig.suptitle(f"{sweep.get('rule', 'linear')} fusion: weight sweep")
+    f1 = np.asarray(sweep["val_macro_f1"], dtype=float)
+    fig.alt = (f"Weight sweep of {sweep.get('rule', 'linear')} fusion: validation macro-F1 "
+               f"{100 * f1[0]:.1f}% at w = {w[0]:.2f} (text only) and {100 * f1[-1]:.1f}% at w = {w[-1]:.2f} "
+               f"(visual only), best {100 * f1.max():.1f}% at the best validation weight "
+               f"{sweep['best_weight']:.2f}" + (f"; chosen weight {chosen:.2f}" if chosen is not None else "")
+               + ("; test curves drawn beside them." if "test_macro_f1" in sweep else "."))
     return fig
 
 
@@ -90,6 +134,7 @@ def _history_columns(history) -> dict[str, np.ndarray]:
     return cols
 
 
+@_styled
 def plot_history(history, best_epoch: int | None = None) -> Figure:
     """Train/val loss and val accuracy per epoch, with the best epoch (1-based) marked.
 
@@ -101,7 +146,7 @@ def plot_history(history, best_epoch: int | None = None) -> Figure:
     if best_epoch is None and isinstance(history, Mapping) and "best_epoch" in history:
         best_epoch = history["best_epoch"]
     best = int(np.argmax(cols["val_acc"])) + 1 if best_epoch is None else int(best_epoch)
-    fig = plt.figure(figsize=(2 * PANEL + 1, PANEL), layout="constrained", dpi=DPI)
+    fig = _figure(2 * PANEL + 1, PANEL)
     ax_loss, ax_acc = fig.subplots(1, 2)
     ax_loss.plot(epochs, cols["train_loss"], marker="o", label="train")
     ax_loss.plot(epochs, cols["val_loss"], marker="o", label="validation")
@@ -112,7 +157,11 @@ def plot_history(history, best_epoch: int | None = None) -> Figure:
         ax.axvline(best, color="tab:green", linestyle="--", label=f"best epoch {best}")
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)
-    ax_loss.legend(fontsize=8)
+    ax_loss.legend()
+    tl, vl, va = cols["train_loss"], cols["val_loss"], cols["val_acc"]
+    fig.alt = (f"Training curves over {epochs.size} epoch{'s' * (epochs.size != 1)}: train loss {tl[0]:.3f} to "
+               f"{tl[-1]:.3f}, validation loss {vl[0]:.3f} to {vl[-1]:.3f}, validation accuracy "
+               f"{100 * va[0]:.1f}% to {100 * va[-1]:.1f}%; best epoch {best} (its weights are kept).")
     return fig
 
 
@@ -131,6 +180,7 @@ def _check_pixels(pixels, n: int | None = None) -> np.ndarray:
     return a
 
 
+@_styled
 def plot_face_grid(pixels, y, per_class: int = 6, seed: int = 0) -> Figure:
     """A 7-row mosaic of `per_class` seeded random faces per class (blank cells if a class has fewer).
 
@@ -147,7 +197,8 @@ def plot_face_grid(pixels, y, per_class: int = 6, seed: int = 0) -> Figure:
         pick = rng.choice(members, size=min(per_class, members.size), replace=False)
         for j, i in enumerate(pick):
             mosaic[c * (h + gap):c * (h + gap) + h, j * (w + gap):j * (w + gap) + w] = _display(pixels[i])
-    fig = plt.figure(figsize=(0.75 * per_class + 1, 0.75 * NUM_CLASSES), layout="constrained", dpi=DPI)
+    # one face pixel per screen pixel at 100% (the faces are 48 px): sharp and the smallest PNG
+    fig = _figure(mosaic.shape[1] / DPI + 0.9, mosaic.shape[0] / DPI + 0.15)
     ax = fig.subplots()
     ax.imshow(mosaic, cmap="gray", vmin=0, vmax=255, interpolation="nearest")
     ax.set_xticks([])
@@ -155,9 +206,12 @@ def plot_face_grid(pixels, y, per_class: int = 6, seed: int = 0) -> Figure:
     ax.tick_params(length=0)
     for side in ax.spines.values():
         side.set_visible(False)
+    fig.alt = (f"Up to {per_class} training faces per class, one row per class ({', '.join(CLASSES)}), "
+               f"{h}x{w} grayscale.")
     return fig
 
 
+@_styled
 def plot_example_pairs(pixels, texts, y, p_visual, p_text, p_fused, n: int = 6) -> Figure:
     """The first `n` pairs: each face over its text, with the true, visual, text and fused labels."""
     y = as_labels(y)
@@ -167,16 +221,20 @@ def plot_example_pairs(pixels, texts, y, p_visual, p_text, p_fused, n: int = 6) 
         raise InputError("pixels, texts, labels and the three probability arrays must describe the "
                          "same pairs (equal lengths)")
     n = min(n, y.size)
-    fig = plt.figure(figsize=(2.4 * n, 3.9), layout="constrained", dpi=DPI)
+    fig = _figure(2.0 * n, 3.3)
     axes = fig.subplots(2, n, squeeze=False, height_ratios=[3, 2])
     for i in range(n):
         face, note = axes[0, i], axes[1, i]
         face.imshow(_display(pixels[i]), cmap="gray", vmin=0, vmax=255, interpolation="nearest")
         face.set_axis_off()
-        face.set_title(f"true: {CLASSES[y[i]]}", fontsize=9)
+        face.set_title(f"true: {CLASSES[y[i]]}")
         verdict = "\n".join(f"{k}: {CLASSES[p[i]]} {'(right)' if p[i] == y[i] else '(wrong)'}"
                             for k, p in preds.items())
         note.set_axis_off()
-        note.text(0, 1, textwrap.fill(str(texts[i]), 28)[:200], va="top", fontsize=8, wrap=True)
-        note.text(0, 0, verdict, va="bottom", fontsize=8, family="monospace")
+        shown = textwrap.fill(textwrap.shorten(str(texts[i]), 84, placeholder=" …"), 27)   # 4 lines at most
+        note.text(0, 1, shown, va="top", fontsize=MIN_FONT_PT)
+        note.text(0, 0, verdict, va="bottom", fontsize=MIN_FONT_PT, family="monospace")
+    fig.alt = f"{n} test pairs, each a face over its text, with the true label and each branch's prediction: " + "; ".join(
+        f"{i + 1}) true {CLASSES[y[i]]}, \"{textwrap.shorten(str(texts[i]), 60, placeholder=' …')}\", "
+        + ", ".join(f"{k} {CLASSES[p[i]]}" for k, p in preds.items()) for i in range(n)) + "."
     return fig
