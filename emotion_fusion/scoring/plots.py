@@ -7,18 +7,19 @@ and should `plt.close(fig)` when making many. Nothing here imports torch.
 
 Legible at 100% zoom: a PNG is shown one pixel per CSS pixel (96 per inch), so a font of s points drawn at
 DPI dots per inch appears as s * DPI / 96 points; at DPI = 96 every font of at least MIN_FONT_PT points
-(STYLE) reads at that size. Every figure carries alt text (`DescribedFigure.alt`): its repr, so the saved
+(SIZES) reads at that size. Every figure carries alt text (`DescribedFigure.alt`): its repr, so the saved
 notebook's text/plain and the HTML report's `alt` attribute describe what it shows.
 """
 from __future__ import annotations
 
-import functools
 import textwrap
 from typing import Mapping
 
 import numpy as np
 from matplotlib import pyplot as plt
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.text import Text
 
 from emotion_fusion.data.labels import CLASSES, NUM_CLASSES
 from emotion_fusion.errors import InputError
@@ -28,8 +29,8 @@ from .metrics import as_labels, as_pred, confusion
 PANEL = 2.6  # inches per panel: small enough that the executed notebook stays under its size goal
 DPI = 96     # one PNG pixel per CSS pixel: fonts show at their point size at 100% zoom
 MIN_FONT_PT = 8
-STYLE = {"font.size": 9, "axes.titlesize": 9, "axes.labelsize": 8, "xtick.labelsize": 8, "ytick.labelsize": 8,
-         "legend.fontsize": 8, "figure.titlesize": 10}
+SIZES = {"title": 9, "label": 8, "tick": 8, "legend": 8, "suptitle": 10}   # points; none under MIN_FONT_PT
+PNG_COLOURS = 64    # palette PNGs: a third of the bytes of full colour, no visible difference at these sizes
 CMAP = "Blues"
 HISTORY_KEYS = ("train_loss", "val_loss", "val_acc")
 
@@ -43,20 +44,45 @@ class DescribedFigure(Figure):
         return self.alt or super().__repr__()
 
 
-def _styled(fn):
-    """Draw `fn`'s figure under STYLE (fonts >= MIN_FONT_PT), as a DescribedFigure at DPI."""
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        with plt.rc_context(STYLE):
-            return fn(*args, **kwargs)
-    return wrapper
+class PaletteCanvas(FigureCanvasAgg):
+    """Agg drawing, PNG written as a PNG_COLOURS palette image: Jupyter's inline backend and `savefig`
+    both print through the figure's canvas, so the executed notebook and saved files stay small."""
+
+    def print_png(self, filename_or_obj, *, metadata=None, pil_kwargs=None, **_ignored):
+        from PIL import Image
+        FigureCanvasAgg.draw(self)
+        rgb = Image.fromarray(np.asarray(self.buffer_rgba())).convert("RGB")
+        rgb.quantize(PNG_COLOURS, method=Image.Quantize.MEDIANCUT).save(
+            filename_or_obj, format="png", optimize=True, dpi=(self.figure.dpi, self.figure.dpi))
 
 
 def _figure(width: float, height: float) -> DescribedFigure:
-    return plt.figure(FigureClass=DescribedFigure, figsize=(width, height), layout="constrained", dpi=DPI)
+    # sizes are set on the artists (_finish), not with plt.rc_context: figures made inside an rc_context
+    # are not all shown by Jupyter's inline backend
+    fig = plt.figure(FigureClass=DescribedFigure, figsize=(width, height), layout="constrained", dpi=DPI)
+    PaletteCanvas(fig)       # becomes fig.canvas; pyplot still tracks (and closes) the figure
+    return fig
 
 
-@_styled
+def _finish(fig: DescribedFigure, alt: str) -> DescribedFigure:
+    """Fonts to SIZES (and never under MIN_FONT_PT), and the alt text."""
+    for ax in fig.axes:
+        ax.tick_params(labelsize=SIZES["tick"])
+        ax.title.set_fontsize(SIZES["title"])
+        ax.xaxis.label.set_fontsize(SIZES["label"])
+        ax.yaxis.label.set_fontsize(SIZES["label"])
+        if ax.get_legend() is not None:
+            for t in ax.get_legend().get_texts():
+                t.set_fontsize(SIZES["legend"])
+    if fig._suptitle is not None:
+        fig._suptitle.set_fontsize(SIZES["suptitle"])
+    for t in fig.findobj(Text):
+        if t.get_fontsize() < MIN_FONT_PT:
+            t.set_fontsize(MIN_FONT_PT)
+    fig.alt = alt
+    return fig
+
+
 def plot_confusions(y, preds: Mapping[str, np.ndarray], normalize: bool = True) -> Figure:
     """One confusion-matrix panel per model (true rows, predicted columns, class names on axes)."""
     if not preds:
@@ -79,13 +105,12 @@ def plot_confusions(y, preds: Mapping[str, np.ndarray], normalize: bool = True) 
         ax.set_xlabel("predicted")
         ax.set_title(name)
     axes[0].set_ylabel("true")
-    fig.alt = (f"Confusion matrices, one per model ({', '.join(preds)}): true class in rows, predicted in "
-               f"columns, {'each row as shares' if normalize else 'counts'}. Mean of the diagonal shares "
-               f"(balanced accuracy): {', '.join(recalls)}.")
-    return fig
+    alt = (f"Confusion matrices, one per model ({', '.join(preds)}): true class in rows, predicted in columns, "
+           f"{'each row as shares' if normalize else 'counts'}. Mean of the diagonal shares (balanced "
+           f"accuracy): {', '.join(recalls)}.")
+    return _finish(fig, alt)
 
 
-@_styled
 def plot_sweep(sweep: dict, chosen: float | None = None) -> Figure:
     """Macro-F1 and accuracy vs fusion weight (val, and test when swept); best val and chosen marked."""
     missing = [k for k in ("weights", "val_macro_f1", "val_accuracy", "best_weight") if k not in sweep]
@@ -109,12 +134,12 @@ def plot_sweep(sweep: dict, chosen: float | None = None) -> Figure:
     axes[0].legend()
     fig.suptitle(f"{sweep.get('rule', 'linear')} fusion: weight sweep")
     f1 = np.asarray(sweep["val_macro_f1"], dtype=float)
-    fig.alt = (f"Weight sweep of {sweep.get('rule', 'linear')} fusion: validation macro-F1 "
-               f"{100 * f1[0]:.1f}% at w = {w[0]:.2f} (text only) and {100 * f1[-1]:.1f}% at w = {w[-1]:.2f} "
-               f"(visual only), best {100 * f1.max():.1f}% at the best validation weight "
-               f"{sweep['best_weight']:.2f}" + (f"; chosen weight {chosen:.2f}" if chosen is not None else "")
-               + ("; test curves drawn beside them." if "test_macro_f1" in sweep else "."))
-    return fig
+    alt = (f"Weight sweep of {sweep.get('rule', 'linear')} fusion: validation macro-F1 {100 * f1[0]:.1f}% at "
+           f"w = {w[0]:.2f} (text only) and {100 * f1[-1]:.1f}% at w = {w[-1]:.2f} (visual only), best "
+           f"{100 * f1.max():.1f}% at the best validation weight {sweep['best_weight']:.2f}"
+           + (f"; chosen weight {chosen:.2f}" if chosen is not None else "")
+           + ("; test curves drawn beside them." if "test_macro_f1" in sweep else "."))
+    return _finish(fig, alt)
 
 
 def _history_columns(history) -> dict[str, np.ndarray]:
@@ -134,7 +159,6 @@ def _history_columns(history) -> dict[str, np.ndarray]:
     return cols
 
 
-@_styled
 def plot_history(history, best_epoch: int | None = None) -> Figure:
     """Train/val loss and val accuracy per epoch, with the best epoch (1-based) marked.
 
@@ -159,10 +183,10 @@ def plot_history(history, best_epoch: int | None = None) -> Figure:
         ax.grid(alpha=0.3)
     ax_loss.legend()
     tl, vl, va = cols["train_loss"], cols["val_loss"], cols["val_acc"]
-    fig.alt = (f"Training curves over {epochs.size} epoch{'s' * (epochs.size != 1)}: train loss {tl[0]:.3f} to "
-               f"{tl[-1]:.3f}, validation loss {vl[0]:.3f} to {vl[-1]:.3f}, validation accuracy "
-               f"{100 * va[0]:.1f}% to {100 * va[-1]:.1f}%; best epoch {best} (its weights are kept).")
-    return fig
+    alt = (f"Training curves over {epochs.size} epoch{'s' * (epochs.size != 1)}: train loss {tl[0]:.3f} to "
+           f"{tl[-1]:.3f}, validation loss {vl[0]:.3f} to {vl[-1]:.3f}, validation accuracy {100 * va[0]:.1f}% "
+           f"to {100 * va[-1]:.1f}%; best epoch {best} (its weights are kept).")
+    return _finish(fig, alt)
 
 
 def _display(face: np.ndarray) -> np.ndarray:
@@ -180,7 +204,6 @@ def _check_pixels(pixels, n: int | None = None) -> np.ndarray:
     return a
 
 
-@_styled
 def plot_face_grid(pixels, y, per_class: int = 6, seed: int = 0) -> Figure:
     """A 7-row mosaic of `per_class` seeded random faces per class (blank cells if a class has fewer).
 
@@ -206,12 +229,10 @@ def plot_face_grid(pixels, y, per_class: int = 6, seed: int = 0) -> Figure:
     ax.tick_params(length=0)
     for side in ax.spines.values():
         side.set_visible(False)
-    fig.alt = (f"Up to {per_class} training faces per class, one row per class ({', '.join(CLASSES)}), "
-               f"{h}x{w} grayscale.")
-    return fig
+    return _finish(fig, f"Up to {per_class} training faces per class, one row per class "
+                        f"({', '.join(CLASSES)}), {h}x{w} grayscale.")
 
 
-@_styled
 def plot_example_pairs(pixels, texts, y, p_visual, p_text, p_fused, n: int = 6) -> Figure:
     """The first `n` pairs: each face over its text, with the true, visual, text and fused labels."""
     y = as_labels(y)
@@ -234,7 +255,7 @@ def plot_example_pairs(pixels, texts, y, p_visual, p_text, p_fused, n: int = 6) 
         shown = textwrap.fill(textwrap.shorten(str(texts[i]), 84, placeholder=" …"), 27)   # 4 lines at most
         note.text(0, 1, shown, va="top", fontsize=MIN_FONT_PT)
         note.text(0, 0, verdict, va="bottom", fontsize=MIN_FONT_PT, family="monospace")
-    fig.alt = f"{n} test pairs, each a face over its text, with the true label and each branch's prediction: " + "; ".join(
-        f"{i + 1}) true {CLASSES[y[i]]}, \"{textwrap.shorten(str(texts[i]), 60, placeholder=' …')}\", "
-        + ", ".join(f"{k} {CLASSES[p[i]]}" for k, p in preds.items()) for i in range(n)) + "."
-    return fig
+    pairs = "; ".join(f"{i + 1}) true {CLASSES[y[i]]}, \"{textwrap.shorten(str(texts[i]), 60, placeholder=' …')}\", "
+                      + ", ".join(f"{k} {CLASSES[p[i]]}" for k, p in preds.items()) for i in range(n))
+    return _finish(fig, f"{n} test pairs, each a face over its text, with the true label and each branch's "
+                        f"prediction: {pairs}.")
