@@ -31,10 +31,12 @@ def test_disabled_bar_prints_nothing(capsys):
     assert capsys.readouterr() == ("", "")
 
 
-_CELL = """from emotion_fusion.progress import Bar, note
+_CELL = """import time
+from emotion_fusion.progress import Bar, note
 with Bar(20, "epoch 1/1", unit="img") as bar:
     for i in range(20):
         bar.update(1, loss="0.5")
+        time.sleep(0.05)
         if i == 10:
             note("HEARTBEAT 10/20 images")
     bar.summary = "epoch 1/1: train loss 1.0 | val acc 0.300"
@@ -52,7 +54,17 @@ def test_under_papermill_the_notebook_keeps_one_line_and_the_terminal_sees_progr
     assert proc.returncode == 0, proc.stderr
     terminal = proc.stdout + proc.stderr
     assert "HEARTBEAT 10/20 images" in terminal and "epoch 1/1: train loss 1.0 | val acc 0.300" in terminal
-    outputs = json.loads(out.read_text())["cells"][0]["outputs"]
+    executed = json.loads(out.read_text())
+    assert "widgets" not in executed["metadata"]            # no widget state saved (no CDN script in the report)
+    outputs = executed["cells"][0]["outputs"]
     shown = [("".join(o["data"]["text/plain"]) if "data" in o else "".join(o["text"])) for o in outputs]
     assert shown == ["epoch 1/1: train loss 1.0 | val acc 0.300", "after the loop\n"]
     assert not any("application/vnd.jupyter.widget-view+json" in o.get("data", {}) for o in outputs)
+
+
+def test_the_notebook_display_is_an_html_progress_bar_with_a_plain_line():
+    bar = Bar(20, "epoch 1/2", unit="img", enabled=False)
+    bar.n, bar.postfix = 5, {"loss": "1.234"}
+    shown = bar._bundle()
+    assert shown["text/html"].startswith('<div><progress value="5" max="20"')
+    assert shown["text/plain"].startswith("epoch 1/2: 5/20 img, ") and shown["text/plain"].endswith(", loss 1.234")

@@ -4,7 +4,7 @@
 
 The best validation-loss epoch's weights are restored at the end. The same code runs as one process or
 as N (torchrun / accelerate launch): sharding, per-rank seeds and metric reduction in distributed.py.
-Progress: a live bar per epoch (a widget in Jupyter) that leaves one line behind, the epoch's losses and
+Progress: a live bar per epoch (in Jupyter too) that leaves one line behind, the epoch's losses and
 accuracies; and, every HEARTBEAT_S seconds, one plain line (images done, loss, throughput, time left) for
 a live reader only (progress.note): a terminal running the notebook through papermill (`make demo`) sees
 training move, the saved notebook and its HTML report keep one line per epoch.
