@@ -254,10 +254,12 @@ def config_table(cfg: Config, run_dir=None) -> Table:
     """What matters for reading the results (profile, models, image size, epochs, fusion, pairing draws,
     seed), then every setting that differs from the profile's defaults; config.json holds them all."""
     image = "random init" if cfg.image_weights is None else cfg.image_weights
+    text = cfg.text_weights or ("random init" if cfg.text_encoder_random else "its bundled weights")
+    how = "all layers trained" if cfg.image_mode == "finetune" else "backbone frozen, head trained"
     rows = {"profile": cfg.profile, "protocol": cfg.protocol,
-            "image branch": f"ResNet-50 ({image}), {cfg.image_mode}", "image size": f"{cfg.image_size} px",
+            "image branch": f"ResNet-50 ({image}), {how}", "image size": f"{cfg.image_size} px",
             "epochs (at most)": cfg.epochs,
-            "text branch": f"{cfg.text_model} ({cfg.text_weights or 'its bundled weights'}), head {cfg.text_head}",
+            "text branch": f"{cfg.text_model} ({text}), head {cfg.text_head}",
             "fusion": f"w = {cfg.fusion_weight:.2f} visual, {cfg.fusion_rule} rule"
                       + (", calibrated" if cfg.calibrate else ", uncalibrated"),
             "pairing draws": cfg.pairing_draws, "bootstrap resamples": cfg.n_boot, "seed": cfg.seed}

@@ -109,6 +109,10 @@ def test_config_table_is_short_and_lists_what_differs_from_the_profile():
     shown = dict(zip(t.df.index, t.df["value"]))
     assert shown["profile"] == "offline" and shown["image size"] == "48 px" and shown["seed"] == "0"
     assert shown["fusion"] == "w = 0.30 visual, loglinear rule, calibrated"
+    assert shown["image branch"] == "ResNet-50 (random init), all layers trained"
+    assert shown["text branch"] == "minilm (its bundled weights), head probe"
+    smoke = config_table(Config.from_profile("smoke")).df["value"]
+    assert smoke["text branch"] == "ViT-B/32 (random init), head auto"
     assert shown["changed: fusion_weight"] == "0.300 (profile: 0.600)" and shown["changed: epochs"] == "3 (profile: 2)"
     assert not [k for k in shown if k.startswith("changed:") and k not in ("changed: fusion_weight", "changed: epochs")]
     assert len(t.df) < 15 and t.note == "Every setting is in runs/offline/config.json."
