@@ -185,8 +185,9 @@ def _compute(cfg: Config, fer_path: Path, go_path: Path, out: Path | None, key: 
     weights = cfg.weights_status(len(branches["image"].history.get("train_loss", [])))
     if weights["random_init"]:     # every table made from untrained random weights says so
         which = " and ".join(weights["random_init"])
-        title += (f" — RANDOM-INIT WEIGHTS ({which} branch{'es' * (len(weights['random_init']) > 1)} untrained: "
-                  "numbers show the mechanism, not the models' ability)")
+        why = ("weight files declared random" if cfg.weights_declared_random
+               else f"{which} branch{'es' * (len(weights['random_init']) > 1)} untrained")
+        title += f" — RANDOM-INIT WEIGHTS ({why}: numbers show the mechanism, not the models' ability)"
     timings["total_s"] = time.perf_counter() - t0
     _runs.write_json(out / _runs.INFO, {
         "key": key, "title": title, "branches": label, "weights": weights, "temperatures": temps,

@@ -115,11 +115,12 @@ class Demo:
         if self.error:
             head, body = "⛔ This run cannot be used", self.error
         elif self.models.random_init:
-            which = " and ".join(getattr(self.models, "random_branches", [])) or "some"
-            head, body = ("⚠️ Random-init weights", f"This run uses {which} branch weights that are random and "
-                          "untrained (its title says RANDOM-INIT): those predictions are close to chance and say "
-                          "nothing about your face or your words. Use a run whose branches were trained or "
-                          "pretrained.")
+            names = getattr(self.models, "random_branches", [])     # [] for a run made before `weights`
+            which = (f"This run's {' and '.join(names)} " + ("branches use" if len(names) > 1 else "branch uses")
+                     if names else "Some of this run's branches use")
+            head, body = ("⚠️ Random-init weights", f"{which} random weights: never trained, or declared random "
+                          "(its title says RANDOM-INIT). Those predictions are close to chance and say nothing "
+                          "about your face or your words. Use a run whose branches were trained or pretrained.")
         else:
             return ""
         return (f'<div style="{_BANNER}"><strong>{html.escape(head)}</strong><br>{html.escape(body)}</div>')

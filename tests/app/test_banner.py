@@ -2,6 +2,8 @@
 model trained from scratch; the banner names the random branches."""
 from __future__ import annotations
 
+import html
+
 import pytest
 
 from emotion_fusion.app.demo import Demo, _Models
@@ -26,16 +28,16 @@ def test_a_model_trained_from_scratch_gets_no_banner(tmp_path):
 
 
 @pytest.mark.parametrize("profile, title, overrides, named", [
-    ("smoke", SMOKE_TITLE, {}, "text branch"),
-    ("full", "full profile — RANDOM-INIT WEIGHTS (image and text branches untrained: …)",
-     {"weights_declared_random": True}, "image and text branch"),
+    ("smoke", SMOKE_TITLE, {}, "text branch uses"),
+    ("full", "full profile — RANDOM-INIT WEIGHTS (weight files declared random: …)",
+     {"weights_declared_random": True}, "image and text branches use"),
 ])
 def test_untrained_random_branches_are_named_in_the_banner(tmp_path, profile, title, overrides, named):
-    banner = _demo(tmp_path, profile, title, 1, **overrides).warning()
-    assert "Random-init weights" in banner and f"This run uses {named} weights that are random and untrained" in banner
+    banner = html.unescape(_demo(tmp_path, profile, title, 1, **overrides).warning())
+    assert "Random-init weights" in banner and f"This run's {named} random weights" in banner
 
 
 def test_an_older_run_without_weights_falls_back_to_its_title(tmp_path):
     d = Demo(tmp_path, _Models(tmp_path, Config.from_profile("smoke"), {"title": SMOKE_TITLE},
                                {"title": SMOKE_TITLE}, predictor=None))
-    assert "This run uses some branch weights that are random" in d.warning()
+    assert "Some of this run's branches use random weights" in html.unescape(d.warning())
