@@ -33,6 +33,8 @@ _WHERE = {
     "score_run": "report", "results_table": "report", "format_results": "report", "as_table": "report",
     "comparison_table": "report", "text_reuse_table": "report", "dependence_curve": "report",
     "original_bug": "original.bugs", "original_epoch_bug": "original.bugs", "pool_comparison": "original.reference",
+    "config_table": "config", "per_class_report": "report", "mcnemar_table": "report", "sizes_table": "report",
+    "text_heads_table": "report", "Table": "tables",
     # plots
     "plot_history": "scoring.plots", "plot_sweep": "scoring.plots", "plot_confusions": "scoring.plots",
     "plot_face_grid": "scoring.plots", "plot_example_pairs": "scoring.plots",

@@ -17,6 +17,7 @@ from emotion_fusion.branches.choices import IMAGE_MODES, LR_SCHEDULES, VAL_LOSS_
 from emotion_fusion.branches.encoders import ENCODERS
 from emotion_fusion.data.labels import DOMINANT_RULES, MAPPINGS, MULTI_LABEL_RULES, NEUTRAL_RULES
 from emotion_fusion.errors import InputError, json_kind
+from emotion_fusion.tables import Table, cell, table
 
 PROFILES = ("full", "offline", "smoke", "seed")
 AUGMENT_STYLES = ("ours", "seed")
@@ -175,10 +176,44 @@ class Config:
 
     @property
     def uses_random_weights(self) -> bool:
-        """True when a branch starts from random weights, asked for by name or declared (every table must
-        say so)."""
-        return (self.weights_declared_random or self.image_weights is None
-                or (ENCODERS[self.text_model].random_init and self.text_weights is None))
+        """True when a branch starts from random weights (trained from them or not), or its weight files
+        are declared random stand-ins."""
+        return self.weights_declared_random or self.image_weights is None or self.text_encoder_random
+
+    @property
+    def text_encoder_random(self) -> bool:
+        """True when the text encoder is a random network: it is never trained, only its head is."""
+        return ENCODERS[self.text_model].random_init and self.text_weights is None
+
+    def random_init_branches(self, image_epochs_trained: int) -> list[str]:
+        """The branches used untrained from random weights: RANDOM-INIT in every title that shows them.
+
+        The image branch is untrained when it has no pretrained weights and trained no step of its
+        backbone (`image_epochs_trained` 0, or a frozen random backbone); the text branch when its
+        encoder is random (only its head ever trains). With `weights_declared_random` the weight files
+        themselves are random stand-ins, so both branches are.
+        """
+        if self.weights_declared_random:
+            return ["image", "text"]
+        image = self.image_weights is None and (image_epochs_trained < 1 or self.image_mode == "frozen")
+        return [b for b, random in (("image", image), ("text", self.text_encoder_random)) if random]
+
+    def weights_status(self, image_epochs_trained: int) -> dict:
+        """Where each branch's weights come from, in words, and which are RANDOM-INIT (results.json's
+        `weights`): a network trained from random initialisation is "trained from scratch, N epochs"."""
+        random, n = self.random_init_branches(image_epochs_trained), image_epochs_trained
+        epochs = f"{n} epoch{'s' * (n != 1)}"
+        declared = " (weight files declared random)" if self.weights_declared_random else ", untrained"
+        if "image" in random:
+            image = "RANDOM-INIT" + declared
+        elif self.image_weights is None:
+            image = f"trained from scratch, {epochs}"
+        else:
+            image = f"pretrained ({self.image_weights}), " + (
+                f"head trained {epochs}" if self.image_mode == "frozen" else f"fine-tuned {epochs}")
+        text = ("RANDOM-INIT encoder" + declared + ", only its head trained" if "text" in random
+                else f"pretrained ({self.text_weights})" if self.text_weights else "the encoder's bundled weights")
+        return {"image": image, "text": text, "random_init": random}
 
 
 # The settings that take one of a few names, and those names (text models: the live registry, so an
@@ -241,6 +276,31 @@ _PROFILE_OVERRIDES: dict[str, dict[str, Any]] = {
                   train_per_class=24, text_train_per_class=24, val_per_class=10, test_per_class=10,
                   n_boot=200),
 }
+
+
+def config_table(cfg: Config, run_dir=None) -> Table:
+    """What matters for reading the results (profile, models, image size, epochs, fusion, pairing draws,
+    seed), then every setting that differs from the profile's defaults; config.json holds them all."""
+    image = "random init" if cfg.image_weights is None else cfg.image_weights
+    text = cfg.text_weights or ("random init" if cfg.text_encoder_random else "its bundled weights")
+    how = "all layers trained" if cfg.image_mode == "finetune" else "backbone frozen, head trained"
+    rows = {"profile": cfg.profile, "protocol": cfg.protocol,
+            "image branch": f"ResNet-50 ({image}), {how}", "image size": f"{cfg.image_size} px",
+            "epochs (at most)": cfg.epochs,
+            "text branch": f"{cfg.text_model} ({text}), head {cfg.text_head}",
+            "fusion": f"w = {cfg.fusion_weight:.2f} visual, {cfg.fusion_rule} rule"
+                      + (", calibrated" if cfg.calibrate else ", uncalibrated"),
+            "pairing draws": cfg.pairing_draws, "bootstrap resamples": cfg.n_boot, "seed": cfg.seed}
+    if cfg.weights_declared_random:
+        rows["weights"] = "declared random (a dry run)"
+    default = Config.from_profile(cfg.profile)
+    changed = [f.name for f in fields(cfg) if getattr(cfg, f.name) != getattr(default, f.name)]
+    recs = [{"setting": k, "value": cell(v)} for k, v in rows.items()]
+    recs += [{"setting": f"changed: {k}", "value": f"{cell(getattr(cfg, k), 3)} (profile: {cell(getattr(default, k), 3)})"}
+             for k in changed]
+    where = f"{run_dir}/config.json" if run_dir else "config.json in the run directory"
+    return table(recs, "Configuration (what matters for reading the results, and changes to the profile)",
+                 note=f"Every setting is in {where}.", index="setting")
 
 
 def load_config(path: str | Path) -> Config:

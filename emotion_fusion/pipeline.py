@@ -185,10 +185,11 @@ def _compute(cfg: Config, fer_path: Path, go_path: Path, out: Path | None, key: 
     _holdout.save_examples(out, img, txt, pairs["test"])
     _holdout.save_seen(out, img, txt)
     label = f"image: {branches['image'].label}; text: {branches['text'].label}"
-    title = run_title(cfg, label, split["test_desc"])
+    weights = cfg.weights_status(len(branches["image"].history.get("train_loss", [])))
+    title = run_title(cfg, label, split["test_desc"], weights["random_init"])
     timings["total_s"] = time.perf_counter() - t0
     _runs.write_json(out / _runs.INFO, {
-        "key": key, "title": title, "branches": label, "temperatures": temps,
+        "key": key, "title": title, "branches": label, "weights": weights, "temperatures": temps,
         "history": branches["image"].history, "text_heads": branches["text"].scores, "timings": timings,
         "sizes": {k: {p: int(len(v[p])) for p in v} for k, v in (("images", img), ("texts", txt))},
         "dropped": split.get("dropped", {"images": split.get("duplicates_dropped", 0), "texts": 0}),
@@ -197,15 +198,16 @@ def _compute(cfg: Config, fer_path: Path, go_path: Path, out: Path | None, key: 
         "data": {"fer2013": _describe(fer_path), "goemotions": _describe(go_path)}})
 
 
-def run_title(cfg: Config, label: str, test_desc: str) -> str:
-    """The results title: profile, branches, test set, and RANDOM-INIT when a branch started from random
-    weights, including weight files the user declared random (`weights_declared_random`: the loader
-    cannot tell a random file in a real format from a trained one)."""
+def run_title(cfg: Config, label: str, test_desc: str, random_init: list[str]) -> str:
+    """The results title: profile, branches, test set, and RANDOM-INIT when a branch is used untrained
+    from random weights (`random_init`, from `Config.weights_status`), or its weight files are declared
+    random (`weights_declared_random`: the loader cannot tell a random file in a real format from a
+    trained one). A model trained from random initialisation is "trained from scratch", not RANDOM-INIT."""
     title = f"{cfg.profile} profile — {label} — test = {test_desc}"
-    if cfg.weights_declared_random:
-        title += " — RANDOM-INIT WEIGHTS (weight files declared random; the numbers are meaningless)"
-    elif cfg.uses_random_weights:     # every table made from random-init weights says so
-        title += " — RANDOM-INIT WEIGHTS (numbers show the mechanism, not the models' ability)"
+    if random_init:     # every table made from untrained random weights says so
+        why = ("weight files declared random" if cfg.weights_declared_random
+               else f"{' and '.join(random_init)} branch{'es' * (len(random_init) > 1)} untrained")
+        title += f" — RANDOM-INIT WEIGHTS ({why}: numbers show the mechanism, not the models' ability)"
     return title
 
 

@@ -11,9 +11,11 @@ from emotion_fusion.errors import InputError
 from emotion_fusion.runs import CONFIG, INFO, RESULTS, read_run, rerun, write_json
 from emotion_fusion.scoring.fusion import check_probs, check_weight, fused_labels, sweep
 from emotion_fusion.scoring.metrics import evaluate_many, mcnemar
+from emotion_fusion.tables import Table, cell, count, in_words, interval, pct, pvalue, table
 
 MODEL_NAMES = {"visual": "Visual only", "text": "Text only", "fusion": "Fusion",
                "fusion_best_val": "Fusion (best val weight)"}
+METRIC_NAMES = {"accuracy": "accuracy", "macro_f1": "macro-F1"}
 SCORED = ("test", "val")   # the row order of the table: test first
 
 
@@ -70,7 +72,7 @@ def score_run(run_dir, weight: float | None = None, rule: str | None = None, n_b
     y, p = data["test"]["y"], preds["test"]
     tests = [{"model_a": "fusion", "model_b": b, "weight": weight, **mcnemar(y, p["fusion"], p[b])}
              for b in ("visual", "text")]
-    out = {"title": title, "rule": rule, "weight": weight, "best_weight": best, "seed": seed,
+    out = {"title": title, **({"weights": info["weights"]} if "weights" in info else {}), "rule": rule, "weight": weight, "best_weight": best, "seed": seed,
            "n_boot": n_boot, "rows": rows, "mcnemar": tests, "sweep": sw}
     if draws:
         from emotion_fusion.scoring.stats import score_draws
@@ -86,11 +88,6 @@ def write_results(run_dir, results: dict) -> Path:
     """Write RUN_DIR/results.json: derived from the cache, rewritten by every `run` and `evaluate` (fuse and
     sweep only print; they never read it)."""
     return write_json(Path(run_dir) / RESULTS, results)
-
-
-def _fmt(value: float, ci) -> str:
-    text = f"{100 * value:.1f}"
-    return f"{text} [{100 * ci[0]:.1f}, {100 * ci[1]:.1f}]" if ci else text
 
 
 def _model_label(row: dict) -> str:
@@ -113,94 +110,109 @@ def format_results(results: dict) -> str:
         lines += [format_draws(results["draws"]), "", again]
     lines.append(f"{'split':<6}{'model':<38}{'accuracy %':<22}{'macro-F1 %':<22}n")
     for r in results["rows"]:
-        lines.append(f"{r['split']:<6}{_model_label(r):<38}{_fmt(r['accuracy'], r.get('accuracy_ci')):<22}"
-                     f"{_fmt(r['macro_f1'], r.get('macro_f1_ci')):<22}{r['n']}")
+        lines.append(f"{r['split']:<6}{_model_label(r):<38}{interval(r['accuracy'], r.get('accuracy_ci')):<22}"
+                     f"{interval(r['macro_f1'], r.get('macro_f1_ci')):<22}{count(r['n'])}")
     if "best_weight" in results:
         lines.append(f"best validation weight: {results['best_weight']:.2f} (by validation macro-F1)")
     for mc in results.get("mcnemar") or []:
-        lines.append(f"McNemar, fusion vs {mc['model_b']} on test pairs: b = {mc['b']}, c = {mc['c']}, "
-                     f"p = {mc['pvalue']:.3g} ({mc['method']})")
+        lines.append(f"McNemar, fusion vs {mc['model_b']} on test pairs: b = {count(mc['b'])}, c = {count(mc['c'])}, "
+                     f"{_p(mc['pvalue'])} ({mc['method']})")
     return "\n".join(lines)
 
 
-class ResultsTable:
-    """The results as a DataFrame (`.df`) that shows its title in Jupyter (a DataFrame's attrs do not)."""
-
-    def __init__(self, df, title: str):
-        self.df, self.title = df, title
-
-    def _repr_html_(self) -> str:
-        import html
-        return f"<h4>{html.escape(self.title)}</h4>" + self.df.to_html()
-
-    def __repr__(self) -> str:
-        return f"{self.title}\n{self.df.to_string()}"
+# ResultsTable was the results' own titled table; every table is now a tables.Table (same .df and .title)
+ResultsTable = Table
 
 
-def results_table(results: dict, which: str = "headline") -> ResultsTable:
+def results_table(results: dict, which: str = "headline") -> Table:
     """Accuracy and macro-F1 in % with 95% intervals ("66.7 [65.1, 68.2]") under the run's title.
 
     `which="headline"`: the test all-pairs estimand with crossed two-way intervals, beside the
     default pairing's pair-bootstrap interval (when the draws were scored; else as "single");
     `which="single"`: the default pairing's rows (test and validation), pair bootstrap.
     """
-    import pandas as pd
-
     draws = results.get("draws")
     if which == "headline" and draws:
         single = {r["model"]: r for r in draws["single_draw"]["rows"]}
         recs = [{"model": _model_label(r),
-                 "accuracy": _fmt(r["accuracy"], r.get("accuracy_ci")),
-                 "macro-F1": _fmt(r["macro_f1"], r.get("macro_f1_ci")),
-                 "macro-F1, one draw, pair bootstrap": _fmt(single[r["model"]]["macro_f1"],
-                                                           single[r["model"]]["macro_f1_ci"]),
-                 "n faces": r["n"]} for r in draws["rows"]]
+                 "accuracy %": interval(r["accuracy"], r.get("accuracy_ci")),
+                 "macro-F1 %": interval(r["macro_f1"], r.get("macro_f1_ci")),
+                 "macro-F1 %, one draw, pair bootstrap": interval(single[r["model"]]["macro_f1"],
+                                                                  single[r["model"]]["macro_f1_ci"]),
+                 "faces": r["n"]} for r in draws["rows"]]
         how = f"{draws.get('scheme', 'crossed two-way')} bootstrap"
         title = f"{results_title(results)} — test, {pairing_words(draws)}, 95% intervals: {how}"
-        return ResultsTable(pd.DataFrame.from_records(recs).set_index("model"), title)
-    recs = [{"split": r["split"], "model": _model_label(r), "accuracy": _fmt(r["accuracy"], r.get("accuracy_ci")),
-             "macro-F1": _fmt(r["macro_f1"], r.get("macro_f1_ci")), "n": r["n"]} for r in results["rows"]]
-    df = pd.DataFrame.from_records(recs).set_index(["split", "model"])
-    return ResultsTable(df, f"{results_title(results)} — the default pairing, pair bootstrap")
+        return table(recs, title, index="model")
+    recs = [{"split": r["split"], "model": _model_label(r), "accuracy %": interval(r["accuracy"], r.get("accuracy_ci")),
+             "macro-F1 %": interval(r["macro_f1"], r.get("macro_f1_ci")), "pairs": r["n"]} for r in results["rows"]]
+    return table(recs, f"{results_title(results)} — the default pairing, pair bootstrap", index=["split", "model"])
 
 
-def comparison_table(results: dict):
+def comparison_table(results: dict) -> Table:
     """Fusion minus the better single branch (chosen on validation): the all-pairs difference in points,
     95% interval and bootstrap p-value, at the fusion weight and at the best validation weight."""
-    import pandas as pd
-
     rows = []
     for m, c in results["draws"]["comparison"].items():
         for k in ("accuracy", "macro_f1"):
             rows.append({"fusion": MODEL_NAMES[m] + (f", w = {c['weight']:.2f}" if c.get("weight") is not None else ""),
-                         "metric": k, "minus better branch (points)": round(100 * c[k]["mean_diff"], 1),
-                         "95% interval": f"[{100 * c[k]['ci'][0]:+.1f}, {100 * c[k]['ci'][1]:+.1f}]",
-                         "p": c[k]["p_value"], "better branch (on validation)": c["better_branch"]})
-    return pd.DataFrame(rows).set_index(["fusion", "metric"])
+                         "metric": METRIC_NAMES[k],
+                         "fusion minus better branch, points [95% interval]": interval(
+                             c[k]["mean_diff"], c[k]["ci"], signed=True),
+                         "p (paired bootstrap)": pvalue(c[k]["p_value"]),
+                         "better branch on validation": c["better_branch"]})
+    return table(rows, "The claim that matters: fusion minus the better single branch, test", index=["fusion", "metric"])
 
 
-def text_reuse_table(results: dict):
+def text_reuse_table(results: dict) -> Table:
     """Distinct texts used per class and split, and how often each is reused, in the default pairing."""
-    import pandas as pd
+    rows = [{"split": split, "class": c, "faces": d["faces"], "texts in pool": d["texts_in_pool"],
+             "texts used": d["texts_used"], "mean uses per text": round(d["mean_reuse"], 1), "most uses": d["max_reuse"]}
+            for split, per in results["draws"]["text_reuse"].items() for c, d in per.items()]
+    return table(rows, "Text reuse in the default pairing, per split and class", index=["split", "class"])
 
-    return pd.concat({s: pd.DataFrame(per).T for s, per in results["draws"]["text_reuse"].items()},
-                     names=["split", "class"])
+
+def mcnemar_table(results: dict) -> Table:
+    """McNemar's test of fusion against each branch on the default test pairs, counts and p in words."""
+    rows = [{"fusion": f"w = {m['weight']:.2f}", "against": m["model_b"],
+             "pairs only fusion gets right": m["b"], "pairs only the branch gets right": m["c"],
+             f"p (McNemar, {m['method']})": pvalue(m["pvalue"])} for m in results.get("mcnemar") or []]
+    return table(rows, "Does fusion change the decisions? McNemar's test on the default test pairs",
+                 note="It treats pairs as independent: with texts reused, its p is too small.")
 
 
-def as_table(obj, name: str | None = None):
-    """A dict (or a list of dicts) from a run - timings, sizes, head scores - as a DataFrame to display."""
+def as_table(obj, name: str | None = None, digits: int = 1) -> Table:
+    """A dict (or a list of dicts) from a run - timings, sizes, head scores - as a formatted Table:
+    counts as integers, floats with `digits` decimals, nested dicts in words, no row numbers."""
     import pandas as pd
 
     if isinstance(obj, list):
-        return pd.DataFrame.from_records(obj)
-    if all(isinstance(v, dict) for v in obj.values()):
-        return pd.DataFrame(obj)
-    return pd.Series(obj, name=name).to_frame()
+        return table(obj, name, digits=digits)
+    if obj and all(isinstance(v, dict) for v in obj.values()):
+        df = pd.DataFrame({k: {i: cell(x, digits) for i, x in v.items()} for k, v in obj.items()})
+        return Table(df.fillna(""), name)
+    return Table(pd.DataFrame({name or "value": {k: cell(v, digits) for k, v in obj.items()}}), None)
+
+
+def sizes_table(sizes: dict, dropped: dict | None = None) -> Table:
+    """Faces and texts per split, and (as a note) what was dropped as duplicates of a scored split."""
+    rows = [{"items": kind, **parts} for kind, parts in sizes.items()]
+    note = f"Dropped from train/val as duplicates of val/test: {in_words(dropped)}." if dropped else None
+    return table(rows, "Faces and texts per split", note=note, index="items")
+
+
+def text_heads_table(scores: dict) -> Table:
+    """The text heads scored on validation (macro-F1 and accuracy in %), the chosen one marked."""
+    rows = [{"head": r["kind"], "validation macro-F1 %": pct(r["val_macro_f1"]),
+             "validation accuracy %": pct(r["val_accuracy"]), "chosen": r["index"] == scores.get("chosen")}
+            for r in scores.get("scores", [])]
+    return table(rows, "Text heads on validation", index="head")
 
 
 # ---------------------------------------------------------------- the all-pairs headline and the pairing draws, in words
-def _pct(x: float, ci=None) -> str:
-    return f"{100 * x:5.1f}" + (f" [{100 * ci[0]:.1f}, {100 * ci[1]:.1f}]" if ci else "")
+def _p(p: float) -> str:
+    """"p < 0.001" or "p = 0.034", for a sentence."""
+    text = pvalue(p)
+    return f"p {text}" if text.startswith("<") else f"p = {text}"
 
 
 def pairing_words(res: dict) -> str:
@@ -224,8 +236,8 @@ def format_draws(res: dict) -> str:
     for r in res["rows"]:
         s = single[r["model"]]
         ratio = res["widths"][r["model"]]["macro_f1"]["ratio"]
-        lines.append(f"{names[r['model']]:<31}{_pct(r['accuracy'], r['accuracy_ci']):<21}"
-                     f"{_pct(r['macro_f1'], r['macro_f1_ci']):<21}{_pct(s['macro_f1'], s['macro_f1_ci']):<26}"
+        lines.append(f"{names[r['model']]:<31}{interval(r['accuracy'], r['accuracy_ci']):<21}"
+                     f"{interval(r['macro_f1'], r['macro_f1_ci']):<21}{interval(s['macro_f1'], s['macro_f1_ci']):<26}"
                      + (f"{ratio:.2f}" if ratio is not None else "-"))
     if any(r[f"{k}_ci"][0] == r[f"{k}_ci"][1] for r in res["rows"] for k in ("accuracy", "macro_f1")):
         lines.append("(an interval of zero width: that model is right on all or none of each class's test "
@@ -241,17 +253,16 @@ def format_draws(res: dict) -> str:
             for r in res["rows"]))
     for m, c in res["comparison"].items():
         lines.append(f"{names[m]} minus the better branch on validation ({c['better_branch']}): " + "; ".join(
-                         f"{k.replace('_', '-')} {100 * c[k]['mean_diff']:+.1f} [{100 * c[k]['ci'][0]:+.1f}, "
-                         f"{100 * c[k]['ci'][1]:+.1f}] p = {c[k]['p_value']:.3g}"
-                         for k in ("accuracy", "macro_f1")))
+                         f"{METRIC_NAMES[k]} {interval(c[k]['mean_diff'], c[k]['ci'], signed=True)} "
+                         f"{_p(c[k]['p_value'])}" for k in ("accuracy", "macro_f1")))
     lines.append(f"McNemar on {'these pairs' if fixed else 'the default draw'} (treats pairs as independent; "
                  "too small a p under text reuse):")
-    lines += [f"  fusion at w = {m['weight']:.2f} vs {m['model_b']}: b = {m['b']}, c = {m['c']}, "
-              f"p = {m['pvalue']:.3g}" for m in res["single_draw"]["mcnemar"]]
+    lines += [f"  fusion at w = {m['weight']:.2f} vs {m['model_b']}: b = {count(m['b'])}, c = {count(m['c'])}, "
+              f"{_p(m['pvalue'])}" for m in res["single_draw"]["mcnemar"]]
     lines.append(f"{'text reuse':<12}{'class':<10}{'faces':>7}{'pool':>7}{'used':>7}{'mean':>7}{'max':>6}")
     for split, per in res["text_reuse"].items():
-        lines += [f"{split:<12}{c:<10}{d['faces']:>7}{d['texts_in_pool']:>7}{d['texts_used']:>7}"
-                  f"{d['mean_reuse']:>7.2f}{d['max_reuse']:>6}" for c, d in per.items()]
+        lines += [f"{split:<12}{c:<10}{count(d['faces']):>7}{count(d['texts_in_pool']):>7}{count(d['texts_used']):>7}"
+                  f"{d['mean_reuse']:>7.1f}{count(d['max_reuse']):>6}" for c, d in per.items()]
     return "\n".join(lines)
 
 
@@ -303,3 +314,13 @@ class DependenceCurve:
 
     def __repr__(self) -> str:
         return self.text()
+
+
+def per_class_report(y, pred, title: str = "Per class, test pairs") -> Table:
+    """Precision, recall and F1 per class in %, support as a count (scoring.metrics.per_class_table)."""
+    from emotion_fusion.scoring.metrics import per_class_table
+
+    df = per_class_table(y, pred)
+    recs = [{"class": c, "precision %": pct(r.precision), "recall %": pct(r.recall), "F1 %": pct(r.f1),
+             "support": int(r.support)} for c, r in df.iterrows()]
+    return table(recs, title, index="class")

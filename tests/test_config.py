@@ -16,6 +16,34 @@ def test_profiles_build_and_differ():
     assert all(c.fusion_weight == 0.6 for c in cfgs.values())
 
 
+@pytest.mark.parametrize("profile, overrides, epochs, random, image", [
+    # smoke: the ResNet-50 trains (1 epoch from scratch), the random CLIP encoder never does
+    ("smoke", {}, 1, ["text"], "trained from scratch, 1 epoch"),
+    # offline: trained from scratch and pretrained MiniLM: real, modest ability, no flag
+    ("offline", {}, 2, [], "trained from scratch, 2 epochs"),
+    # a random ResNet-50 that trained no step, or whose random backbone stays frozen, is used untrained
+    ("offline", {}, 0, ["image"], "RANDOM-INIT, untrained"),
+    ("offline", {"image_mode": "frozen"}, 2, ["image"], "RANDOM-INIT, untrained"),
+    # pretrained weights are never flagged, whatever the training
+    ("full", {}, 3, [], "pretrained (imagenet), fine-tuned 3 epochs"),
+    # the dry run: real-format weight files declared random flag both branches, trained or not
+    ("full", {"weights_declared_random": True}, 3, ["image", "text"], "RANDOM-INIT (weight files declared random)"),
+])
+def test_random_init_flag_only_for_untrained_or_declared_random_weights(profile, overrides, epochs, random, image):
+    cfg = Config.from_profile(profile, **overrides)
+    status = cfg.weights_status(epochs)
+    assert cfg.random_init_branches(epochs) == status["random_init"] == random
+    assert status["image"] == image
+    assert status["text"].startswith("RANDOM-INIT") == ("text" in random)
+
+
+def test_weights_declared_random_is_a_checked_setting():
+    assert Config().weights_declared_random is False
+    assert Config.from_profile("full").with_overrides(["weights_declared_random=true"]).weights_declared_random
+    with pytest.raises(InputError, match="weights_declared_random must be true or false, got 'yes'"):
+        Config(weights_declared_random="yes")
+
+
 @pytest.mark.parametrize("weight", [1.5, -0.1])
 def test_fusion_weight_outside_unit_interval(weight):
     with pytest.raises(InputError, match=rf"fusion_weight {weight} is outside \[0, 1\]"):

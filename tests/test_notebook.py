@@ -1,15 +1,28 @@
-"""The notebook runs top to bottom under the smoke profile; its table equals results.json; a re-run
-with another FUSION_WEIGHT reuses the cached branch outputs."""
+"""The notebook runs top to bottom under the smoke profile; its table equals results.json; the report is
+formatted, quiet and small; a re-run with another FUSION_WEIGHT reuses the cached branch outputs."""
 from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
 
+import numpy as np
 import pytest
 
 from emotion_fusion.report import results_table
 
 pytestmark = [pytest.mark.data, pytest.mark.slow]
+
+# Size goals for a plain `make demo` (the offline profile, which trains): executed notebook <= 300 KB, HTML
+# report <= 600 KB. The smoke run shows the same cells, tables of the same shape and the same five figures at
+# the same pixel sizes; what grows with the offline profile is one line per training epoch (2 against 1,
+# ~100 bytes each) and the PNGs' content (trained curves and confusions, other faces: same dimensions, a
+# different compressibility). So the smoke notebook must stay under the goal by a margin that covers the
+# PNGs compressing worse: 80% of each goal (240 KB, 480 KB). The HTML page is the outputs plus a fixed
+# ~263 KB of JupyterLab CSS (the template on a one-cell notebook), the same for both profiles.
+# Measured on the smoke run here: notebook 195,119 bytes, HTML 449,798 bytes.
+NOTEBOOK_GOAL, HTML_GOAL, SMOKE_SHARE = 300_000, 600_000, 0.8
 
 
 def _cell_text(nb: dict, tag: str) -> str:
@@ -20,6 +33,11 @@ def _cell_text(nb: dict, tag: str) -> str:
     raise AssertionError(f"no cell tagged {tag}")
 
 
+def _cell(nb: dict, source: str) -> dict:
+    """The first code cell whose source contains `source`."""
+    return next(c for c in nb["cells"] if c["cell_type"] == "code" and source in "".join(c["source"]))
+
+
 def test_committed_notebook_has_no_outputs_and_a_parameters_cell(repo):
     nb = json.loads((repo / "HAICAI_2026.ipynb").read_text())
     assert not any(c.get("outputs") for c in nb["cells"] if c["cell_type"] == "code")
@@ -27,46 +45,82 @@ def test_committed_notebook_has_no_outputs_and_a_parameters_cell(repo):
     assert len(params) == 1 and "FUSION_WEIGHT = 0.6" in "".join(params[0]["source"])
 
 
+def _original_bug_counts(run_dir) -> list[int]:
+    """Test pairs whose fused label (0.6 x visual + 0.4 x text, linear, as the original) is not the visual
+    one, for the raw-cosine head and the calibrated zero-shot head: straight from outputs/test.npz."""
+    with np.load(run_dir / "outputs" / "test.npz") as z:
+        pv, pairs = z["p_visual"], z["pairs"]
+        heads = (z["p_text_items_seed_raw"][pairs], z["p_text_items_zeroshot"][pairs])
+        return [int(((0.6 * pv + 0.4 * pt).argmax(1) != pv.argmax(1)).sum()) for pt in heads]
+
+
 def test_notebook_smoke_end_to_end(tmp_path, data_root, fer_path, go_path, monkeypatch, repo):
     import papermill as pm
     monkeypatch.delenv("MPLBACKEND", raising=False)     # the kernel must use Jupyter's inline backend
     run_dir = tmp_path / "run"
-    params = dict(PROFILE="smoke", RUN_DIR=str(run_dir), FER2013=str(fer_path), GOEMOTIONS=str(go_path),
-                  OVERRIDES=["progress=false"])
-    nb = pm.execute_notebook(str(repo / "HAICAI_2026.ipynb"), str(tmp_path / "out.ipynb"),
+    params = dict(PROFILE="smoke", RUN_DIR=str(run_dir), FER2013=str(fer_path), GOEMOTIONS=str(go_path))
+    executed = tmp_path / "out.ipynb"
+    nb = pm.execute_notebook(str(repo / "HAICAI_2026.ipynb"), str(executed),
                              parameters=params, cwd=str(repo), progress_bar=False, kernel_name="python3")
     results = json.loads((run_dir / "results.json").read_text())
     table = _cell_text(nb, "results-table")
     shown = results_table(results).df
     for value in shown.astype(str).to_numpy().ravel():   # every figure of the table is shown as is
         assert value in table, value
+    # smoke: the ResNet-50 trained 1 epoch from scratch, the CLIP encoder is random and untrained
     assert "RANDOM-INIT" in results["title"] and results["title"] in table   # the title shows in the cell
-    # the plots are shown inline: every cell that draws one carries a PNG
+    assert "ResNet-50 trained from scratch, 1 epoch" in results["title"] and results["weights"]["random_init"] == ["text"]
+    # the plots are shown inline, each with alt text: every cell that draws one carries a PNG and its description
     plot_cells = [c for c in nb["cells"] if c["cell_type"] == "code" and "ef.plot_" in "".join(c["source"])]
     assert len(plot_cells) == 5
     for c in plot_cells:
-        assert any("image/png" in o.get("data", {}) for o in c["outputs"]), "".join(c["source"])
+        pngs = [o for o in c["outputs"] if "image/png" in o.get("data", {})]
+        assert pngs and not "".join(pngs[0]["data"]["text/plain"]).startswith("<Figure"), "".join(c["source"])
     # the dependence section: its table under its title, its plot inline
     assert "fusion under dependence, test pairs: mean ± sd" in _cell_text(nb, "dependence-table")
     curve = next(c for c in nb["cells"] if "".join(c["source"]) == "dep.plot();")
     assert any("image/png" in o.get("data", {}) for o in curve["outputs"])
 
-    # the original's bug, shown: the count of test pairs whose fused label is not the visual one, per head
-    from emotion_fusion.original.bugs import run_bug_table
-    bug = next(c for c in nb["cells"] if "".join(c["source"]) == "ef.original_bug(RUN_DIR)")
+    # progress: the run cell keeps one line per training epoch and nothing of the bars or the heartbeat
+    run_cell = _cell(nb, "result = ef.run(")
+    assert not any("application/vnd.jupyter.widget-view+json" in o.get("data", {}) for o in run_cell["outputs"])
+    text = "".join("".join(o.get("text", "")) + "".join(o.get("data", {}).get("text/plain", ""))
+                   for o in run_cell["outputs"])
+    assert len(re.findall(r"^epoch \d+/\d+", text, flags=re.M)) == 1 and "img/s" not in text and "%|" not in text
+    # formatted tables: no raw floats (3+ decimals), no dicts, no scientific p-values, no row numbers
+    for source in ("ef.comparison_table(", "ef.text_reuse_table(", "ef.mcnemar_table(", "ef.sizes_table(",
+                   "ef.text_heads_table(", "ef.config_table(", "ef.per_class_report(", "ef.as_table(result.timings"):
+        out = "".join("".join(o.get("data", {}).get("text/html", "")) for o in _cell(nb, source)["outputs"])
+        assert out and not re.search(r"\d\.\d{3,}|e-\d|\{'", out), (source, out[:300])
+        assert "<th>0</th>" not in out, source
+
+    # the original's bug, shown: the count of test pairs whose fused label is not the visual one, per head,
+    # checked against numpy on the cached arrays (not the code that made the table)
+    bug = _cell(nb, "ef.original_bug(RUN_DIR)")
     html = "".join(o.get("data", {}).get("text/html", "") for o in bug["outputs"])
-    assert "pairs fused ≠ visual" in html
-    # each fused row's last cell is its count (the HTML table; the plain-text one wraps its columns)
     counts = re.findall(r"<th>fused 0\.6·visual \+ 0\.4·text</th>(?:\s*<td>[^<]*</td>){3}\s*<td>(\d+)</td>", html)
-    assert [int(c) for c in counts] == [h["fused_differs_from_visual"]
-                                        for h in run_bug_table(run_dir)["heads"].values()]
+    assert [int(c) for c in counts] == _original_bug_counts(run_dir)
     # the second bug: the same fit's best-val-loss and last-epoch weights, the headline's set marked
     epochs = next(c for c in nb["cells"] if "".join(c["source"]) == "ef.original_epoch_bug(RUN_DIR)")
     html = "".join(o.get("data", {}).get("text/html", "") for o in epochs["outputs"])
     assert "last epoch (the original)" in html and "best val loss (restored as intended)" in html and "headline" in html
     # the seed protocol's pairing summary cell shows nothing under the holdout protocol
-    pairing = next(c for c in nb["cells"] if "".join(c["source"]) == "result.pairing_table()")
-    assert pairing["outputs"] == []
+    assert _cell(nb, "result.pairing_table()")["outputs"] == []
+
+    # size: the executed notebook and its HTML report (as `make report` writes it), under SMOKE_SHARE of the goals
+    report = tmp_path / "report.html"
+    conv = subprocess.run([sys.executable, "-m", "jupyter", "nbconvert", "--to", "html", "--template-file",
+                           str(repo / "tools" / "offline_report.html.j2"), "--embed-images", str(executed),
+                           "--output-dir", str(tmp_path), "--output", "report"], capture_output=True, text=True,
+                          cwd=repo)
+    assert conv.returncode == 0, conv.stderr
+    assert "Alternative text is missing" not in conv.stderr                 # every figure has its alt text
+    page = report.read_text()
+    assert page.count("<img") == 5 and "widget-view" not in page and "img/s" not in page
+    sizes = {"notebook": executed.stat().st_size, "report": report.stat().st_size}
+    print("smoke sizes (bytes):", sizes)
+    assert sizes["notebook"] <= SMOKE_SHARE * NOTEBOOK_GOAL, sizes
+    assert sizes["report"] <= SMOKE_SHARE * HTML_GOAL, sizes
 
     # a second execution with another weight reuses the branch outputs (seconds, no model built)
     nb2 = pm.execute_notebook(str(repo / "HAICAI_2026.ipynb"), str(tmp_path / "out2.ipynb"),

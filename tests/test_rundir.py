@@ -12,7 +12,6 @@ import os
 import re
 import shutil
 import signal
-import sys
 
 import numpy as np
 import pytest
@@ -27,7 +26,10 @@ pytestmark = pytest.mark.slow      # every test here trains (or loads) a ResNet-
 
 
 def _cfg(**kw) -> Config:
-    return Config.from_profile("smoke", text_model="toy", text_weights=None, progress=False, n_boot=50, **kw)
+    # weights declared random: the toy encoder is not random and the ResNet-50 trains, so without the
+    # declaration no branch would be RANDOM-INIT, and the tests below check that flag survives
+    return Config.from_profile("smoke", text_model="toy", text_weights=None, progress=False, n_boot=50,
+                               weights_declared_random=True, **kw)
 
 
 @pytest.fixture(scope="module")

@@ -274,14 +274,14 @@ def test_results_table_shows_its_title(run_dir):
     table = results_table(res)
     assert res["title"] == "synthetic run — test = made-up pairs"
     assert table.title.startswith(res["title"]) and "default pairing" in table.title
-    assert table.df.shape == (8, 3) and list(table.df.columns) == ["accuracy", "macro-F1", "n"]
+    assert table.df.shape == (8, 3) and list(table.df.columns) == ["accuracy %", "macro-F1 %", "pairs"]
     import html
     assert table._repr_html_().startswith(f"<h4>{html.escape(table.title)}</h4>")    # Jupyter renders the title
     assert repr(table).splitlines()[0] == table.title
     r = res["rows"][0]
-    assert table.df.loc[("test", "Visual only"), "accuracy"] == (
+    assert table.df.loc[("test", "Visual only"), "accuracy %"] == (
         f"{100 * r['accuracy']:.1f} [{100 * r['accuracy_ci'][0]:.1f}, {100 * r['accuracy_ci'][1]:.1f}]")
-    assert table.df.loc[("test", "Fusion, w = 0.60"), "n"] == 400
+    assert table.df.loc[("test", "Fusion, w = 0.60"), "pairs"] == "400"
 
 
 def test_format_results_text(run_dir):

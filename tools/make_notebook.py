@@ -35,17 +35,19 @@ cells = [
        "branch's probabilities are temperature-scaled on validation, and the fusion combines them with weight "
        "`w` for the face and `1 − w` for the text. Everything that is chosen (epochs, text head, temperatures, "
        "the best weight) is chosen on validation; the test pairs are only scored.\n\n"
-       "Every setting lives in one validated `Config`; a profile is a named preset."),
+       "Every setting lives in one validated `Config`; a profile is a named preset. Below, what matters for "
+       "reading the results and whatever differs from the profile's defaults."),
     code("import emotion_fusion as ef\n\n"
          "cfg = ef.Config.from_profile(PROFILE, fusion_weight=FUSION_WEIGHT, seed=SEED).with_overrides(OVERRIDES)\n"
-         "ef.as_table(cfg.to_dict(), name=PROFILE)"),
+         "ef.config_table(cfg, RUN_DIR)"),
     md("## 2. Run the experiment (or reuse its cached branch outputs)\n"
        "Loads both datasets, trains the two branches, scores every validation and test face and text once, "
        "calibrates, and writes `RUN_DIR`. When `RUN_DIR` already holds outputs made from the same data and "
-       "settings, nothing is rebuilt and only the fusion is re-scored. Progress is printed as it goes."),
+       "settings, nothing is rebuilt and only the fusion is re-scored. While it runs, each loop shows a "
+       "progress bar; each training epoch leaves one line behind."),
     code("result = ef.run(cfg, fer2013=FER2013, goemotions=GOEMOTIONS, out=RUN_DIR)\n"
          'print("reused cached branch outputs:", result.reused)\n'
-         'ef.as_table(result.timings, name="seconds").round(1)'),
+         'ef.as_table(result.timings, name="seconds")'),
     md("## 3. Data\nCounts per split and class, raw and after the GoEmotions → 7-emotion map, and duplicate "
        "faces (by decoded pixels) within and across splits. Below, a few training faces per class."),
     code("print(ef.format_summary(result.summary))"),
@@ -53,8 +55,7 @@ cells = [
          'ef.plot_face_grid(examples["face_pixels"], examples["face_y"], per_class=3);'),
     md("## 4. Splits and pairing\nFaces and texts per split, and what was dropped because the same face or "
        "text also sits in a split that is scored."),
-    code('print("dropped from train/val as duplicates of val/test:", result.dropped)\n'
-         "ef.as_table(result.sizes)"),
+    code("ef.sizes_table(result.sizes, result.dropped)"),
     md("With `protocol=seed` (the `seed` profile, the original's way) faces and texts are paired by CLIP "
        "similarity instead: per class, the pools, the pair target, the sample, the Hungarian matches, and the "
        "pairs left after the similarity threshold, the top-`target` cut and each post-pairing filter, then "
@@ -64,7 +65,7 @@ cells = [
     code("ef.plot_history(result.history);"),
     md("## 6. Text branch\nThe head — a calibrated zero-shot prompt ensemble, a linear probe, or both as "
        "candidates — is chosen on validation; its scores there:"),
-    code('ef.as_table(result.text_heads["scores"])'),
+    code("ef.text_heads_table(result.text_heads)"),
     md("## 7. Results on the test pairs\n"
        "**What the headline estimates.** Pairing is random, so any one pairing is one draw among many. The "
        "number reported is, per class, the expected score of a random test face of that class paired with a "
@@ -78,7 +79,8 @@ cells = [
        "a text for independent ones. The best weight and the better branch are chosen on validation, so "
        "those rows hold for this validation set. Under `protocol=seed` the pairs are the original's CLIP "
        "matches, so they are scored as they are, not redrawn. The title says where the test pairs come from "
-       "and flags random-init weights."),
+       "and how each branch was trained; RANDOM-INIT flags a branch used untrained (random weights that never "
+       "trained), while a model trained from random initialisation is named \"trained from scratch, N epochs\"."),
     code("result.table()", metadata={"tags": ["results-table"]}),
     md("### The claim that matters: fusion minus the *better* single branch\n"
        "The better branch is the one with the higher validation macro-F1; the difference is paired (same "
@@ -96,11 +98,12 @@ cells = [
     code('ef.plot_sweep(result.results["sweep"], chosen=cfg.fusion_weight);'),
     md("### Per-class report and confusion matrices (test pairs, fusion at `cfg.fusion_weight`)"),
     code('test = result.outputs("test")\n'
-         'ef.per_class_table(test["y"], test["p_fused"].argmax(1))'),
+         'ef.per_class_report(test["y"], test["p_fused"].argmax(1),\n'
+         '                    f"Per class, test pairs, fusion at w = {cfg.fusion_weight:.2f}")'),
     code('ef.plot_confusions(test["y"], {"visual": test["p_visual"].argmax(1), '
          '"text": test["p_text"].argmax(1), "fusion": test["p_fused"].argmax(1)});'),
     md("### Does fusion change the decisions? McNemar's test on the test pairs, fusion vs each branch"),
-    code('ef.as_table(result.results["mcnemar"])'),
+    code("ef.mcnemar_table(result.results)"),
     md("## 8. How much of the gain survives dependence\n"
        "Faces and texts are paired only by label, so given the emotion the two branches' errors are "
        "independent: the favourable case for late fusion. A face and the words of one person at one moment "

@@ -64,7 +64,13 @@ class _Models:
 
     @property
     def random_init(self) -> bool:
-        return RANDOM_INIT in self.title or RANDOM_INIT in str(self.info.get("title", ""))
+        return bool(self.random_branches) or RANDOM_INIT in self.title or RANDOM_INIT in str(self.info.get("title", ""))
+
+    @property
+    def random_branches(self) -> list[str]:
+        """The branches used untrained from random weights (results.json's `weights`; [] for older runs)."""
+        weights = self.results.get("weights") or self.info.get("weights") or {}
+        return list(weights.get("random_init", []))
 
     def face_probs(self, pixels: np.ndarray) -> np.ndarray:
         """(48, 48) uint8 face -> (7,) calibrated probabilities."""
@@ -115,9 +121,12 @@ class Demo:
         if self.error:
             head, body = "⛔ This run cannot be used", self.error
         elif self.models.random_init:
-            head, body = ("⚠️ Random-init weights", "This run's branches start from random weights (its "
-                          "title says RANDOM-INIT): their predictions are close to chance and say nothing "
-                          "about your face or your words. Use a run made with real weights.")
+            names = getattr(self.models, "random_branches", [])     # [] for a run made before `weights`
+            which = (f"This run's {' and '.join(names)} " + ("branches use" if len(names) > 1 else "branch uses")
+                     if names else "Some of this run's branches use")
+            head, body = ("⚠️ Random-init weights", f"{which} random weights: never trained, or declared random "
+                          "(its title says RANDOM-INIT). Those predictions are close to chance and say nothing "
+                          "about your face or your words. Use a run whose branches were trained or pretrained.")
         else:
             return ""
         return (f'<div style="{_BANNER}"><strong>{html.escape(head)}</strong><br>{html.escape(body)}</div>')

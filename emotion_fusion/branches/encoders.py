@@ -24,6 +24,7 @@ from typing import Any, Callable
 import numpy as np
 
 from emotion_fusion.errors import InputError, useful_line
+from emotion_fusion.progress import bar_iter
 
 from .weights import first_existing, hf_hub_cache, is_online, missing_weights_error
 
@@ -169,7 +170,6 @@ def _clip_encode(net, tokenize, texts: list[str], batch_size: int, fast: bool, d
     """CLIP text features, texts sorted by token length and each batch cut to its longest sequence
     (exact under the causal mask), plus bf16 autocast where the CPU has native bf16."""
     import torch
-    from tqdm.auto import tqdm
 
     from .precision import autocast
 
@@ -178,7 +178,7 @@ def _clip_encode(net, tokenize, texts: list[str], batch_size: int, fast: bool, d
     order = torch.argsort(lengths, descending=True, stable=True)
     out = torch.empty(len(texts), net.text_projection.shape[-1], dtype=torch.float32)
     net.eval()
-    for start in tqdm(range(0, len(texts), batch_size), desc="encode", disable=not progress, leave=False):
+    for start in bar_iter(range(0, len(texts), batch_size), "encode", enabled=progress):
         idx = order[start:start + batch_size]
         width = int(lengths[idx].max())
         with torch.inference_mode(), autocast(device.type, fast):

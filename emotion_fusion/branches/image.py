@@ -91,7 +91,10 @@ class ImageBranch:
     @property
     def label(self) -> str:
         n = len(self.history.get("train_loss", []))
-        trained = f" → trained {n} epoch{'s' * (n != 1)}" if n else ""
+        epochs = f"{n} epoch{'s' * (n != 1)}"
+        if n and self.model.weights_label == "random init":     # trained from random initialisation
+            return f"ResNet-50 trained from scratch, {epochs}, at {self.preprocess.image_size}px"
+        trained = f" → trained {epochs}" if n else ""
         return f"ResNet-50 {self.model.weights_label}{trained} at {self.preprocess.image_size}px"
 
     def save(self, folder) -> Path:

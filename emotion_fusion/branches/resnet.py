@@ -18,11 +18,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torchvision.models import ResNet50_Weights, resnet50
-from tqdm.auto import tqdm
 
 from emotion_fusion.data.files import atomic_write
 from emotion_fusion.data.labels import NUM_CLASSES
 from emotion_fusion.errors import InputError, useful_line
+from emotion_fusion.progress import bar_iter
 
 from .precision import autocast, choose_device
 from .weights import is_online, missing_weights_error, torch_hub_checkpoints
@@ -208,7 +208,7 @@ def save_image_model(model: nn.Module, path: str | os.PathLike, **meta) -> Path:
 def batch_logits(model, preprocess, x, batch_size, dev, fast, progress, desc):
     """Yield (slice, logits in float32) over x in eval mode, no grad."""
     fmt = torch.channels_last if fast else torch.contiguous_format
-    for start in tqdm(range(0, len(x), batch_size), desc=desc, disable=not progress, leave=False):
+    for start in bar_iter(range(0, len(x), batch_size), desc, enabled=progress):
         sl = slice(start, start + batch_size)
         xb = preprocess(x[sl]).to(dev, memory_format=fmt)
         with torch.inference_mode(), autocast(dev.type, fast):

@@ -6,9 +6,10 @@ The best validation-loss epoch's weights are restored at the end (`restore_best=
 epoch's are kept, which is what the original notebook scored: its `state_dict().copy()` is a shallow
 copy whose tensors are the live parameters, so its final `load_state_dict` restored nothing). The same code runs as one process or
 as N (torchrun / accelerate launch): sharding, per-rank seeds and metric reduction in distributed.py.
-Progress: a bar per epoch (a widget in Jupyter) and, every HEARTBEAT_S seconds, one plain line (images
-done, loss, throughput, time left), so a terminal running the notebook through papermill (`make demo`)
-sees training move.
+Progress: a live bar per epoch (in Jupyter too) that leaves one line behind, the epoch's losses and
+accuracies; and, every HEARTBEAT_S seconds, one plain line (images done, loss, throughput, time left) for
+a live reader only (progress.note): a terminal running the notebook through papermill (`make demo`) sees
+training move, the saved notebook and its HTML report keep one line per epoch.
 """
 from __future__ import annotations
 
@@ -20,9 +21,9 @@ import torch
 import torch.nn.functional as F
 from sklearn.utils.class_weight import compute_class_weight
 from torch import nn
-from tqdm.auto import tqdm
 
 from emotion_fusion.errors import InputError
+from emotion_fusion.progress import Bar, note
 
 from . import distributed as _dist
 from .choices import IMAGE_MODES, LR_SCHEDULES, VAL_LOSS_RULES
@@ -175,9 +176,8 @@ def train_image_model(model: nn.Module, preprocess: ImagePreprocess, x_train, y_
         order = torch.randperm(len(x_train), generator=gen).numpy()
         order = _dist.shard(_dist.broadcast_order(order, acc), rank, world)
         loss_sum, correct, beat = 0.0, 0, time.perf_counter()
-        bar = tqdm(range(0, len(order), batch_size), desc=f"epoch {epoch}/{epochs}", mininterval=2,
-                   disable=not progress, leave=False)
-        for start in bar:
+        bar = Bar(len(order), f"epoch {epoch}/{epochs}", unit="img", enabled=progress)
+        for start in range(0, len(order), batch_size):
             idx = order[start:start + batch_size]
             t = preprocess.to_unit(x_train[idx])
             if augment and augment_style == "seed":     # the original augments the 224 px input
@@ -197,7 +197,7 @@ def train_image_model(model: nn.Module, preprocess: ImagePreprocess, x_train, y_
                 step_sched.step()
             loss_sum += loss.item() * len(idx)
             correct += (logits.argmax(1) == yb).sum().item()
-            bar.set_postfix(loss=f"{loss.item():.3f}")
+            bar.update(len(idx), loss=f"{loss.item():.3f}")
             if progress and time.perf_counter() - beat >= HEARTBEAT_S:
                 beat = time.perf_counter()
                 _heartbeat(epoch, epochs, start + len(idx), len(order), loss_sum, beat - t0)
@@ -214,9 +214,10 @@ def train_image_model(model: nn.Module, preprocess: ImagePreprocess, x_train, y_
                        ("val_loss", v_loss), ("val_acc", val_acc), ("lr", epoch_lr),
                        ("seconds", time.perf_counter() - t0)):
             hist[key].append(float(v))
-        if progress:
-            print(f"epoch {epoch}: train loss {hist['train_loss'][-1]:.4f} acc {hist['train_acc'][-1]:.3f}"
-                       f" | val loss {v_loss:.4f} acc {val_acc:.3f}")
+        bar.summary = (f"epoch {epoch}/{epochs}: train loss {hist['train_loss'][-1]:.4f} acc "
+                       f"{hist['train_acc'][-1]:.3f} | val loss {v_loss:.4f} acc {val_acc:.3f} | "
+                       f"{hist['seconds'][-1]:.0f} s")
+        bar.close()                                # the bar goes; its one line per epoch stays
         if v_loss < best[0]:
             best = (v_loss, epoch, copy.deepcopy(model.state_dict()))
         elif epoch - best[1] >= patience:
@@ -261,8 +262,8 @@ def _evaluate(model, preprocess, x, y, w, dev, fast, acc, batch_mean_of: int | N
 
 
 def _heartbeat(epoch: int, epochs: int, done: int, total: int, loss_sum: float, elapsed: float) -> None:
-    """One plain progress line (printed, so papermill --log-output shows it on the terminal)."""
+    """One plain progress line for a live reader (the terminal under papermill), kept out of the notebook."""
     rate = done / max(elapsed, 1e-9)
     left = (total - done) / max(rate, 1e-9)
-    print(f"epoch {epoch}/{epochs}: {done:,}/{total:,} images, loss {loss_sum / done:.3f}, "
-          f"{rate:.0f} img/s, ~{left / 60:.1f} min left in this epoch", flush=True)
+    note(f"epoch {epoch}/{epochs}: {done:,}/{total:,} images, loss {loss_sum / done:.3f}, "
+         f"{rate:.0f} img/s, ~{left / 60:.1f} min left in this epoch")

@@ -18,9 +18,9 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 from PIL import Image, ImageOps
-from tqdm.auto import tqdm  # a widget in Jupyter, a text bar in a terminal
 
 from emotion_fusion.errors import InputError
+from emotion_fusion.progress import bar_iter
 
 from ._loading import SKIP_BAD, WHERE_FIX, check_present, check_split_names
 from .files import MAX_IMAGE_PIXELS, read_image_file, read_zip_member
@@ -231,8 +231,8 @@ def _read(path: Path, zf: zipfile.ZipFile | None, splits, skip_bad: bool, progre
     rows, skipped = [], []
     with ThreadPool(DECODE_THREADS) as pool:
         results = pool.imap(work, items, chunksize=64)
-        for (split, label, rel), (pixels, err) in tqdm(zip(items, results), total=len(items),
-                                                      desc="FER2013", disable=not progress):
+        for (split, label, rel), (pixels, err) in bar_iter(zip(items, results), "FER2013", total=len(items),
+                                                          unit="img", enabled=progress):
             source = rel if zf is not None else str(path / rel)
             if err is not None:
                 if not skip_bad:

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import pandas as pd
 
+from emotion_fusion.tables import count
+
 from .fer2013 import FER_SPLITS
 from .goemotions import GO_SPLITS
 from .labels import CLASSES, GOEMOTIONS_LABELS
@@ -71,7 +73,7 @@ def _table(counts: dict[str, dict[str, int]], index_name: str) -> str:
     table = pd.DataFrame(counts)
     table.loc["total"] = table.sum()
     table.index.name = index_name
-    return table.to_string()
+    return table.map(count).to_string()     # integer counts with thousands separators, never "397.0"
 
 
 def _skipped_lines(skipped: list[dict], limit: int = 5) -> list[str]:
@@ -89,8 +91,8 @@ def format_summary(summary: dict) -> str:
         fer = summary["fer2013"]
         out += [f"FER2013 ({fer['path']})", _table(fer["classes"], "class"), "",
                 "duplicate images (same decoded pixels):"]
-        out += [f"  within {s}: {n}" for s, n in fer["duplicates"]["within"].items()]
-        out += [f"  {pair.replace('-', ' images also in ')}: {n}"
+        out += [f"  within {s}: {count(n)}" for s, n in fer["duplicates"]["within"].items()]
+        out += [f"  {pair.replace('-', ' images also in ')}: {count(n)}"
                 for pair, n in fer["duplicates"]["across"].items()]
         out += _skipped_lines(fer["skipped"]) + [""]
     if "goemotions" in summary:
@@ -98,7 +100,7 @@ def format_summary(summary: dict) -> str:
         out += [f"GoEmotions ({go['path']}; map {go['mapping']}, multi-label rule {go['multi_label']})",
                 _table(go["classes"], "class"),
                 "dropped by the multi-label rule: "
-                + ", ".join(f"{s} {n}" for s, n in go["dropped"].items()), "",
+                + ", ".join(f"{s} {count(n)}" for s, n in go["dropped"].items()), "",
                 "raw GoEmotions label counts (a text with several labels counts once per label):",
                 _table(go["go_labels"], "go_label")]
         out += _skipped_lines(go["skipped"])

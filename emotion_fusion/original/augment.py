@@ -14,6 +14,7 @@ from PIL import Image, ImageEnhance, ImageFilter, ImageOps
 from emotion_fusion.data import pixel_hash as _pixel_hash
 from emotion_fusion.data.labels import CLASS_INDEX
 from emotion_fusion.errors import InputError
+from emotion_fusion.progress import bar_iter
 
 AUG_CLASS = "disgust"
 AUG_TARGET = 1500              # disgust train images after augmentation
@@ -106,14 +107,13 @@ def clip_image_embeddings(model, pixels: np.ndarray, batch_size: int = 128, prog
     bilinear resize; it ran the `clip` package's fp16 model on GPU, here the model runs in its own dtype)."""
     import torch
     import torch.nn.functional as F
-    from tqdm.auto import tqdm
     if resize not in CLIP_RESIZES:
         raise InputError(f"unknown clip_resize {resize!r}; choose one of {', '.join(CLIP_RESIZES)}")
     net = model.net
     transform = CLIP_RESIZES[resize](net)
     out = []
     net.eval()
-    for start in tqdm(range(0, len(pixels), batch_size), desc="CLIP images", disable=not progress, leave=False):
+    for start in bar_iter(range(0, len(pixels), batch_size), "CLIP images", enabled=progress):
         x = torch.stack([transform(Image.fromarray(np.ascontiguousarray(p)).convert("RGB"))
                          for p in pixels[start:start + batch_size]]).to(model.device)
         with torch.inference_mode():

@@ -4,6 +4,11 @@ Figures come from `pyplot.figure` so that Jupyter's inline backend shows each on
 the cell (end the line with `;` so the returned Figure is not shown a second time) and then closes
 it. The backend is never touched and `plt.show()` never called: scripts save with `fig.savefig(...)`
 and should `plt.close(fig)` when making many. Nothing here imports torch.
+
+Legible at 100% zoom: a PNG is shown one pixel per CSS pixel (96 per inch), so a font of s points drawn at
+DPI dots per inch appears as s * DPI / 96 points; at DPI = 96 every font of at least MIN_FONT_PT points
+(SIZES) reads at that size. Every figure carries alt text (`DescribedFigure.alt`): its repr, so the saved
+notebook's text/plain and the HTML report's `alt` attribute describe what it shows.
 """
 from __future__ import annotations
 
@@ -12,40 +17,98 @@ from typing import Mapping
 
 import numpy as np
 from matplotlib import pyplot as plt
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.text import Text
 
 from emotion_fusion.data.labels import CLASSES, NUM_CLASSES
 from emotion_fusion.errors import InputError
 
 from .metrics import as_labels, as_pred, confusion
 
-PANEL = 3.4  # inches per panel
-DPI = 56     # figures are embedded in the executed notebook as PNGs: small enough to share (<= 300 KB total)
+PANEL = 2.6  # inches per panel: small enough that the executed notebook stays under its size goal
+DPI = 96     # one PNG pixel per CSS pixel: fonts show at their point size at 100% zoom
+MIN_FONT_PT = 8
+SIZES = {"title": 9, "label": 8, "tick": 8, "legend": 8, "suptitle": 10}   # points; none under MIN_FONT_PT
+PNG_COLOURS = 64    # palette PNGs: a third of the bytes of full colour, no visible difference at these sizes
 CMAP = "Blues"
 HISTORY_KEYS = ("train_loss", "val_loss", "val_acc")
+
+
+class DescribedFigure(Figure):
+    """A Figure whose repr is its alt text (what a reader who cannot see it needs to know)."""
+
+    alt: str = ""
+
+    def __repr__(self) -> str:
+        return self.alt or super().__repr__()
+
+
+class PaletteCanvas(FigureCanvasAgg):
+    """Agg drawing, PNG written as a PNG_COLOURS palette image: Jupyter's inline backend and `savefig`
+    both print through the figure's canvas, so the executed notebook and saved files stay small."""
+
+    def print_png(self, filename_or_obj, *, metadata=None, pil_kwargs=None, **_ignored):
+        from PIL import Image
+        FigureCanvasAgg.draw(self)
+        rgb = Image.fromarray(np.asarray(self.buffer_rgba())).convert("RGB")
+        rgb.quantize(PNG_COLOURS, method=Image.Quantize.MEDIANCUT).save(
+            filename_or_obj, format="png", optimize=True, dpi=(self.figure.dpi, self.figure.dpi))
+
+
+def _figure(width: float, height: float) -> DescribedFigure:
+    # sizes are set on the artists (_finish), not with plt.rc_context: figures made inside an rc_context
+    # are not all shown by Jupyter's inline backend
+    fig = plt.figure(FigureClass=DescribedFigure, figsize=(width, height), layout="constrained", dpi=DPI)
+    PaletteCanvas(fig)       # becomes fig.canvas; pyplot still tracks (and closes) the figure
+    return fig
+
+
+def _finish(fig: DescribedFigure, alt: str) -> DescribedFigure:
+    """Fonts to SIZES (and never under MIN_FONT_PT), and the alt text."""
+    for ax in fig.axes:
+        ax.tick_params(labelsize=SIZES["tick"])
+        ax.title.set_fontsize(SIZES["title"])
+        ax.xaxis.label.set_fontsize(SIZES["label"])
+        ax.yaxis.label.set_fontsize(SIZES["label"])
+        if ax.get_legend() is not None:
+            for t in ax.get_legend().get_texts():
+                t.set_fontsize(SIZES["legend"])
+    if fig._suptitle is not None:
+        fig._suptitle.set_fontsize(SIZES["suptitle"])
+    for t in fig.findobj(Text):
+        if t.get_fontsize() < MIN_FONT_PT:
+            t.set_fontsize(MIN_FONT_PT)
+    fig.alt = alt
+    return fig
 
 
 def plot_confusions(y, preds: Mapping[str, np.ndarray], normalize: bool = True) -> Figure:
     """One confusion-matrix panel per model (true rows, predicted columns, class names on axes)."""
     if not preds:
         raise InputError("plot_confusions needs at least one model in preds ({name: predictions})")
-    fig = plt.figure(figsize=(PANEL * len(preds) + 0.5, PANEL + 0.6), layout="constrained", dpi=DPI)
+    fig = _figure(PANEL * len(preds) + 0.6, PANEL + 0.7)
     axes = fig.subplots(1, len(preds), squeeze=False)[0]
+    recalls = []
     for ax, (name, pred) in zip(axes, preds.items()):
         cm = confusion(y, pred, normalize=normalize)
         ax.imshow(cm, cmap=CMAP, vmin=0, vmax=1 if normalize else None)
         fmt = "{:.2f}" if normalize else "{:d}"
+        recalls.append(f"{name} {100 * np.mean(np.diag(confusion(y, pred, normalize=True))):.1f}%")
         top = cm.max() or 1
         for i in range(NUM_CLASSES):
             for j in range(NUM_CLASSES):
-                ax.text(j, i, fmt.format(cm[i, j]), ha="center", va="center", fontsize=7,
+                ax.text(j, i, fmt.format(cm[i, j]).lstrip("0") or "0", ha="center", va="center", fontsize=MIN_FONT_PT,
                         color="white" if cm[i, j] > 0.6 * (1 if normalize else top) else "black")
-        ax.set_xticks(range(NUM_CLASSES), CLASSES, rotation=45, ha="right", fontsize=8)
-        ax.set_yticks(range(NUM_CLASSES), CLASSES, fontsize=8)
+        ax.set_xticks(range(NUM_CLASSES), CLASSES, rotation=45, ha="right")
+        ax.set_yticks(range(NUM_CLASSES), CLASSES)
         ax.set_xlabel("predicted")
         ax.set_title(name)
     axes[0].set_ylabel("true")
-    return fig
+    alt = (f"Confusion matrices, one per model ({', '.join(preds)}): true class in rows, predicted in columns, "
+           f"{'each row as shares' if normalize else 'counts'}. Mean of the diagonal shares (balanced "
+           f"accuracy): {', '.join(recalls)}.")
+    return _finish(fig, alt)
 
 
 def plot_sweep(sweep: dict, chosen: float | None = None) -> Figure:
@@ -54,7 +117,7 @@ def plot_sweep(sweep: dict, chosen: float | None = None) -> Figure:
     if missing:
         raise InputError(f"sweep result lacks {missing}; pass the dict returned by fusion.sweep")
     w = np.asarray(sweep["weights"])
-    fig = plt.figure(figsize=(2 * PANEL + 1.5, PANEL), layout="constrained", dpi=DPI)
+    fig = _figure(2 * PANEL + 1.6, PANEL + 0.3)
     axes = fig.subplots(1, 2)
     for ax, metric, label in zip(axes, ("macro_f1", "accuracy"), ("macro-F1", "accuracy")):
         ax.plot(w, sweep[f"val_{metric}"], label="validation")
@@ -64,13 +127,19 @@ def plot_sweep(sweep: dict, chosen: float | None = None) -> Figure:
                    label=f"best val w = {sweep['best_weight']:.2f}")
         if chosen is not None:
             ax.axvline(chosen, color="tab:red", linestyle=":", label=f"chosen w = {chosen:.2f}")
-        ax.set_xlabel("fusion weight w (0 = text only, 1 = visual only)")
+        ax.set_xlabel("visual weight w (0 text only, 1 visual only)")
         ax.set_ylabel(label)
         ax.set_xlim(0, 1)
         ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=8)
+    axes[0].legend()
     fig.suptitle(f"{sweep.get('rule', 'linear')} fusion: weight sweep")
-    return fig
+    f1 = np.asarray(sweep["val_macro_f1"], dtype=float)
+    alt = (f"Weight sweep of {sweep.get('rule', 'linear')} fusion: validation macro-F1 {100 * f1[0]:.1f}% at "
+           f"w = {w[0]:.2f} (text only) and {100 * f1[-1]:.1f}% at w = {w[-1]:.2f} (visual only), best "
+           f"{100 * f1.max():.1f}% at the best validation weight {sweep['best_weight']:.2f}"
+           + (f"; chosen weight {chosen:.2f}" if chosen is not None else "")
+           + ("; test curves drawn beside them." if "test_macro_f1" in sweep else "."))
+    return _finish(fig, alt)
 
 
 def _history_columns(history) -> dict[str, np.ndarray]:
@@ -101,7 +170,7 @@ def plot_history(history, best_epoch: int | None = None) -> Figure:
     if best_epoch is None and isinstance(history, Mapping) and "best_epoch" in history:
         best_epoch = history["best_epoch"]
     best = int(np.argmax(cols["val_acc"])) + 1 if best_epoch is None else int(best_epoch)
-    fig = plt.figure(figsize=(2 * PANEL + 1, PANEL), layout="constrained", dpi=DPI)
+    fig = _figure(2 * PANEL + 1, PANEL)
     ax_loss, ax_acc = fig.subplots(1, 2)
     ax_loss.plot(epochs, cols["train_loss"], marker="o", label="train")
     ax_loss.plot(epochs, cols["val_loss"], marker="o", label="validation")
@@ -112,8 +181,12 @@ def plot_history(history, best_epoch: int | None = None) -> Figure:
         ax.axvline(best, color="tab:green", linestyle="--", label=f"best epoch {best}")
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)
-    ax_loss.legend(fontsize=8)
-    return fig
+    ax_loss.legend()
+    tl, vl, va = cols["train_loss"], cols["val_loss"], cols["val_acc"]
+    alt = (f"Training curves over {epochs.size} epoch{'s' * (epochs.size != 1)}: train loss {tl[0]:.3f} to "
+           f"{tl[-1]:.3f}, validation loss {vl[0]:.3f} to {vl[-1]:.3f}, validation accuracy {100 * va[0]:.1f}% "
+           f"to {100 * va[-1]:.1f}%; best epoch {best} (its weights are kept).")
+    return _finish(fig, alt)
 
 
 def _display(face: np.ndarray) -> np.ndarray:
@@ -147,7 +220,8 @@ def plot_face_grid(pixels, y, per_class: int = 6, seed: int = 0) -> Figure:
         pick = rng.choice(members, size=min(per_class, members.size), replace=False)
         for j, i in enumerate(pick):
             mosaic[c * (h + gap):c * (h + gap) + h, j * (w + gap):j * (w + gap) + w] = _display(pixels[i])
-    fig = plt.figure(figsize=(0.75 * per_class + 1, 0.75 * NUM_CLASSES), layout="constrained", dpi=DPI)
+    # one face pixel per screen pixel at 100% (the faces are 48 px): sharp and the smallest PNG
+    fig = _figure(mosaic.shape[1] / DPI + 0.9, mosaic.shape[0] / DPI + 0.15)
     ax = fig.subplots()
     ax.imshow(mosaic, cmap="gray", vmin=0, vmax=255, interpolation="nearest")
     ax.set_xticks([])
@@ -155,7 +229,8 @@ def plot_face_grid(pixels, y, per_class: int = 6, seed: int = 0) -> Figure:
     ax.tick_params(length=0)
     for side in ax.spines.values():
         side.set_visible(False)
-    return fig
+    return _finish(fig, f"Up to {per_class} training faces per class, one row per class "
+                        f"({', '.join(CLASSES)}), {h}x{w} grayscale.")
 
 
 def plot_example_pairs(pixels, texts, y, p_visual, p_text, p_fused, n: int = 6) -> Figure:
@@ -167,19 +242,23 @@ def plot_example_pairs(pixels, texts, y, p_visual, p_text, p_fused, n: int = 6) 
         raise InputError("pixels, texts, labels and the three probability arrays must describe the "
                          "same pairs (equal lengths)")
     n = min(n, y.size)
-    fig = plt.figure(figsize=(2.4 * n, 3.9), layout="constrained", dpi=DPI)
+    fig = _figure(2.0 * n, 3.3)
     axes = fig.subplots(2, n, squeeze=False, height_ratios=[3, 2])
     for i in range(n):
         face, note = axes[0, i], axes[1, i]
         face.imshow(_display(pixels[i]), cmap="gray", vmin=0, vmax=255, interpolation="nearest")
         face.set_axis_off()
-        face.set_title(f"true: {CLASSES[y[i]]}", fontsize=9)
+        face.set_title(f"true: {CLASSES[y[i]]}")
         verdict = "\n".join(f"{k}: {CLASSES[p[i]]} {'(right)' if p[i] == y[i] else '(wrong)'}"
                             for k, p in preds.items())
         note.set_axis_off()
-        note.text(0, 1, textwrap.fill(str(texts[i]), 28)[:200], va="top", fontsize=8, wrap=True)
-        note.text(0, 0, verdict, va="bottom", fontsize=8, family="monospace")
-    return fig
+        shown = textwrap.fill(textwrap.shorten(str(texts[i]), 84, placeholder=" …"), 27)   # 4 lines at most
+        note.text(0, 1, shown, va="top", fontsize=MIN_FONT_PT)
+        note.text(0, 0, verdict, va="bottom", fontsize=MIN_FONT_PT, family="monospace")
+    pairs = "; ".join(f"{i + 1}) true {CLASSES[y[i]]}, \"{textwrap.shorten(str(texts[i]), 60, placeholder=' …')}\", "
+                      + ", ".join(f"{k} {CLASSES[p[i]]}" for k, p in preds.items()) for i in range(n))
+    return _finish(fig, f"{n} test pairs, each a face over its text, with the true label and each branch's "
+                        f"prediction: {pairs}.")
 
 
 def plot_dependence(curve: dict, metric: str = "macro_f1") -> Figure:
@@ -190,7 +269,7 @@ def plot_dependence(curve: dict, metric: str = "macro_f1") -> Figure:
     missing = [k for k in ("rows", "families", "crossing", "weight") if k not in curve]
     if missing:
         raise InputError(f"dependence curve lacks {missing}; pass the dict returned by dependence.curve")
-    fig = plt.figure(figsize=(2 * PANEL + 1, PANEL + 0.8), layout="constrained", dpi=DPI)
+    fig = _figure(2 * PANEL + 1, PANEL + 0.8)
     ax = fig.subplots()
     ax.axhline(0, color="grey", linewidth=0.8)
     for (family, label), color in zip(curve["families"].items(), ("tab:blue", "tab:red")):
@@ -207,7 +286,7 @@ def plot_dependence(curve: dict, metric: str = "macro_f1") -> Figure:
         if cross["crosses"] and cross["rho"] > 0 and cross["phi"] is not None:
             ax.axvline(cross["phi"], color=color, linestyle=":", linewidth=1)
             ax.annotate(f"gain 0 at phi = {cross['phi']:.2f}", (cross["phi"], 0), xytext=(4, 6),
-                        textcoords="offset points", fontsize=7, color=color)
+                        textcoords="offset points", color=color)
     zero = next(r for r in curve["rows"] if r["rho"] == 0)
     ax.plot(zero["phi"], 100 * zero[f"gain_fusion_best_val_{metric}"], "ko", markersize=7, fillstyle="none",
             label="independent (random label pairing)")
@@ -218,7 +297,13 @@ def plot_dependence(curve: dict, metric: str = "macro_f1") -> Figure:
     ax.set_xlabel("phi: correlation of 'visual correct' with 'text correct' (test pairs)")
     ax.set_ylabel(f"fusion - better branch, {'macro-F1' if metric == 'macro_f1' else metric} (points)")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
-    ax.set_title(f"How much of the gain survives dependence (mean of {curve['draws']} draws, band +-1 sd)",
-                 fontsize=9)
-    return fig
+    ax.legend()
+    ax.set_title(f"How much of the gain survives dependence (mean of {curve['draws']} draws, band +-1 sd)")
+    zero_gain = 100 * zero[f"gain_fusion_best_val_{metric}"]
+    crossings = "; ".join(
+        f"{label}: gain reaches 0 at phi = {c['phi']:.2f}" if c["crosses"] and c["phi"] is not None
+        else f"{label}: gain stays above 0" for (family, label) in curve["families"].items()
+        for c in [curve["crossing"][family][f"gain_fusion_best_val_{metric}"]])
+    return _finish(fig, f"Fusion minus the better branch ({metric.replace('_', '-')}, points) against phi, the "
+                        f"correlation of the two branches' correctness, one line per dependence family; "
+                        f"independent pairing at phi = {zero['phi']:.2f} with a gain of {zero_gain:+.1f}; {crossings}.")

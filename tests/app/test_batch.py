@@ -255,6 +255,7 @@ def test_encrypted_members_are_bad_rows_and_malformed_pairs_one_line(fake, input
 
 def test_oversized_members_and_special_files_are_bad_rows(fake, inputs):
     import os
+
     from emotion_fusion.data.files import MAX_IMAGE_BYTES
     with zipfile.ZipFile(inputs / "big.zip", "w", zipfile.ZIP_DEFLATED) as z:
         z.writestr("big.png", b"\0" * (MAX_IMAGE_BYTES + 1))

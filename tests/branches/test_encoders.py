@@ -33,7 +33,13 @@ def test_toy_encoder_runs_the_smoke_pipeline(toy_run):
     d = toy_run.dir
     runs.verify(d)
     info = runs.read_json(d / "run_info.json")
-    assert "text: Toy BoW (hashed bag of words) + " in info["title"] and "RANDOM-INIT" in info["title"]
+    assert "text: Toy BoW (hashed bag of words) + " in info["title"]
+    # a ResNet-50 trained from random init (1 epoch) beside a non-random encoder: no branch is untrained,
+    # so no RANDOM-INIT flag anywhere; the title says how the image branch was trained
+    assert "RANDOM-INIT" not in info["title"] and "ResNet-50 trained from scratch, 1 epoch, at 48px" in info["title"]
+    assert info["weights"] == {"image": "trained from scratch, 1 epoch", "text": "the encoder's bundled weights",
+                               "random_init": []}
+    assert runs.read_json(d / "results.json")["weights"] == info["weights"]
     assert runs.read_config(d)["text_model"] == "toy"
     assert (d / "models" / "text_head.npz").is_file() and (d / "models" / "image.pth").is_file()
     assert [r["kind"] for r in toy_run.text_heads["scores"]] == ["zeroshot", "probe"]

@@ -622,4 +622,5 @@ def test_real_duplicates_and_summary(real):
     s = summarize(fer, go)
     assert json.loads(json.dumps(s)) == s
     assert s["goemotions"]["rows"] == {"train": 43410, "dev": 5426}
-    assert "28709" in format_summary(s)
+    text = format_summary(s)
+    assert "28,709" in text and "28709" not in text and ".0 " not in text    # integer counts, thousands separated

@@ -3,7 +3,6 @@ original's cells imply, not against the code path that implements it. Each test 
 earlier rules (which stay available as settings and are tested as such in test_original_protocol.py)."""
 from __future__ import annotations
 
-import copy
 import json
 import os
 import subprocess
@@ -19,7 +18,7 @@ from torch import nn
 from emotion_fusion.branches import train
 from emotion_fusion.branches.resnet import ImagePreprocess, predict_proba
 from emotion_fusion.config import Config
-from emotion_fusion.data.labels import CLASS_INDEX, CLASSES, GOEMOTIONS_LABELS
+from emotion_fusion.data.labels import CLASSES, GOEMOTIONS_LABELS
 from emotion_fusion.errors import InputError
 from emotion_fusion.original import reference as ref
 from emotion_fusion.original import texts as st
@@ -250,9 +249,10 @@ def test_pool_comparison_sets_each_class_beside_the_originals_counts():
 def test_declared_random_weights_put_random_init_in_the_title():
     from emotion_fusion.pipeline import run_title
     cfg = Config.from_profile("seed")
-    assert "RANDOM-INIT" not in run_title(cfg, "image: ResNet-50 ImageNet", "test")
+    assert "RANDOM-INIT" not in run_title(cfg, "image: ResNet-50 ImageNet", "test", cfg.random_init_branches(3))
     declared = cfg.with_overrides(["weights_declared_random=true"])
-    assert "RANDOM-INIT WEIGHTS (weight files declared random" in run_title(declared, "image: ResNet-50 ImageNet", "t")
+    title = run_title(declared, "image: ResNet-50 ImageNet", "t", declared.random_init_branches(3))
+    assert "RANDOM-INIT WEIGHTS (weight files declared random" in title
     assert declared.uses_random_weights
 
 

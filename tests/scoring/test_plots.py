@@ -141,3 +141,40 @@ def test_plot_example_pairs(tmp_path):
     assert _ink(_render(fig, tmp_path)) > 0.05
     with pytest.raises(InputError, match="same pairs"):
         plot_example_pairs(pixels, texts[:3], y, pv, pt, pv)
+
+
+def _every_figure():
+    rng = np.random.default_rng(9)
+    y = rng.integers(0, 7, 120)
+    pv, pt = _probs(120, 10), _probs(120, 11)
+    val = {"p_visual": pv, "p_text": pt, "y": y}
+    pixels = rng.integers(0, 256, size=(120, 48, 48), dtype=np.uint8)
+    texts = [f"a sentence of some length, number {i}, about how the day went" for i in range(120)]
+    return {"confusions": plot_confusions(y, {"visual": pv, "text": pt, "fusion": fuse(pv, pt)}),
+            "sweep": plot_sweep(sweep(val, val, n_boot=0), chosen=0.6),
+            "history": plot_history({"train_loss": [2.0, 1.5], "val_loss": [1.9, 1.6], "val_acc": [0.3, 0.4]}),
+            "faces": plot_face_grid(pixels, y, per_class=3),
+            "pairs": plot_example_pairs(pixels, texts, y, pv, pt, fuse(pv, pt), n=4)}
+
+
+def test_every_text_reads_at_8_pt_or_more_at_100_percent_zoom():
+    """A PNG is shown one pixel per CSS pixel (96 per inch): a font of s pt drawn at d dpi shows as s*d/96 pt."""
+    for name, fig in _every_figure().items():
+        fig.canvas.draw()
+        texts = [t for t in fig.findobj(lambda a: hasattr(a, "get_fontsize") and hasattr(a, "get_text"))
+                 if t.get_visible() and t.get_text().strip()]
+        assert texts, name
+        small = {t.get_text(): t.get_fontsize() * fig.dpi / 96 for t in texts
+                 if t.get_fontsize() * fig.dpi / 96 < 8 - 1e-9}
+        assert not small, (name, small)
+
+
+def test_every_figure_has_alt_text_that_describes_it():
+    figs = _every_figure()
+    for name, fig in figs.items():
+        assert len(repr(fig)) > 40 and not repr(fig).startswith("<Figure"), name   # Jupyter's text/plain
+    assert "visual" in repr(figs["confusions"]) and "balanced accuracy" in repr(figs["confusions"])
+    assert "best validation weight" in repr(figs["sweep"]) and "chosen weight 0.60" in repr(figs["sweep"])
+    assert repr(figs["history"]).startswith("Training curves over 2 epochs: train loss 2.000 to 1.500")
+    assert all(c in repr(figs["faces"]) for c in CLASSES)
+    assert repr(figs["pairs"]).startswith("4 test pairs") and "number 3" in repr(figs["pairs"])
