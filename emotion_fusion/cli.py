@@ -100,10 +100,9 @@ def _seed_extras(result) -> str:
 
 def _cmd_fuse(a: argparse.Namespace, out) -> int:
     from emotion_fusion import report
-    from emotion_fusion.runs import read_config
-    # the headline the run itself printed: the all-pairs estimand with its two-way interval (numpy only)
-    draws = read_config(a.run_dir).get("pairing_draws", 0)
-    res = report.score_run(a.run_dir, weight=_weight(a.weight), draws=draws if isinstance(draws, int) else 0)
+    # the headline the run itself printed: the all-pairs estimand with its two-way interval (numpy only),
+    # over config.json's pairing_draws, checked as every other setting (a bad value is a one-line error)
+    res = report.score_run(a.run_dir, weight=_weight(a.weight), draws=None)
     _print(res, a.json, report.format_results(res), out)
     return 0
 
@@ -137,13 +136,24 @@ def _cmd_sweep(a: argparse.Namespace, out) -> int:
 def _cmd_dependence(a: argparse.Namespace, out) -> int:
     import matplotlib.pyplot as plt
 
+    from emotion_fusion.data.files import atomic_write
     from emotion_fusion.report import dependence_curve
     dep = dependence_curve(a.run_dir, draws=a.draws)
-    fig = dep.plot()
-    plot_path = Path(a.run_dir) / "dependence.png"
-    fig.savefig(plot_path, dpi=120, bbox_inches="tight")
-    plt.close(fig)
-    _print({**dep.results, "plot": str(plot_path)}, a.json, dep.text() + f"\nplot: {plot_path}", out)
+    plot_path, note = Path(a.run_dir) / "dependence.png", None
+    try:    # the curve is computed: a plot that cannot be drawn or written must not lose it
+        fig = dep.plot()
+    except InputError as e:      # phi undefined in every setting: nothing to draw against
+        fig, note = None, f"plot not drawn: {e}; the table above is complete"
+    if fig is not None:
+        try:    # atomically, as sweep.png: a symlink planted at dependence.png is replaced, never written through
+            with atomic_write(plot_path) as f:
+                fig.savefig(f, format="png", dpi=120, bbox_inches="tight")
+        except OSError as e:     # a read-only run dir
+            note = f"plot not written: {plot_path} ({e.strerror}); the table above is complete"
+        finally:
+            plt.close(fig)
+    summary = {**dep.results, "plot": None if note else str(plot_path), **({"plot_error": note} if note else {})}
+    _print(summary, a.json, dep.text() + f"\n{note or f'plot: {plot_path}'}", out)
     return 0
 
 

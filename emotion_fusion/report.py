@@ -30,16 +30,17 @@ def _setting(cfg: dict, name: str, run_dir: Path, check=None):
 
 
 def score_run(run_dir, weight: float | None = None, rule: str | None = None, n_boot: int | None = None,
-              seed: int | None = None, draws: int = 0) -> dict:
+              seed: int | None = None, draws: int | None = 0) -> dict:
     """Score visual, text, fusion at `weight` and fusion at the best validation weight, from the cache.
 
-    Missing arguments come from config.json (`fusion_weight`, `fusion_rule`, `seed`, `n_boot`). All
-    models on a split share the same bootstrap resamples (paired CIs); `n_boot=0` skips the CIs. Returns
+    Missing arguments come from config.json (`fusion_weight`, `fusion_rule`, `seed`, `n_boot`; `draws=None`:
+    `pairing_draws`, as `fuse` does). All models on a split share the same bootstrap resamples (paired CIs);
+    `n_boot=0` skips the CIs, and is refused with `draws` > 0, whose headline is its intervals. Returns
     a JSON-able dict with `rows` (the default pairing of outputs/*.npz), `best_weight`, `mcnemar` (fusion
     vs each branch on test; b counts pairs only fusion gets right), `sweep` and `title` (from run_info.json,
     so a RANDOM-INIT warning survives). With `draws` > 0 also `draws`: the headline, `stats.score_draws`
     (the all-pairs estimand with crossed two-way intervals, fusion minus the better branch, and that many
-    seeded re-pairings beside it). The weight is checked once here; the fused labels reuse it.
+    seeded re-pairings beside it), with n_boot crossed resamples. The weight is checked once here.
     """
     run_dir = Path(run_dir)
     cfg, info, data = read_run(run_dir)
@@ -48,6 +49,12 @@ def score_run(run_dir, weight: float | None = None, rule: str | None = None, n_b
     rule = _setting(cfg, "fusion_rule", run_dir, lambda v: v in ("linear", "loglinear")) if rule is None else rule
     seed = _setting(cfg, "seed", run_dir, is_int) if seed is None else seed
     n_boot = _setting(cfg, "n_boot", run_dir, is_int) if n_boot is None else n_boot
+    if draws is None:
+        draws = _setting(cfg, "pairing_draws", run_dir, lambda v: is_int(v) and v > 0)
+    if draws and not n_boot:
+        raise InputError(f"n_boot = {n_boot!r} skips the intervals, but the headline over {draws} pairing draws "
+                         f"({run_dir}) is its 95% intervals and p-values; use n_boot >= 1 (1000 by default), "
+                         "or draws=0")
     title = info.get("title")
     if not isinstance(title, str) or not title:
         raise InputError(f"{run_dir / INFO} has no title; {rerun(run_dir)}")
@@ -80,7 +87,7 @@ def score_run(run_dir, weight: float | None = None, rule: str | None = None, n_b
         # the seed protocol builds its pairs (CLIP matching): its headline scores those, not random re-pairings
         pairing = "fixed" if cfg.get("protocol") == "seed" else "random"
         out["draws"] = score_draws(items["val"], items["test"], weight=weight, rule=rule, R=draws,
-                                   B=max(n_boot, 100), seed=seed, pairing=pairing)
+                                   B=n_boot, seed=seed, pairing=pairing)
     return out
 
 

@@ -291,6 +291,26 @@ def test_fuse_and_sweep_with_a_bad_config_json(cli, run_dir, command, content, m
     one_line_error(cli(command[0], "--run-dir", run_dir, *command[1:], check=False), message + ".*re-run")
 
 
+@pytest.mark.parametrize("value", ['"200"', "2.5", "0", "true"])
+def test_fuse_with_a_bad_pairing_draws_is_one_line_not_a_silent_fallback(cli, run_dir, value):
+    """Review of issue 19, finding 1: a non-int pairing_draws silently dropped the headline."""
+    cfg = json.dumps(runs.read_config(run_dir)).replace('"pairing_draws": 200', f'"pairing_draws": {value}')
+    _edit(run_dir, "config.json", cfg)
+    one_line_error(cli("fuse", "--run-dir", run_dir, "--weight", "0.5", check=False),
+                   rf"config\.json: pairing_draws = {re.escape(repr(json.loads(value)))} is not valid.*re-run")
+
+
+def test_fuse_scores_the_headline_with_the_runs_draws_and_n_boot(cli, run_dir):
+    """Finding 1: `B=max(n_boot, 100)` overrode a small n_boot silently; n_boot = 0 would still get intervals."""
+    cfg = runs.read_config(run_dir)
+    _edit(run_dir, "config.json", json.dumps({**cfg, "pairing_draws": 7, "n_boot": 20}))
+    out = json.loads(cli("fuse", "--run-dir", run_dir, "--weight", "0.5", "--json").stdout)
+    assert out["draws"]["draws"] == 7 and out["draws"]["n_boot"] == 20 == out["n_boot"]
+    _edit(run_dir, "config.json", json.dumps({**cfg, "n_boot": 0}))
+    one_line_error(cli("fuse", "--run-dir", run_dir, "--weight", "0.5", check=False),
+                   r"n_boot = 0 skips the intervals, but the headline over 200 pairing draws .* use n_boot >= 1")
+
+
 def test_a_config_json_without_a_setting_names_no_missing_option(cli, run_dir):
     """Issue 12 case 10: the old message said "pass fusion_rule explicitly", an option the CLI lacks."""
     cfg = runs.read_config(run_dir)

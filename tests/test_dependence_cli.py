@@ -68,3 +68,53 @@ def test_cli_on_a_missing_run_dir_is_one_line(tmp_path, repo):
     p = _dependence(repo, "--run-dir", tmp_path / "nowhere")
     assert p.returncode == 2 and p.stderr.startswith("error: ") and len(p.stderr.strip().splitlines()) == 1
     assert str(tmp_path / "nowhere") in p.stderr
+
+
+def _in_process(capsys, *args) -> tuple[int, str, str]:
+    """`emotion_fusion.cli.main(["dependence", ...])` in this process: (exit status, stdout, stderr)."""
+    from emotion_fusion.cli import main
+    capsys.readouterr()
+    rc = main(["dependence", *map(str, args)])
+    cap = capsys.readouterr()
+    return rc, cap.out, cap.err
+
+
+def test_cli_replaces_a_symlinked_plot_instead_of_writing_through_it(run_dir, tmp_path, capsys):
+    """Review of issue 21, finding 4: the plot was written with a plain savefig, through a planted symlink."""
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    (run_dir / "dependence.png").symlink_to(victim)
+    rc, _, _ = _in_process(capsys, "--run-dir", run_dir, "--draws", 2)
+    assert rc == 0 and victim.read_text() == "precious" and not (run_dir / "dependence.png").is_symlink()
+    assert (run_dir / "dependence.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_cli_on_a_read_only_run_dir_prints_the_curve_and_says_no_plot(run_dir, capsys, monkeypatch):
+    import contextlib
+    import errno
+
+    import matplotlib.pyplot as plt
+
+    @contextlib.contextmanager
+    def read_only(path, mode="wb"):      # what a read-only mount gives (root ignores chmod, so simulated)
+        raise OSError(errno.EROFS, "Read-only file system", str(path))
+        yield
+    monkeypatch.setattr("emotion_fusion.data.files.atomic_write", read_only)
+    plt.close("all")
+    rc, out, _ = _in_process(capsys, "--run-dir", run_dir, "--draws", 2)
+    assert rc == 0 and "first reaches zero" in out
+    assert out.strip().splitlines()[-1] == (f"plot not written: {run_dir / 'dependence.png'} (Read-only file "
+                                            "system); the table above is complete")
+    rc, out, _ = _in_process(capsys, "--run-dir", run_dir, "--draws", 2, "--json")
+    res = json.loads(out)
+    assert res["plot"] is None and "Read-only file system" in res["plot_error"] and len(res["rows"]) == 32
+    assert not (run_dir / "dependence.png").exists() and not plt.get_fignums()     # the figure was closed
+
+
+def test_cli_with_phi_undefined_everywhere_prints_the_curve_and_says_why_no_plot(fake_run, capsys):
+    """Finding 3: a visual branch right on every test face left phi undefined and plotting crashed."""
+    run = fake_run(image_strength=50.0)
+    rc, out, err = _in_process(capsys, "--run-dir", run, "--draws", 2, "--json")
+    res = json.loads(out)
+    assert rc == 0 and err == "" and res["plot"] is None and not (run / "dependence.png").exists()
+    assert "phi within class is undefined in every setting" in res["plot_error"]

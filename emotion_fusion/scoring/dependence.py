@@ -18,7 +18,7 @@ Two families, one parameter rho each, both exactly the random draw at rho = 0.
   texts are re-dealt among the picked faces so that faces and texts favouring the same wrong class
   meet (largest margin over the true class first; as many as those texts allow), the rest by that
   margin. rho = 1 aligns the wrong guesses of the whole class. There is no "opposite" of it.
-Pure numpy; the whole curve takes seconds (benchmarks/dependence.py).
+Plotted and read against phi within class (pooled phi also carries the class mix). Pure numpy (benchmarks/dependence.py).
 """
 from __future__ import annotations
 
@@ -154,12 +154,14 @@ def _dependence(y: np.ndarray, vpred: np.ndarray, tpred: np.ndarray) -> dict:
     cv, ct = (vpred == y).astype(float), (tpred == y).astype(float)
     onehot = (y[:, None] == np.arange(NUM_CLASSES)).astype(float)
     n, kv, kt, k11 = onehot.sum(0), cv @ onehot, ct @ onehot, (ct * cv) @ onehot
+    # a class with no faces here adds nothing to the within-class sums (its 0/0 would make them NaN)
+    inv = np.divide(1.0, n, out=np.zeros_like(n), where=n > 0)
     with np.errstate(divide="ignore", invalid="ignore"):
         sv, st = cv.mean(), ct.mean(1)
         phi = ((ct * cv).mean(1) - sv * st) / np.sqrt(sv * (1 - sv) * st * (1 - st))
         # the within-class version: pooled covariance over pooled variances (class means removed)
-        cov, var_t = (k11 - kv * kt / n).sum(1), (kt - kt * kt / n).sum(1)
-        within = cov / np.sqrt((kv - kv * kv / n).sum() * var_t)
+        cov, var_t = (k11 - kv * kt * inv).sum(1), (kt - kt * kt * inv).sum(1)
+        within = cov / np.sqrt((kv - kv * kv * inv).sum() * var_t)
     return {"phi": phi, "phi_within": within, "same_wrong": ((tpred == vpred) & (vpred != y)).mean(1)}
 
 
@@ -195,22 +197,32 @@ def _summary(per_draw: dict) -> dict:
 
 
 def _crossing(rows: list[dict], key: str) -> dict:
-    """Where the mean `key` first falls to <= 0 as rho rises from 0 (linear between settings)."""
+    """Where the mean `key` first falls to <= 0 as rho rises from 0 (linear between settings), and phi within
+    class there (pooled phi also carries the classes' differing difficulty: well above 0 at rho = 0)."""
     up = [r for r in rows if r["rho"] >= 0]
-    g, rho, phi = ([r[k] for r in up] for k in (key, "rho", "phi"))
+    g, rho, phi = ([r[k] for r in up] for k in (key, "rho", "phi_within"))
     if g[0] <= 0:
-        return {"crosses": True, "rho": rho[0], "phi": phi[0]}
+        return {"crosses": True, "rho": rho[0], "phi_within": phi[0]}
     for i in range(len(up) - 1):
         if g[i + 1] <= 0:
             f = g[i] / (g[i] - g[i + 1])
             return {"crosses": True, "rho": rho[i] + f * (rho[i + 1] - rho[i]),
-                    "phi": None if None in (phi[i], phi[i + 1]) else phi[i] + f * (phi[i + 1] - phi[i])}
-    return {"crosses": False, "rho": None, "phi": None, "smallest": min(g), "at_rho": rho[int(np.argmin(g))]}
+                    "phi_within": None if None in (phi[i], phi[i + 1]) else phi[i] + f * (phi[i + 1] - phi[i])}
+    return {"crosses": False, "rho": None, "phi_within": None, "smallest": min(g), "at_rho": rho[int(np.argmin(g))]}
+
+
+def _at_phi(rows: list[dict], phi: float | None, key: str) -> float | None:
+    """The curve's `key` at phi within class, linear between settings; None where phi is undefined or beyond
+    the phi the curve reached (np.interp would return the end value there, a gain the curve never showed)."""
+    pts = sorted((r["phi_within"], r[key]) for r in rows if r["phi_within"] is not None and r[key] is not None)
+    if phi is None or not pts or not pts[0][0] <= phi <= pts[-1][0]:
+        return None
+    x, y = zip(*pts)
+    return float(np.interp(phi, x, y))
 
 
 def _check_rhos(rhos) -> list[float]:
-    vals = [_check_family("copula", r) for r in rhos]
-    return sorted(set(vals) | {0.0})
+    return sorted({_check_family("copula", r) for r in rhos} | {0.0})
 
 
 def _dealer(family: str, v: dict, t: dict, vd: np.ndarray, td: np.ndarray, seed: int):
@@ -230,7 +242,7 @@ def curve(val: dict, test: dict, weight: float = WEIGHT, rule: str = "linear", R
     and at each draw's best validation weight (ties toward `prefer`). Inputs: the per-item dicts of
     `score_draws`. `rhos`: the copula family's grid (0 always added); `wrong` uses its values >= 0.
     `stored=True` also scores the stored `pairs` (a protocol that builds its own, e.g. the seed
-    protocol's CLIP matches) and places them on each family's curve by their phi. JSON-able."""
+    protocol's CLIP matches) and places them on each family's curve by their phi within class. JSON-able."""
     weight, prefer, rule, grid = check_weight(weight), check_weight(prefer), _check_rule(rule), _check_rhos(rhos)
     v, t = _check_split(val, "val"), _check_split(test, "test")
     vd, td = draw_pairings(v["y"], v["yt"], seed, R, 0), draw_pairings(t["y"], t["yt"], seed, R, 1)
@@ -254,11 +266,12 @@ def curve(val: dict, test: dict, weight: float = WEIGHT, rule: str = "linear", R
                              "re-run the run, or use stored=False")
         point = _summary(_score(v, t, v["pairs"][None], t["pairs"][None], weight, rule, prefer))
         on_curve = {}
-        for f in FAMILIES:
-            fam = sorted((r for r in rows if r["family"] == f and r["phi"] is not None), key=lambda r: r["phi"])
-            on_curve[f] = {f"gain_{m}_macro_f1": float(np.interp(point["phi"], [r["phi"] for r in fam],
-                                                                 [r[f"gain_{m}_macro_f1"] for r in fam]))
-                           for m in GAINS} if point["phi"] is not None and fam else None
+        for f in FAMILIES:   # by phi within class, the curve's x; None: beyond the phi the family reached
+            fam = [r for r in rows if r["family"] == f]
+            reached = [r["phi_within"] for r in fam if r["phi_within"] is not None]
+            on_curve[f] = {"phi_within_range": [min(reached), max(reached)] if reached else None,
+                           **{f"gain_{m}_macro_f1": _at_phi(fam, point["phi_within"], f"gain_{m}_macro_f1")
+                              for m in GAINS}}
         out["stored_pairs"] = {**{k: v for k, v in point.items() if not k.endswith("_sd")},
                                "curve_at_same_phi": on_curve}
     return out
@@ -299,7 +312,7 @@ def _where(c: dict) -> str:
         return f"never (smallest {100 * c['smallest']:+.1f} points, at rho = {c['at_rho']:.2f})"
     if c["rho"] == 0:
         return "already at rho = 0 (independent): no gain to lose"
-    return f"rho = {c['rho']:.2f}" + (f", phi = {c['phi']:.3f}" if c["phi"] is not None else "")
+    return f"rho = {c['rho']:.2f}" + (f", phi within class = {c['phi_within']:.3f}" if c["phi_within"] is not None else "")
 
 
 def format_curve(res: dict) -> str:
@@ -319,10 +332,19 @@ def curve_summary(res: dict) -> str:
             lines.append(f"  {label}, {name}: {_where(res['crossing'][f][f'gain_{m}_macro_f1'])}")
     lines.append("Both branches' scores are the same in every setting (each draw keeps its texts and their reuse): "
                  + ("yes" if res["branches_unchanged"] else f"NO, max change {res['branch_scores_max_change']:.4f}"))
+    lines.append(f"At rho = 0 the curve is the mean of {res['draws']} single random pairings, each with its own best "
+                 "validation weight and better branch; the headline (`fuse`, `run`) is the all-pairs value at one "
+                 "weight chosen on validation over all its draws, so the two need not agree.")
     s = res.get("stored_pairs")
     if s:
-        at = "; ".join(f"{f} {100 * g['gain_fusion_best_val_macro_f1']:+.1f}"
-                       for f, g in s["curve_at_same_phi"].items() if g)
-        lines.append(f"The protocol's own (CLIP-matched) pairs: phi = {_pm(s, 'phi', 1, 3)}, gain at best val w "
-                     f"{_pm(s, 'gain_fusion_best_val_macro_f1')} points; the curves at that phi: {at or '-'}")
+        lines.append(f"The protocol's own (CLIP-matched) pairs: phi = {_pm(s, 'phi', 1, 3)}, phi within class = "
+                     f"{_pm(s, 'phi_within', 1, 3)}, gain at best val w {_pm(s, 'gain_fusion_best_val_macro_f1')} "
+                     f"points; the curves at that phi within class: "
+                     + "; ".join(f"{f} {_on_curve(g)}" for f, g in s["curve_at_same_phi"].items()))
     return "\n".join(lines)
+
+
+def _on_curve(g: dict) -> str:
+    gain, span = g["gain_fusion_best_val_macro_f1"], g["phi_within_range"]
+    return f"{100 * gain:+.1f}" if gain is not None else (
+        "beyond the curve" + (f" (it reached {span[0]:.3f} to {span[1]:.3f})" if span else ""))

@@ -2,7 +2,8 @@
 
 The point metrics and the bootstrap are computed from confusion counts with numpy (all resamples at
 once) instead of calling scikit-learn per resample: 1,000 sklearn calls take seconds, and importing
-sklearn alone (~1.5 s here) would break the `fuse` CLI's 1.5 s budget. The tests check
+sklearn alone (~1.5 s here) would use up the `fuse` CLI's whole 1.5 s limit (benchmarks/fusion.py (3)
+times `fuse` against it). The tests check
 that every value equals scikit-learn's. sklearn / pandas are imported inside the functions that need
 them (`per_class_table`, `confusion`), so this module costs only numpy to import.
 """

@@ -262,19 +262,26 @@ def plot_example_pairs(pixels, texts, y, p_visual, p_text, p_fused, n: int = 6) 
 
 
 def plot_dependence(curve: dict, metric: str = "macro_f1") -> Figure:
-    """Fusion minus the better branch (points) against the measured phi of the branches' correctness,
-    one line per dependence family (`scoring.dependence.curve`): solid at each draw's best validation
-    weight, dashed at the configured weight, bands of +-1 sd over draws; the independent point, where
-    the gain reaches zero and (seed protocol) the stored pairs marked."""
+    """Fusion minus the better branch (points) against phi within class, the correlation of the branches'
+    correctness with the class means removed (pooled phi would also carry how the classes differ in
+    difficulty, and is above 0 even for random pairs), one line per dependence family
+    (`scoring.dependence.curve`): solid at each draw's best validation weight, dashed at the configured
+    weight, bands of +-1 sd over draws; the independent point, where the gain reaches zero and (seed
+    protocol) the stored pairs marked. Settings where phi is undefined (a branch right on all or none of
+    each class's pairs) are left out; an InputError if that leaves none."""
     missing = [k for k in ("rows", "families", "crossing", "weight") if k not in curve]
     if missing:
         raise InputError(f"dependence curve lacks {missing}; pass the dict returned by dependence.curve")
+    defined = [r for r in curve["rows"] if r.get("phi_within") is not None]
+    if not defined:
+        raise InputError("no dependence curve to plot: phi within class is undefined in every setting (a branch "
+                         "is right on all or none of each class's test pairs); read the table instead")
     fig = _figure(2 * PANEL + 1, PANEL + 0.8)
     ax = fig.subplots()
     ax.axhline(0, color="grey", linewidth=0.8)
     for (family, label), color in zip(curve["families"].items(), ("tab:blue", "tab:red")):
-        rows = [r for r in curve["rows"] if r["family"] == family and r["phi"] is not None]
-        x = np.array([r["phi"] for r in rows])
+        rows = [r for r in defined if r["family"] == family]
+        x = np.array([r["phi_within"] for r in rows])
         for model, style, name in (("fusion_best_val", "-", "best val w"),
                                    ("fusion", "--", f"w = {curve['weight']:.2f}")):
             y = 100 * np.array([r[f"gain_{model}_{metric}"] for r in rows])
@@ -283,27 +290,33 @@ def plot_dependence(curve: dict, metric: str = "macro_f1") -> Figure:
                     label=f"{label}, {name}")
             ax.fill_between(x, y - sd, y + sd, color=color, alpha=0.12 if style == "-" else 0.06, linewidth=0)
         cross = curve["crossing"][family][f"gain_fusion_best_val_{metric}"]
-        if cross["crosses"] and cross["rho"] > 0 and cross["phi"] is not None:
-            ax.axvline(cross["phi"], color=color, linestyle=":", linewidth=1)
-            ax.annotate(f"gain 0 at phi = {cross['phi']:.2f}", (cross["phi"], 0), xytext=(4, 6),
+        if cross["crosses"] and cross["rho"] > 0 and cross["phi_within"] is not None:
+            ax.axvline(cross["phi_within"], color=color, linestyle=":", linewidth=1)
+            ax.annotate(f"gain 0 at phi = {cross['phi_within']:.2f}", (cross["phi_within"], 0), xytext=(4, 6),
                         textcoords="offset points", color=color)
     zero = next(r for r in curve["rows"] if r["rho"] == 0)
-    ax.plot(zero["phi"], 100 * zero[f"gain_fusion_best_val_{metric}"], "ko", markersize=7, fillstyle="none",
-            label="independent (random label pairing)")
+    zero_gain = 100 * zero[f"gain_fusion_best_val_{metric}"]
+    if zero["phi_within"] is not None:
+        ax.plot(zero["phi_within"], zero_gain, "ko", markersize=7, fillstyle="none",
+                label="independent (random label pairing)")
     stored = curve.get("stored_pairs")
-    if stored and stored.get("phi") is not None:
-        ax.plot(stored["phi"], 100 * stored[f"gain_fusion_best_val_{metric}"], "k*", markersize=11,
+    if stored and stored.get("phi_within") is not None:
+        ax.plot(stored["phi_within"], 100 * stored[f"gain_fusion_best_val_{metric}"], "k*", markersize=11,
                 label="the protocol's own pairs (CLIP matches)")
-    ax.set_xlabel("phi: correlation of 'visual correct' with 'text correct' (test pairs)")
+    ax.set_xlabel("phi within class: correlation of 'visual correct' with 'text correct' (test pairs)")
     ax.set_ylabel(f"fusion - better branch, {'macro-F1' if metric == 'macro_f1' else metric} (points)")
     ax.grid(alpha=0.3)
     ax.legend()
     ax.set_title(f"How much of the gain survives dependence (mean of {curve['draws']} draws, band +-1 sd)")
-    zero_gain = 100 * zero[f"gain_fusion_best_val_{metric}"]
     crossings = "; ".join(
-        f"{label}: gain reaches 0 at phi = {c['phi']:.2f}" if c["crosses"] and c["phi"] is not None
-        else f"{label}: gain stays above 0" for (family, label) in curve["families"].items()
+        f"{label}: gain reaches 0 at phi within class = {c['phi_within']:.2f}"
+        if c["crosses"] and c["phi_within"] is not None else
+        f"{label}: gain stays above 0" if not c["crosses"] else f"{label}: gain reaches 0 where phi is undefined"
+        for (family, label) in curve["families"].items()
         for c in [curve["crossing"][family][f"gain_fusion_best_val_{metric}"]])
-    return _finish(fig, f"Fusion minus the better branch ({metric.replace('_', '-')}, points) against phi, the "
-                        f"correlation of the two branches' correctness, one line per dependence family; "
-                        f"independent pairing at phi = {zero['phi']:.2f} with a gain of {zero_gain:+.1f}; {crossings}.")
+    at = f"phi = {zero['phi_within']:.2f}" if zero["phi_within"] is not None else "an undefined phi (not drawn)"
+    skipped = len(curve["rows"]) - len(defined)
+    return _finish(fig, f"Fusion minus the better branch ({metric.replace('_', '-')}, points) against phi within "
+                        f"class, the correlation of the two branches' correctness, one line per dependence family; "
+                        f"independent pairing at {at} with a gain of {zero_gain:+.1f}; {crossings}"
+                        + (f"; {skipped} settings with undefined phi left out." if skipped else "."))

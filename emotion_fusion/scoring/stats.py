@@ -56,7 +56,8 @@ def draw_pairings(y_image, y_text, seed: int, R: int = R_DRAWS, stream: int = 0)
     """(R, n_images) text indices: draw r equals `pairing.make_pairs(y_image, y_text, draw_seed(seed,
     stream, r))` bit for bit (same rule: each class has its own generator and uses every text before
     any is reused), with the class index lists built once instead of per draw. pairing.py is not
-    imported because it pulls in scikit-learn and scipy (~1.5 s), the `fuse` CLI's whole budget.
+    imported because it pulls in scikit-learn and scipy (~1.5 s here), as much as the `fuse` CLI's whole
+    1.5 s limit (benchmarks/fusion.py (3), which the headline's statistics alone may exceed).
     """
     y_image, y_text = as_labels(y_image, "y_image"), as_labels(y_text, "y_text")
     if isinstance(R, bool) or not isinstance(R, (int, np.integer)) or R < 1 or int(seed) < 0:
@@ -153,7 +154,9 @@ def _grid(s: dict, blocks: list, models: dict, rule: str) -> dict:
         if w is None:
             out[m] = [av[f][:, None] for _, f, _ in blocks] if m == "visual" else [at[t][None] for *_, t in blocks]
         else:   # a weight shared by both fusion rows is computed once
-            out[m] = grids.setdefault(w, [grid_labels(s["pv"][f], s["pt"][t], w, rule) for _, f, t in blocks])
+            if w not in grids:
+                grids[w] = [grid_labels(s["pv"][f], s["pt"][t], w, rule) for _, f, t in blocks]
+            out[m] = grids[w]
     return out
 
 

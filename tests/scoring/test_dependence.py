@@ -172,3 +172,78 @@ def test_bad_family_or_rho_is_one_clear_error(family, rho, message):
     d = _split(8, 50, 50)
     with pytest.raises(InputError, match=message):
         dep.family_pairings(family, rho, d["p_image"], d["y_image"], d["p_text_items"], d["y_text"])
+
+
+def _graded(seed, n_faces, n_texts):
+    """Per-item outputs whose classes differ in difficulty for *both* branches (class 0 hardest, class 6
+    easiest): pooled phi then mixes the class mix in, phi within class does not."""
+    rng = np.random.default_rng(seed)
+    out = {}
+    for side, n, scale in (("image", n_faces, 1.0), ("text", n_texts, 1.2)):
+        y = rng.integers(0, 7, n)
+        z = rng.normal(size=(n, 7))
+        z[np.arange(n), y] += scale * np.linspace(-0.5, 4.0, 7)[y]
+        p = np.exp(z) / np.exp(z).sum(1, keepdims=True)
+        out.update({f"y_{side}": y, ("p_image" if side == "image" else "p_text_items"): p})
+    return out
+
+
+def _within(y, a, b):
+    """phi within class, directly: the correlation of the two indicators with each class's means removed."""
+    a, b = a.astype(float), b.astype(float)
+    da = a - np.array([a[y == c].mean() for c in y])
+    db = b - np.array([b[y == c].mean() for c in y])
+    return (da * db).sum() / np.sqrt((da * da).sum() * (db * db).sum())
+
+
+def test_the_crossing_and_the_x_axis_are_phi_within_class_not_pooled_phi():
+    """Review of issue 21, finding 2: at rho = 0 pooled phi is well above 0 on a run whose classes differ in
+    difficulty (the class mix, not the pairing), phi within class is about 0."""
+    res = dep.curve(_graded(10, 1500, 1800), _graded(11, 1500, 1800), weight=0.5, R=16, rhos=(0.5,))
+    zero = _row(res, "copula", 0.0)        # one draw's phi within class has an sd of ~0.035 here
+    assert zero["phi"] > 0.3 and abs(zero["phi_within"]) < 0.04
+    rows = [{"rho": 0.0, "phi": 0.2, "phi_within": 0.0, "g": 0.04},
+            {"rho": 0.5, "phi": 0.4, "phi_within": 0.2, "g": -0.04}]
+    assert dep._crossing(rows, "g") == {"crosses": True, "rho": 0.25, "phi_within": pytest.approx(0.1)}
+    assert dep._crossing(rows[:1], "g") == {"crosses": False, "rho": None, "phi_within": None, "smallest": 0.04,
+                                            "at_rho": 0.0}
+
+
+def test_phi_within_class_skips_classes_with_no_test_faces():
+    """Finding 7: a class without faces added 0/0 to the within-class sums, so phi within class was None."""
+    val, test = _split(12, 300, 300), _split(13, 400, 300)
+    for d in (val, test):        # only two emotions in the faces; texts of every class
+        d["y_image"] = d["y_image"] % 2
+    res = dep.curve(val, test, weight=0.5, R=3, rhos=(0.6,))
+    pairs = dep.family_pairings("copula", 0.6, test["p_image"], test["y_image"], test["p_text_items"],
+                                test["y_text"], R=3, stream=1)
+    y, vright = test["y_image"], test["p_image"].argmax(1) == test["y_image"]
+    want = np.mean([_within(y, vright, test["p_text_items"][p].argmax(1) == y) for p in pairs])
+    assert _row(res, "copula", 0.6)["phi_within"] == pytest.approx(want)
+
+
+def test_a_point_beyond_the_curve_is_not_read_off_its_end():
+    """Finding 6: np.interp clamps, so stored pairs with a phi the curve never reached got its end value."""
+    rows = [{"phi_within": x, "g": g} for x, g in ((0.4, 0.01), (0.0, 0.03), (0.2, 0.02), (None, 0.5))]
+    assert dep._at_phi(rows, 0.1, "g") == pytest.approx(0.025)
+    assert dep._at_phi(rows, 0.4, "g") == pytest.approx(0.01)
+    for phi in (0.5, -0.1, None):
+        assert dep._at_phi(rows, phi, "g") is None
+    beyond = {"phi_within_range": [0.0, 0.4], "gain_fusion_best_val_macro_f1": None}
+    assert dep._on_curve(beyond) == "beyond the curve (it reached 0.000 to 0.400)"
+    assert dep._on_curve({**beyond, "gain_fusion_best_val_macro_f1": 0.025}) == "+2.5"
+
+
+def test_stored_pairs_far_from_the_curve_say_so():
+    val, test = _split(6, 300, 300), _split(7, 400, 400)
+    for d, seed in ((val, 1), (test, 2)):
+        d["pairs"] = make_pairs(d["y_image"], d["y_text"], seed)
+    # the stored test pairs: the most dependent pairing there is, beyond anything the wrong family reaches
+    test["pairs"] = dep.family_pairings("copula", 1.0, test["p_image"], test["y_image"], test["p_text_items"],
+                                        test["y_text"], R=1)[0]
+    res = dep.curve(val, test, R=3, rhos=(0.0,), stored=True)
+    wrong = res["stored_pairs"]["curve_at_same_phi"]["wrong"]
+    assert res["stored_pairs"]["phi_within"] > wrong["phi_within_range"][1]
+    assert wrong["gain_fusion_best_val_macro_f1"] is None and wrong["gain_fusion_macro_f1"] is None
+    assert "wrong beyond the curve (it reached" in dep.curve_summary(res)
+    assert "need not agree" in dep.curve_summary(res)       # finding 8: rho = 0 is not the headline

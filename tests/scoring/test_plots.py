@@ -178,3 +178,43 @@ def test_every_figure_has_alt_text_that_describes_it():
     assert repr(figs["history"]).startswith("Training curves over 2 epochs: train loss 2.000 to 1.500")
     assert all(c in repr(figs["faces"]) for c in CLASSES)
     assert repr(figs["pairs"]).startswith("4 test pairs") and "number 3" in repr(figs["pairs"])
+
+
+def _dependence_curve(visual_signal=1.0, seed=0):
+    from emotion_fusion.scoring.dependence import curve
+    rng = np.random.default_rng(seed)
+
+    def split(n):
+        y, yt = rng.integers(0, 7, n), rng.integers(0, 7, n + 50)
+        pv = np.eye(7)[y] * 0.9 + 0.1 / 7 if visual_signal is None else _signal(rng, y, visual_signal)
+        return {"p_image": pv, "y_image": y, "p_text_items": _signal(rng, yt, 1.0), "y_text": yt}
+    return curve(split(300), split(400), weight=0.5, R=3, rhos=(-0.5, 0.5, 1))
+
+
+def _signal(rng, y, strength):
+    z = rng.normal(size=(y.size, 7))
+    z[np.arange(y.size), y] += strength
+    return np.exp(z) / np.exp(z).sum(1, keepdims=True)
+
+
+def test_plot_dependence_draws_against_phi_within_class_and_leaves_out_undefined_points():
+    """Review of issue 21, findings 2 and 3: the x-axis is phi within class (pooled phi carries the class
+    mix); a setting whose phi is undefined is left out (it was passed to ax.plot as None)."""
+    from emotion_fusion.scoring.plots import plot_dependence
+    res = _dependence_curve()
+    copula = [r for r in res["rows"] if r["family"] == "copula"]
+    copula[0]["phi_within"] = copula[1]["phi_within"] = None      # rho = -0.5 and 0 (the independent point)
+    fig = plot_dependence(res)
+    first = fig.axes[0].get_lines()[1]          # [0] is the zero line; then copula at the best val weight
+    assert list(first.get_xdata()) == [r["phi_within"] for r in copula if r["phi_within"] is not None]
+    assert "phi within class" in fig.axes[0].get_xlabel()
+    assert "independent pairing at an undefined phi (not drawn)" in repr(fig)
+    assert "2 settings with undefined phi left out" in repr(fig)
+
+
+def test_plot_dependence_with_phi_undefined_everywhere_is_one_clear_error():
+    from emotion_fusion.scoring.plots import plot_dependence
+    res = _dependence_curve(visual_signal=None)     # the visual branch is right on every face
+    assert all(r["phi_within"] is None for r in res["rows"])
+    with pytest.raises(InputError, match="phi within class is undefined in every setting"):
+        plot_dependence(res)

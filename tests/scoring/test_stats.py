@@ -333,3 +333,14 @@ def test_import_stays_light():
             "print([m for m in ('torch', 'sklearn', 'scipy', 'statsmodels', 'pandas') if m in sys.modules])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_a_weight_shared_by_both_fusion_rows_is_labelled_once(monkeypatch):
+    """Review finding 9: `setdefault` built the second row's grid before finding the first's."""
+    calls = []
+    real = stats.grid_labels
+    monkeypatch.setattr(stats, "grid_labels", lambda *a, **k: calls.append(a[2]) or real(*a, **k))
+    s = stats._check_split(_split(0, 200, 150), "test")
+    point, _ = stats.all_pairs(s, {"visual": None, "fusion": 0.4, "fusion_best_val": 0.4}, "linear")
+    assert calls == [0.4] * len(np.unique(s["y"]))        # one grid per class block, not two
+    assert point["fusion"] is not None and point["fusion_best_val"] is not None
