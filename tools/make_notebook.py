@@ -108,8 +108,9 @@ cells = [
        "Faces and texts are paired only by label, so given the emotion the two branches' errors are "
        "independent: the favourable case for late fusion. A face and the words of one person at one moment "
        "are likely to be correlated. Every face and every text was scored once, so other pairings cost no model: each "
-       "setting below starts from the first 20 of the seeded random pairing draws of the headline (under "
-       "the holdout protocol) and re-deals, within each class, which face meets which text. The draw's texts and how often each is used stay the same, so "
+       "setting below starts from 20 seeded random pairings (under the holdout protocol, the first 20 of the "
+       "pairing draws whose mean the headline reports beside its all-pairs value) and re-deals, within each "
+       "class, which face meets which text. The draw's texts and how often each is used stay the same, so "
        "neither branch's score moves; only their agreement does.\n\n"
        "* **Gaussian copula** (ρ from −1 to 1): faces and texts ranked by their branch's probability for the "
        "true class and paired through a Gaussian copula of correlation ρ between the two ranks. ρ = 0 is "
@@ -118,12 +119,18 @@ cells = [
        "* **Same wrong guess** (ρ from 0 to 1, harsher): a share ρ of the pairs is re-dealt so that faces "
        "and texts that favour the *same wrong class* meet: errors that fusion can hardly undo.\n\n"
        "For each setting: φ, the correlation between \"visual correct\" and \"text correct\" over the test "
-       "pairs (φ within class removes the class mix), how often both branches make the same wrong guess, "
+       "pairs, and φ within class, the same with each class's means removed; how often both branches make "
+       "the same wrong guess, "
        "both branches' scores, fusion at `FUSION_WEIGHT` and at the weight re-chosen on validation pairs "
        "built the same way, and fusion minus the better branch (chosen on validation). Values are the mean "
        "± sd over seeded draws; the sd is how much the pairing moves a value, not a sampling interval. "
+       "**The plot and the point where the gain reaches zero use φ within class**: pooled φ also carries how the "
+       "classes differ in difficulty (classes easy for both branches make it positive even for random pairs), "
+       "while φ within class is 0 in expectation at ρ = 0, so it measures only what the pairing adds. At ρ = 0 the "
+       "curve is the mean of single random pairings, each with its own best validation weight and better "
+       "branch, so its gain need not equal the headline's. "
        "Under `protocol=seed` the original's CLIP-matched pairs are placed on the curve (a star) by their "
-       "own φ."),
+       "own φ within class."),
     code("dep = ef.dependence_curve(RUN_DIR)\ndep.table()", metadata={"tags": ["dependence-table"]}),
     code("dep.plot();"),
     code("print(dep.summary())"),
@@ -157,7 +164,8 @@ cells = [
        "correction) is the Bayes-optimal way to combine them, and fusion gains a lot.\n"
        "* **Section 8 asks how much of that gain survives dependence.** It re-pairs the same scored faces "
        "and texts so that their correctness correlates, in two ways, and shows the gain over the better "
-       "branch against the measured φ; the printout under the plot says at which φ (if any) the gain "
+       "branch against the measured φ within class; the printout under the plot says at which φ within "
+       "class (if any) the gain "
        "reaches zero for this run. The README gives the offline run's figures.\n"
        "* **That is still a simulation of dependence, not a recording.** Re-pairing two unrelated datasets "
        "can make the branches' errors correlate in the two ways built here, and only those; in a real "

@@ -18,7 +18,7 @@ Two families, one parameter rho each, both exactly the random draw at rho = 0.
   texts are re-dealt among the picked faces so that faces and texts favouring the same wrong class
   meet (largest margin over the true class first; as many as those texts allow), the rest by that
   margin. rho = 1 aligns the wrong guesses of the whole class. There is no "opposite" of it.
-Plotted and read against phi within class (pooled phi also carries the class mix). Pure numpy (benchmarks/dependence.py).
+Read against phi within class (pooled phi also carries the class mix). Pure numpy (benchmarks/dependence.py).
 """
 from __future__ import annotations
 
@@ -312,7 +312,7 @@ def _where(c: dict) -> str:
         return f"never (smallest {100 * c['smallest']:+.1f} points, at rho = {c['at_rho']:.2f})"
     if c["rho"] == 0:
         return "already at rho = 0 (independent): no gain to lose"
-    return f"rho = {c['rho']:.2f}" + (f", phi within class = {c['phi_within']:.3f}" if c["phi_within"] is not None else "")
+    return f"rho = {c['rho']:.2f}" + ("" if c["phi_within"] is None else f", phi within class = {c['phi_within']:.3f}")
 
 
 def format_curve(res: dict) -> str:
