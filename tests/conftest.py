@@ -329,3 +329,16 @@ def lock_holder(repo):
     for p in procs:
         p.kill()
         p.wait()
+
+
+@pytest.fixture
+def read_only_writes(monkeypatch):
+    """Every `data.files.atomic_write` fails as on a read-only mount (root ignores chmod, so simulated);
+    the CLI imports it at call time, so `sweep` and `dependence` see this one."""
+    import errno
+
+    @contextlib.contextmanager
+    def read_only(path, mode="wb"):
+        raise OSError(errno.EROFS, "Read-only file system", str(path))
+        yield
+    monkeypatch.setattr("emotion_fusion.data.files.atomic_write", read_only)

@@ -150,15 +150,7 @@ def test_sweep_replaces_a_symlinked_plot_instead_of_writing_through_it(cli, run_
         assert im.format == "PNG"
 
 
-def test_sweep_on_a_read_only_run_dir_prints_the_scores_and_says_no_plot(cli, run_dir, monkeypatch):
-    import contextlib
-    import errno
-
-    @contextlib.contextmanager
-    def read_only(path, mode="wb"):      # what a read-only mount gives (root ignores chmod, so simulated)
-        raise OSError(errno.EROFS, "Read-only file system", str(path))
-        yield
-    monkeypatch.setattr("emotion_fusion.data.files.atomic_write", read_only)
+def test_sweep_on_a_read_only_run_dir_prints_the_scores_and_says_no_plot(cli, run_dir, read_only_writes):
     p = cli("sweep", "--run-dir", run_dir)
     assert "best validation weight:" in p.stdout and "Fusion" in p.stdout
     assert p.stdout.strip().splitlines()[-1] == (f"plot not written: {run_dir / 'sweep.png'} (Read-only file system); "

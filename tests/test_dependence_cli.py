@@ -89,17 +89,8 @@ def test_cli_replaces_a_symlinked_plot_instead_of_writing_through_it(run_dir, tm
     assert (run_dir / "dependence.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_cli_on_a_read_only_run_dir_prints_the_curve_and_says_no_plot(run_dir, capsys, monkeypatch):
-    import contextlib
-    import errno
-
+def test_cli_on_a_read_only_run_dir_prints_the_curve_and_says_no_plot(run_dir, capsys, read_only_writes):
     import matplotlib.pyplot as plt
-
-    @contextlib.contextmanager
-    def read_only(path, mode="wb"):      # what a read-only mount gives (root ignores chmod, so simulated)
-        raise OSError(errno.EROFS, "Read-only file system", str(path))
-        yield
-    monkeypatch.setattr("emotion_fusion.data.files.atomic_write", read_only)
     plt.close("all")
     rc, out, _ = _in_process(capsys, "--run-dir", run_dir, "--draws", 2)
     assert rc == 0 and "first reaches zero" in out
