@@ -32,6 +32,7 @@ def test_the_curve_of_a_run_dir_has_both_families_a_table_and_a_plot(run_dir):
     labels = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
     assert "independent (random label pairing)" in labels and len(labels) == 5
     assert "first reaches zero" in dep.text()
+    assert "the headline (`fuse`, `run`) is the all-pairs value at one weight chosen on validation" in dep.text()
 
 
 def test_the_seed_protocol_places_its_own_pairs_on_the_curve(fake_run):
@@ -40,6 +41,7 @@ def test_the_seed_protocol_places_its_own_pairs_on_the_curve(fake_run):
     stored = dep.results["stored_pairs"]
     assert -1 <= stored["phi"] <= 1 and set(stored["curve_at_same_phi"]) == {"copula", "wrong"}
     assert "The protocol's own (CLIP-matched) pairs: phi = " in dep.text()
+    assert "the headline (`fuse`, `run`) scores the protocol's own pairs, so the two need not agree" in dep.text()
     labels = [t.get_text() for t in dep.plot().axes[0].get_legend().get_texts()]
     assert "the protocol's own pairs (CLIP matches)" in labels
 

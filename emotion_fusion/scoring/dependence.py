@@ -272,8 +272,7 @@ def curve(val: dict, test: dict, weight: float = WEIGHT, rule: str = "linear", R
             on_curve[f] = {"phi_within_range": [min(reached), max(reached)] if reached else None,
                            **{f"gain_{m}_macro_f1": _at_phi(fam, point["phi_within"], f"gain_{m}_macro_f1")
                               for m in GAINS}}
-        out["stored_pairs"] = {**{k: v for k, v in point.items() if not k.endswith("_sd")},
-                               "curve_at_same_phi": on_curve}
+        out["stored_pairs"] = {**{k: v for k, v in point.items() if not k.endswith("_sd")}, "curve_at_same_phi": on_curve}
     return out
 
 
@@ -318,9 +317,9 @@ def _where(c: dict) -> str:
 def format_curve(res: dict) -> str:
     """Plain text: the title, the macro-F1 table, then `curve_summary`."""
     recs = curve_records(res)
-    widths = {k: max(len(k), *(len(str(r[k])) for r in recs)) for k in recs[0]}
-    lines = [curve_title(res), "  ".join(k.rjust(w) for k, w in widths.items())]
-    lines += ["  ".join(str(r[k]).rjust(w) for k, w in widths.items()) for r in recs]
+    widths = {k: max(len(k), *(len(str(r[k])) for r in recs)) for k in recs[0]}   # header: each key as itself
+    lines = [curve_title(res)] + ["  ".join(str(r[k]).rjust(w) for k, w in widths.items())
+                                  for r in [dict(zip(widths, widths)), *recs]]
     return "\n".join(lines + [curve_summary(res)])
 
 
@@ -332,10 +331,11 @@ def curve_summary(res: dict) -> str:
             lines.append(f"  {label}, {name}: {_where(res['crossing'][f][f'gain_{m}_macro_f1'])}")
     lines.append("Both branches' scores are the same in every setting (each draw keeps its texts and their reuse): "
                  + ("yes" if res["branches_unchanged"] else f"NO, max change {res['branch_scores_max_change']:.4f}"))
-    lines.append(f"At rho = 0 the curve is the mean of {res['draws']} single random pairings, each with its own best "
-                 "validation weight and better branch; the headline (`fuse`, `run`) is the all-pairs value at one "
-                 "weight chosen on validation over all its draws, so the two need not agree.")
     s = res.get("stored_pairs")
+    lines.append(f"At rho = 0 the curve is the mean of {res['draws']} single random pairings, each with its own best "
+                 "validation weight and better branch; the headline (`fuse`, `run`) " + (
+                     "scores the protocol's own pairs" if s else "is the all-pairs value at one weight chosen on "
+                     "validation over all its draws") + ", so the two need not agree.")
     if s:
         lines.append(f"The protocol's own (CLIP-matched) pairs: phi = {_pm(s, 'phi', 1, 3)}, phi within class = "
                      f"{_pm(s, 'phi_within', 1, 3)}, gain at best val w {_pm(s, 'gain_fusion_best_val_macro_f1')} "
