@@ -53,8 +53,8 @@ def score_run(run_dir, weight: float | None = None, rule: str | None = None, n_b
         draws = _setting(cfg, "pairing_draws", run_dir, lambda v: is_int(v) and v > 0)
     if draws and not n_boot:
         raise InputError(f"n_boot = {n_boot!r} skips the intervals, but the headline over {draws} pairing draws "
-                         f"({run_dir}) is its 95% intervals and p-values; use n_boot >= 1 (1000 by default), "
-                         "or draws=0")
+                         f"({run_dir / CONFIG}) reports 95% intervals and p-values from them; use n_boot >= 1 "
+                         "(1000 by default), or draws=0")
     title = info.get("title")
     if not isinstance(title, str) or not title:
         raise InputError(f"{run_dir / INFO} has no title; {rerun(run_dir)}")
