@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 import zipfile
 from pathlib import Path
 
 import numpy as np
 
 from emotion_fusion.data.fer2013 import READ_ERRORS, decode_face
-from emotion_fusion.data.files import read_image_file, read_zip_member
+from emotion_fusion.data.files import check_image_stat, check_zip_info, read_image_file, read_zip_member
 from emotion_fusion.errors import InputError
 
 MAX_TEXT_CHARS = 2000   # one limit for the CLI and the demo: the encoders read ~77 (CLIP) or 256 (MiniLM)
@@ -77,6 +78,29 @@ class FaceFiles:
 
     def __len__(self) -> int:
         return len(self.names)
+
+    def precheck(self) -> dict[int, str]:
+        """{position: why} of the faces that are bad without reading them (one stat per file, or the
+        zip's directory): encrypted or oversized members, special or oversized files. Decoding errors
+        are found later, in `__getitem__`."""
+        bad = {}
+        if self.source.is_dir():
+            for i, name in enumerate(self.names):
+                try:
+                    check_image_stat(os.stat(self.source / name), "the file")
+                except InputError as e:
+                    bad[i] = str(e)
+                except OSError as e:   # vanished or unreadable since listing; a broken symlink
+                    bad[i] = f"cannot read it ({e.strerror})"
+        else:
+            with zipfile.ZipFile(self.source) as z:
+                infos = {info.filename: info for info in z.infolist()}
+            for i, name in enumerate(self.names):
+                try:
+                    check_zip_info(infos[name])
+                except InputError as e:
+                    bad[i] = str(e)
+        return bad
 
     def __getitem__(self, i: int):
         name = self.names[i]

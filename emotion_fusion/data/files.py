@@ -48,14 +48,7 @@ def read_image_file(path: str | os.PathLike, subject: str | None = None) -> byte
     except OSError as e:
         raise InputError(f"{what} cannot be read ({e.strerror}); check it and its permissions") from None
     try:
-        st = os.fstat(fd)
-        if stat.S_ISDIR(st.st_mode):
-            raise InputError(f"{what} is a folder; pass one JPEG or PNG file")
-        if not stat.S_ISREG(st.st_mode):
-            raise InputError(f"{what} is not a regular file (a pipe, socket or device); "
-                             "pass a JPEG or PNG file")
-        if st.st_size > MAX_IMAGE_BYTES:
-            raise _too_big(what, st.st_size)
+        check_image_stat(os.fstat(fd), what)
         chunks, left = [], MAX_IMAGE_BYTES + 1
         while left > 0 and (chunk := os.read(fd, min(left, 1 << 20))):
             chunks.append(chunk)
@@ -68,14 +61,29 @@ def read_image_file(path: str | os.PathLike, subject: str | None = None) -> byte
     return raw
 
 
-def read_zip_member(zf: zipfile.ZipFile, name: str, where: str = "the member") -> bytes:
-    """A zip member's bytes, at most MAX_IMAGE_BYTES: its declared size is checked first and the read
-    is bounded too, since a crafted archive can declare less than it inflates to."""
-    info = zf.getinfo(name)
+def check_image_stat(st: os.stat_result, what: str) -> None:
+    """A one-line InputError unless `st` is a regular file of at most MAX_IMAGE_BYTES (no read needed)."""
+    if stat.S_ISDIR(st.st_mode):
+        raise InputError(f"{what} is a folder; pass one JPEG or PNG file")
+    if not stat.S_ISREG(st.st_mode):
+        raise InputError(f"{what} is not a regular file (a pipe, socket or device); pass a JPEG or PNG file")
+    if st.st_size > MAX_IMAGE_BYTES:
+        raise _too_big(what, st.st_size)
+
+
+def check_zip_info(info: zipfile.ZipInfo, where: str = "the member") -> None:
+    """A one-line InputError for an encrypted member or one declaring over MAX_IMAGE_BYTES (no read)."""
     if info.flag_bits & 0x1:
         raise InputError(f"{where} is encrypted; give an unencrypted zip (or a folder) of images")
     if info.file_size > MAX_IMAGE_BYTES:
         raise _too_big(where, info.file_size)
+
+
+def read_zip_member(zf: zipfile.ZipFile, name: str, where: str = "the member") -> bytes:
+    """A zip member's bytes, at most MAX_IMAGE_BYTES: its declared size is checked first and the read
+    is bounded too, since a crafted archive can declare less than it inflates to."""
+    info = zf.getinfo(name)
+    check_zip_info(info, where)
     with zf.open(info) as f:
         raw = f.read(MAX_IMAGE_BYTES + 1)
     if len(raw) > MAX_IMAGE_BYTES:
