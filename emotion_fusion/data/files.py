@@ -19,7 +19,7 @@ import zipfile
 from pathlib import Path
 from typing import IO, Iterator
 
-from emotion_fusion.errors import InputError
+from emotion_fusion.errors import InputError, WriteError
 
 MAX_IMAGE_BYTES = 20 * 1024 * 1024     # 20 MiB: a phone photo is a few MB, a FER2013 face ~2 KB
 MAX_IMAGE_PIXELS = 40_000_000          # 40 megapixels (e.g. 8000x5000), checked from the header
@@ -112,21 +112,25 @@ def check_out_file(out: str | os.PathLike, inputs: dict[str, str | os.PathLike |
 @contextlib.contextmanager
 def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
     """`with atomic_write(path) as f: ...` writes a temp file beside `path` and renames it over `path`
-    when the block succeeds; on any error the temp file is removed and `path` is left as it was. An
-    OSError without a file name (a full disk) gets `path` as its file name, so messages can name it."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    when the block succeeds; on any error the temp file is removed and `path` is left as it was. Failing
+    to write (the folder, the temp file, a full disk, the rename) is a `WriteError` naming `path`, never
+    the temp file the user never asked for."""
+    path, tmp = Path(path), None
     try:
-        os.fchmod(fd, 0o666 & ~_UMASK)      # what a plain open() would have given, not mkstemp's 0600
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8", "newline": ""})) as f:
+            os.fchmod(fd, 0o666 & ~_UMASK)  # what a plain open() would have given, not mkstemp's 0600
             yield f
         os.replace(tmp, path)
     except BaseException as e:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        if isinstance(e, OSError) and not e.filename:
-            raise OSError(e.errno, e.strerror or str(e), str(path)) from None
+        if tmp is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+        # an error about another file (the block reading its source) is the block's own to report
+        ours = tmp is None or e.filename in (None, tmp) if isinstance(e, OSError) else False
+        if ours and not isinstance(e, WriteError):
+            raise WriteError(e.errno, e.strerror or str(e), str(path)) from None
         raise
 
 

@@ -182,8 +182,19 @@ def test_full_disk_leaves_no_partial_csv_and_names_the_file(fake, inputs, monkey
     out = inputs / "p.csv"
     assert cli.main(["predict", "--run-dir", "R", "--images", str(inputs / "faces"), "--out", str(out)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert err[-1].startswith(f"error: {out}: No space left on device; check the path")
+    assert err[-1].startswith(f"error: {out}: No space left on device; check the folder")
     assert not out.exists() and not list(inputs.glob(".p.csv*"))
+
+
+def test_only_write_errors_mention_disk_space_and_half_written_files(fake, inputs, monkeypatch, capsys):
+    import errno
+
+    def unreadable(*a, **k):
+        raise OSError(errno.EIO, "Input/output error", str(inputs / "faces" / "f0.jpg"))
+    monkeypatch.setattr(batch, "predict_batch", unreadable)
+    assert cli.main(["predict", "--run-dir", "R", "--images", str(inputs / "faces"), "--out", str(inputs / "o.csv")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err == f"error: {inputs / 'faces' / 'f0.jpg'}: Input/output error; check the path and its permissions"
 
 
 def test_row_aligned_pairs_keep_their_positions_when_rows_are_skipped(fake, inputs):
