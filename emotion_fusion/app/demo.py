@@ -16,7 +16,6 @@ import os
 import signal
 import threading
 from pathlib import Path
-from typing import Any
 
 os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"   # before gradio is imported anywhere; never phone home
 
@@ -27,7 +26,7 @@ from emotion_fusion.data.labels import CLASSES
 from emotion_fusion.errors import InputError
 
 from . import notes, uploads
-from .inputs import MAX_TEXT_CHARS
+from .inputs import MAX_TEXT_CHARS, check_text  # noqa: F401 - the page's text rule is the CLI's
 
 INLINE_HEIGHT = 1150     # px of the notebook's iframe: the whole page without an inner scroll bar
 # Uploads are users' face photos. An upload's bytes are read into the session's own state as soon as it
@@ -81,17 +80,6 @@ class _Models:
 # --- handlers (plain functions of plain values: tested directly, wired to the page below) -------------
 def _probs_dict(p) -> dict[str, float]:
     return {c: float(v) for c, v in zip(CLASSES, p)}
-
-
-def check_text(text: Any) -> str:
-    """The text as typed, or a one-line InputError for empty, whitespace-only or overlong text."""
-    if text is None or not str(text).strip():
-        raise InputError("the text is empty; type a sentence about how you feel")
-    text = str(text)
-    if len(text) > MAX_TEXT_CHARS:
-        raise InputError(f"the text has {len(text):,} characters; keep it under {MAX_TEXT_CHARS:,} "
-                         "(the text model reads only the first few hundred words anyway)")
-    return text
 
 
 class Demo:

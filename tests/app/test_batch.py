@@ -350,3 +350,25 @@ def test_prechecked_bad_faces_are_skipped_once_and_drop_their_pairs(fake, inputs
     df = pd.read_csv(inputs / "a.csv")
     assert df.image.tolist() == ["f0.jpg", "f4.jpg", "sub/f1.jpg", "sub/f3.jpg"] and df.text.tolist() == [1, 3, 4, 5]
     assert sum("f2.jpg: the file is not a regular file" in m for m in r["skipped"]) == 1
+
+
+def test_input_messages_fit_their_input(no_model, inputs):
+    """Review of issue 24: each message names what this input is and what fits it."""
+    import os
+    kw = dict(images=inputs / "faces", texts=inputs / "texts.txt", out=inputs / "o.csv")
+    (inputs / "p.csv").write_text('image,text\n"f0.jpg,1\n')
+    with pytest.raises(InputError, match=r"--pairs .*p\.csv line 2: malformed CSV") as e:
+        batch.predict_batch("R", pairs=inputs / "p.csv", **kw)
+    assert ".tsv" not in str(e.value)                                   # --pairs takes CSV only
+    (inputs / "t.txt").write_text("fine\n   \n")
+    with pytest.raises(InputError, match=r"t\.txt line 2: the text is empty; write a sentence;") as e:
+        batch.predict_batch("R", texts=inputs / "t.txt", out=inputs / "o.csv")
+    assert "--text " not in str(e.value)                                # no advice about another flag
+    os.mkfifo(inputs / "fifo.txt")
+    with pytest.raises(InputError, match=r"--texts .*fifo\.txt is not a regular file \(a pipe"):
+        batch.predict_batch("R", texts=inputs / "fifo.txt", out=inputs / "o.csv")
+    with pytest.raises(InputError, match=r"--pairs .*faces is a folder; give a CSV"):
+        batch.predict_batch("R", pairs=inputs / "faces", **kw)
+    (inputs / "twice.csv").write_text("text,id,text\nfirst,a,second\n")
+    with pytest.raises(InputError, match=r"twice\.csv names the column `text` twice \(columns: text, id, text\)"):
+        batch.predict_batch("R", texts=inputs / "twice.csv", out=inputs / "o.csv")
