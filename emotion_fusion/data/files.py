@@ -24,8 +24,21 @@ from emotion_fusion.errors import InputError, WriteError
 MAX_IMAGE_BYTES = 20 * 1024 * 1024     # 20 MiB: a phone photo is a few MB, a FER2013 face ~2 KB
 MAX_IMAGE_PIXELS = 40_000_000          # 40 megapixels (e.g. 8000x5000), checked from the header
 _MB = 1024 * 1024
-_UMASK = os.umask(0)                   # read once (os.umask can only be read by setting it)
-os.umask(_UMASK)
+
+
+def _read_umask() -> int:
+    """The process's umask, read without changing it (os.umask can only read it by setting it, which
+    would leave other threads a moment of umask 0): Linux reports it in /proc/self/status."""
+    try:
+        with open("/proc/self/status") as f:
+            return next(int(ln.split()[1], 8) for ln in f if ln.startswith("Umask:"))
+    except (OSError, StopIteration, ValueError, IndexError):   # no /proc (macOS) or an old kernel
+        mask = os.umask(0o022)
+        os.umask(mask)
+        return mask
+
+
+_UMASK = _read_umask()
 
 
 def _too_big(where: str, size: int) -> InputError:
@@ -102,8 +115,9 @@ def check_out_file(out: str | os.PathLike, inputs: dict[str, str | os.PathLike |
         if p is None or not Path(p).exists():
             continue
         inp = Path(p).resolve()
-        if res == inp or inp in res.parents:
-            where = "is" if res == inp else "lies inside"
+        same = res == inp or (res.exists() and os.path.samefile(res, inp))   # a hard link is the input too
+        if same or inp in res.parents:
+            where = "is" if same else "lies inside"
             raise InputError(f"--out {out} {where} the input {flag} {p}, which is never written; "
                              "choose an output file outside the inputs")
     return path

@@ -144,3 +144,25 @@ def test_pixel_count_is_checked_before_decoding():
     head = _png(Image.new("L", (8000, 5001)))
     with pytest.raises(InputError, match=r"8000x5001 pixels, over the limit of 40 megapixels"):
         decode_face(head)
+
+
+def test_out_file_may_not_be_a_hard_link_to_an_input(tmp_path):
+    texts = tmp_path / "texts.txt"
+    texts.write_text("hi\n")
+    os.link(texts, tmp_path / "out.csv")
+    with pytest.raises(InputError, match=r"--out .*out\.csv is the input --texts"):
+        files.check_out_file(tmp_path / "out.csv", {"--texts": texts})
+
+
+def test_the_umask_is_read_without_setting_it(tmp_path):
+    """os.umask(0) at import left the process (every thread) a moment of umask 0; /proc says it."""
+    import subprocess
+    import sys
+    code = ("import os\n"
+            "def boom(mask): raise AssertionError('os.umask called')\n"
+            "os.umask(0o027); os.umask = boom\n"
+            "from emotion_fusion.data import files\n"
+            "print(oct(files._UMASK))\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                       cwd=Path(__file__).resolve().parents[2])
+    assert r.returncode == 0 and r.stdout.strip() == "0o27", r.stderr[-800:]
