@@ -60,10 +60,11 @@ def test_notebook_smoke_end_to_end(tmp_path, data_root, fer_path, go_path, monke
     counts = re.findall(r"<th>fused 0\.6·visual \+ 0\.4·text</th>(?:\s*<td>[^<]*</td>){3}\s*<td>(\d+)</td>", html)
     assert [int(c) for c in counts] == [h["fused_differs_from_visual"]
                                         for h in run_bug_table(run_dir)["heads"].values()]
-    # the second bug: the same fit's best-val-loss and last-epoch weights, the headline's set marked
+    # the second bug: the same fit's best-val-loss and last-epoch weights, the set this run scored marked
     epochs = next(c for c in nb["cells"] if "".join(c["source"]) == "ef.original_epoch_bug(RUN_DIR)")
     html = "".join(o.get("data", {}).get("text/html", "") for o in epochs["outputs"])
-    assert "last epoch (the original)" in html and "best val loss (restored as intended)" in html and "headline" in html
+    assert "last epoch (the original)" in html and "best val loss (restored as intended)" in html
+    assert "the weights this run scored" in html
     # the seed protocol's pairing summary cell shows nothing under the holdout protocol
     pairing = next(c for c in nb["cells"] if "".join(c["source"]) == "result.pairing_table()")
     assert pairing["outputs"] == []

@@ -121,7 +121,9 @@ def epoch_table(p_best, p_last, p_text_raw, y, *, best_epoch: int, last_epoch: i
 
 
 def epoch_table_frame(table: dict) -> pd.DataFrame:
-    """`epoch_table` to read: a row per set of weights (visual alone, fused), scores in %."""
+    """`epoch_table` to read: a row per set of weights (visual alone, fused), scores in %. The marked
+    set is the one whose face probabilities this run's own tables use (through its own calibration and
+    fusion weight, which this table, fusing raw at its fixed weight, does not repeat)."""
     w = table["weight"]
     rows = []
     for name, label in (("best", "best val loss (restored as intended)"), ("last", "last epoch (the original)")):
@@ -129,7 +131,7 @@ def epoch_table_frame(table: dict) -> pd.DataFrame:
         for scored, score in (("visual alone", t["visual"]), (f"fused {w:g}·visual + {1 - w:g}·raw text", t["fused"])):
             rows.append({"weights": f"{label}, epoch {t['epoch']}", "scored": scored,
                          "accuracy %": round(100 * score["accuracy"], 1), "macro-F1 %": round(100 * score["macro_f1"], 1),
-                         "this run's headline": "yes" if name == table["scored"] else ""})
+                         "the weights this run scored": "yes" if name == table["scored"] else ""})
     df = pd.DataFrame(rows).set_index(["weights", "scored"]).astype(object)
     df.attrs["n_pairs"] = table["n_pairs"]
     return df

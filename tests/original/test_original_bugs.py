@@ -96,6 +96,6 @@ def test_epoch_table_scores_both_sets_of_weights_of_one_run():
     assert frame.shape == (4, 3) and frame.attrs["n_pairs"] == n
     row = ("last epoch (the original), epoch 8", "visual alone")
     assert frame.loc[row, "accuracy %"] == round(100 * float(np.mean(p_last.argmax(1) == y)), 1)
-    assert frame.loc[row, "this run's headline"] == "yes"
+    assert frame.loc[row, "the weights this run scored"] == "yes"
     with pytest.raises(InputError, match="scored must be 'best' or 'last', got 'first'"):
         epoch_table(p_best, p_last, p_text, y, best_epoch=3, last_epoch=8, scored="first")
