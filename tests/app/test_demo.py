@@ -417,7 +417,7 @@ def served(smoke_run, smoke_models):
 @pytest.mark.slow
 @pytest.mark.data
 def test_real_run_matches_predict_and_re_fuses(smoke_run, smoke_models, face_photo, tmp_path):
-    from emotion_fusion.pipeline import predict
+    from emotion_fusion.app.inference import predict
     d = Demo(smoke_run, smoke_models)
     assert d.error is None and "Random-init weights" in d.warning() and "`smoke`" in d.header()
     status, crop, vis, txt, fused, summary, note, state = d.analyze(str(face_photo), "I am so happy today", 0.6)
