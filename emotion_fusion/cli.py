@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
-from emotion_fusion.errors import InputError
+from emotion_fusion.errors import InputError, WriteError
 
 
 def _print(obj: Any, as_json: bool, text: str, out) -> None:
@@ -304,10 +304,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except BrokenPipeError:   # stdout closed early (`| head`): nothing left to say
         return 0
-    except OSError as e:   # a full disk or an unwritable --out: say which file, no traceback
+    except WriteError as e:   # a full disk or an unwritable --out: atomic_write left the file as it was
+        print(f"error: {e.filename}: {e.strerror or e}; check the folder, its permissions and the free disk "
+              "space (nothing was half-written)", file=sys.stderr)
+        return 2
+    except OSError as e:   # anything else the OS refused (most often reading): say which file, no traceback
         where = f"{e.filename}: " if e.filename else ""
-        print(f"error: {where}{e.strerror or e}; check the path, its permissions and the free disk space "
-              "(nothing was half-written)", file=sys.stderr)
+        print(f"error: {where}{e.strerror or e}; check the path and its permissions", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)

@@ -1,4 +1,4 @@
-"""The one exception type for bad user input.
+"""The exception types for bad user input and for a file that could not be written.
 
 Every message is a single line that names the offending file or value and says what to do; the CLI
 prints it to stderr and exits non-zero, the notebook shows it as-is.
@@ -7,6 +7,11 @@ prints it to stderr and exits non-zero, the notebook shows it as-is.
 
 class InputError(ValueError):
     """Bad input from the user (a file, a folder, a value): one line naming it and the fix."""
+
+
+class WriteError(OSError):
+    """Writing a file failed (a full disk, an unwritable folder); `filename` is the file that was being
+    written, and it was left as it was (`data.files.atomic_write`): nothing is half-written."""
 
 
 def useful_line(e: Exception, limit: int = 240) -> str:

@@ -89,6 +89,7 @@ def writer_lock(run_dir):
 
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
+    check_own_folders(run_dir)
     try:   # O_NOFOLLOW: a symlink planted at .lock is refused, never followed and truncated
         fd = os.open(run_dir / LOCK, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
     except OSError:
@@ -107,6 +108,15 @@ def writer_lock(run_dir):
         yield run_dir
     finally:
         os.close(fd)    # releases the lock
+
+
+def check_own_folders(run_dir) -> None:
+    """A one-line InputError when RUN_DIR/models or RUN_DIR/outputs is a symbolic link: a run writes
+    only into its own folders, never into the folder a link points to."""
+    for sub in ("models", OUTPUTS):
+        if (Path(run_dir) / sub).is_symlink():
+            raise InputError(f"{Path(run_dir) / sub} is a symbolic link; a run writes only into its own folders: "
+                             "remove the link (what it points to is not touched) or choose another --out")
 
 
 # ---------------------------------------------------------------- where a run may be written
@@ -172,6 +182,7 @@ def write_manifest(run_dir, key: str) -> Path:
 
 def invalidate(run_dir) -> None:
     """Mark a run dir incomplete before rewriting it: a crash from here on leaves no valid manifest."""
+    check_own_folders(run_dir)
     (Path(run_dir) / MANIFEST).unlink(missing_ok=True)
     (Path(run_dir) / RESULTS).unlink(missing_ok=True)
 
@@ -241,6 +252,7 @@ def write_outputs(run_dir, split: str, *, p_image, y_image, p_text_items, y_text
             p = arrays[prefix + name] = check_probs(p, f"{split} {name} {kind} probabilities")
             if len(p) != n:
                 raise InputError(f"{split}: {name} has {len(p)} {kind} rows, expected {n}")
+    check_own_folders(run_dir)
     out_dir = Path(run_dir) / OUTPUTS
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / f"{split}.npz"

@@ -159,6 +159,13 @@ def test_evaluate_on_another_test_set(smoke, tmp_path, fer_path, go_path, make_f
     assert "evaluated on FER2013 test" in res.results["title"] and "RANDOM-INIT" in res.results["title"]
     val_src, val_new = runs.load_outputs(smoke.dir, "val"), runs.load_outputs(tmp_path / "eval", "val")
     np.testing.assert_array_equal(val_src["p_text"], val_new["p_text"])     # same validation, same best weight
+    extra = sorted(k for k in val_src if k.startswith(("p_image_", "p_text_items_")))
+    assert "p_image_best" in extra and "p_text_items_seed_raw" in extra
+    for k in extra:                                   # both epochs' faces and the other heads come along
+        np.testing.assert_array_equal(val_src[k], val_new[k])
+    assert (ef.original_epoch_bug(tmp_path / "eval", "val").values == ef.original_epoch_bug(smoke.dir, "val").values).all()
+    with pytest.raises(InputError, match=r"was made by `evaluate`.*use split='val' here"):
+        ef.original_epoch_bug(tmp_path / "eval")
     f = tmp_path / "face.jpg"
     f.write_bytes(make_jpeg(make_face(1, 3)))
     _check_prediction(ef.predict(tmp_path / "eval", image=f, text="so happy"), 0.6)

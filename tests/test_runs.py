@@ -350,3 +350,25 @@ def test_run_dir_files_replace_a_symlink_instead_of_writing_through_it(tmp_path,
     runs.write_outputs(run_dir, "test", **{k: arrays[k] for k in runs.ITEM_ARRAYS})
     assert victim.read_text() == "precious"
     assert not (run_dir / "results.json").is_symlink() and not (run_dir / "outputs" / "test.npz").is_symlink()
+
+
+@pytest.mark.parametrize("sub", ["models", "outputs"])
+def test_symlinked_models_or_outputs_folders_are_refused_and_their_targets_kept(tmp_path, sub):
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    d = tmp_path / "run"
+    d.mkdir()
+    (d / sub).symlink_to(elsewhere, target_is_directory=True)
+    rng = np.random.default_rng(3)
+    y = np.arange(14) % 7
+    p = rng.dirichlet(np.ones(7), 14)
+    msg = rf"run/{sub} is a symbolic link; a run writes only into its own folders"
+    with pytest.raises(InputError, match=msg):
+        with runs.writing(d, []):
+            pass
+    with pytest.raises(InputError, match=msg):
+        runs.invalidate(d)
+    if sub == "outputs":
+        with pytest.raises(InputError, match=msg):
+            write_outputs(d, "test", p_image=p, y_image=y, p_text_items=p, y_text=y, pairs=np.arange(14))
+    assert list(elsewhere.iterdir()) == [] and (d / sub).is_symlink()

@@ -153,7 +153,7 @@ cells = [
        "training and the final `load_state_dict` put back nothing; it scored its last epoch (its log: best "
        "validation loss at epoch 3, validation accuracy 0.42; stopped at epoch 8 with 0.60). Every run keeps "
        "both sets of face probabilities from its one fit; below, each alone and fused at 0.6 with the raw "
-       "head, the set this run's headline used marked. (`full` and `offline` restore the best epoch, as intended; "
+       "head, the set of weights this run scored marked. (`full` and `offline` restore the best epoch, as intended; "
        "`--profile seed` scores the last, as the original did. When the best epoch is the last, the rows "
        "are equal.)"),
     code("ef.original_epoch_bug(RUN_DIR)"),

@@ -51,11 +51,13 @@ def _bad(problems: list[str], skip_bad: bool, what: str) -> None:
 
 
 def score_faces(pred, ds: FaceFiles, *, batch_size: int = 64, workers: int = 2, skip_bad: bool = False,
-                progress: bool = True) -> tuple[list[int], np.ndarray, list[str]]:
-    """(positions in `ds` of the faces scored, calibrated (N,7) probabilities, bad-row messages)."""
-    loader = torch.utils.data.DataLoader(ds, batch_size=batch_size, num_workers=workers, collate_fn=_collate)
+                progress: bool = True, positions: list[int] | None = None) -> tuple[list[int], np.ndarray, list[str]]:
+    """(positions in `ds` of the faces scored, calibrated (N,7) probabilities, bad-row messages), of
+    the faces at `positions` (default: all)."""
+    subset = ds if positions is None else torch.utils.data.Subset(ds, positions)   # items keep ds positions
+    loader = torch.utils.data.DataLoader(subset, batch_size=batch_size, num_workers=workers, collate_fn=_collate)
     pos, probs, bad = [], [], []
-    with tqdm(total=len(ds), desc="faces", unit="face", disable=not progress) as bar:
+    with tqdm(total=len(subset), desc="faces", unit="face", disable=not progress) as bar:
         for items in loader:
             good = [(i, f) for i, f, err in items if f is not None]
             bad += [f"{ds.source}/{ds.names[i]}: {err}" for i, f, err in items if f is None]
@@ -85,6 +87,13 @@ def predict_batch(run_dir, *, images=None, texts=None, pairs=None, out, weight: 
     out = check_out_file(out, {"--images": images, "--texts": texts, "--pairs": pairs, "--run-dir": run_dir})
     ds = FaceFiles(images) if images is not None else None
     skipped: list[str] = []
+    if ds is not None:   # faces bad without decoding (encrypted, oversized, not a regular file): now
+        pre = ds.precheck()
+        msgs = [f"{ds.source}/{ds.names[i]}: {why}" for i, why in sorted(pre.items())]
+        _bad(msgs, skip_bad, "image files")
+        skipped += msgs
+        readable = [i for i in range(len(ds)) if i not in pre]
+        _some_left(readable, images, "face")
     if texts is not None:
         txt_rows, bad, n_texts = read_texts(texts)
         _bad([m for _, m in bad], skip_bad, "text file")
@@ -92,17 +101,21 @@ def predict_batch(run_dir, *, images=None, texts=None, pairs=None, out, weight: 
         _some_left(txt_rows, texts, "text")
     pair_rows = None
     if pairs is not None:   # ids that name no face or no good text are bad rows now, before any scoring
-        pair_rows = _listed(ds.names, [r[1] for r in txt_rows], read_pairs(pairs), skip_bad, skipped)
+        pair_rows = _listed([ds.names[i] for i in readable], [r[1] for r in txt_rows], read_pairs(pairs),
+                            skip_bad, skipped)
+        _pairs_left(pair_rows, pairs)
     if ds is not None and texts is not None and pairs is None and len(ds) != n_texts:
         raise InputError(f"{len(ds)} faces in {images} but {n_texts} texts in {texts}: row-aligned "
                          "pairing needs equal counts; give --pairs PAIRS.csv (columns image,text)")
+    if ds is not None and texts is not None and pairs is None:
+        _pairs_left(set(readable) & {r[0] for r in txt_rows}, None)
     pred = load_predictor(run_dir)
     for b in (pred.image, pred.text):   # one bar per input here, none per batch inside the branches
         b.cfg = dataclasses.replace(b.cfg, progress=progress and b is pred.text)
     cols: dict[str, list] = {}
     if ds is not None:
         img_pos, p_v, bad = score_faces(pred, ds, batch_size=batch_size, workers=workers, skip_bad=skip_bad,
-                                        progress=progress)
+                                        progress=progress, positions=readable)
         skipped += bad
         _some_left(img_pos, images, "face")
         img_ids = [ds.names[i] for i in img_pos]
@@ -115,6 +128,7 @@ def predict_batch(run_dir, *, images=None, texts=None, pairs=None, out, weight: 
         else:   # a face that failed to decode drops the rows naming it here
             kept = _listed(img_ids, txt_ids, pair_rows, skip_bad, skipped)
             (fi, ti), mode = _indices(kept, img_ids, txt_ids), "pairs (--pairs)"
+        _pairs_left(fi, pairs)
         p_v, p_t, img_ids, txt_ids = p_v[fi], p_t[ti], [img_ids[i] for i in fi], [txt_ids[i] for i in ti]
         cols.update(image=img_ids, text=txt_ids)
         branches = {"visual": p_v, "text": p_t, "fusion": pred.fuse(p_v, p_t, weight)}
@@ -137,6 +151,14 @@ def predict_batch(run_dir, *, images=None, texts=None, pairs=None, out, weight: 
 def _some_left(rows, source, what: str) -> None:
     if not rows:
         raise InputError(f"every {what} in {source} was bad and skipped; nothing is left to score")
+
+
+def _pairs_left(rows, pairs) -> None:
+    """A one-line InputError when no pair is left (every --pairs row, or every row-aligned pair, bad)."""
+    if len(rows) == 0:
+        what = f"every row of {pairs}" if pairs is not None else "every row-aligned pair had a face or a text that"
+        raise InputError(f"no pair is left to score: {what} was bad (the skipped rows are listed above); "
+                         "fix the inputs")
 
 
 def _aligned(img_pos: list[int], txt_pos: list[int], skipped: list[str]):

@@ -16,7 +16,6 @@ import os
 import signal
 import threading
 from pathlib import Path
-from typing import Any
 
 os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"   # before gradio is imported anywhere; never phone home
 
@@ -26,13 +25,16 @@ from emotion_fusion.data.files import MAX_IMAGE_BYTES
 from emotion_fusion.data.labels import CLASSES
 from emotion_fusion.errors import InputError
 
-from . import notes
-from .inputs import MAX_TEXT_CHARS
+from . import notes, uploads
+from .inputs import MAX_TEXT_CHARS, check_text  # noqa: F401 - the page's text rule is the CLI's
 
 INLINE_HEIGHT = 1150     # px of the notebook's iframe: the whole page without an inner scroll bar
-# Uploads are users' face photos: each scored file is deleted right after scoring, and every other file
-# this app put in gradio's cache (the upload's original, the crop shown) once it is CACHE_AGE seconds
-# old and when the server stops.
+# Uploads are users' face photos. An upload's bytes are read into the session's own state as soon as it
+# arrives (the page keeps sending its path, so a second Submit scores the same photo from memory), and
+# its file is deleted right after it is first scored; every file this app put in gradio's cache (an
+# upload never scored, the crop shown) once it is CACHE_AGE seconds old, an unscored upload also when its
+# session ends, and all of them when the server stops. The bytes go when the image is cleared or replaced
+# or the tab closes.
 CACHE_AGE = 60
 RANDOM_INIT = "RANDOM-INIT"
 _BANNER = "background:#fff4e5;border:2px solid #d9480f;border-radius:6px;padding:10px;color:#5c1a00"
@@ -86,17 +88,6 @@ def _probs_dict(p) -> dict[str, float]:
     return {c: float(v) for c, v in zip(CLASSES, p)}
 
 
-def check_text(text: Any) -> str:
-    """The text as typed, or a one-line InputError for empty, whitespace-only or overlong text."""
-    if text is None or not str(text).strip():
-        raise InputError("the text is empty; type a sentence about how you feel")
-    text = str(text)
-    if len(text) > MAX_TEXT_CHARS:
-        raise InputError(f"the text has {len(text):,} characters; keep it under {MAX_TEXT_CHARS:,} "
-                         "(the text model reads only the first few hundred words anyway)")
-    return text
-
-
 class Demo:
     """The page's state and handlers for one run directory (`models` None: `error` says why)."""
 
@@ -131,26 +122,35 @@ class Demo:
             return ""
         return (f'<div style="{_BANNER}"><strong>{html.escape(head)}</strong><br>{html.escape(body)}</div>')
 
-    def analyze(self, image: str | None, text: str | None, weight: float, whole_image: bool = False):
-        """Submit: (status, face crop, visual, text, fused, summary, note, cached state)."""
+    def analyze(self, image: str | None, text: str | None, weight: float, whole_image: bool = False,
+                upload: dict | None = None):
+        """Submit: (status, face crop, visual, text, fused, summary, note, cached state); see `submit`."""
+        return self.submit(image, text, weight, whole_image, upload)[:8]
+
+    def submit(self, image: str | None, text: str | None, weight: float, whole_image: bool = False,
+               upload: dict | None = None):
+        """`analyze`'s eight outputs and the session's upload (`uploads.keep_upload`): the photo at
+        `image` is scored from `upload`'s bytes when they are that path's, else read from the file, which
+        is deleted when it lies in gradio's cache."""
         from .faces import extract_face
         try:
             if self.error:
                 raise InputError(self.error)
             if not image:
                 raise InputError("no image; upload a photo of a face or take one with the webcam")
+            upload = uploads.keep_upload(image, upload, required=True)   # before the file is deleted below
             text = check_text(text)
-            face = extract_face(image, whole_image_if_none=bool(whole_image))
+            face = extract_face(image, whole_image_if_none=bool(whole_image), raw=upload["bytes"])
             state = {"p_visual": self.models.face_probs(face.pixels).tolist(),
                      "p_text": self.models.text_probs(text).tolist(), "status": self._face_status(face)}
             status, crop = state["status"], face.pixels
             fused, summary, note = self._fused(weight, state)
         except Exception as e:   # noqa: BLE001 - the page must show a message, never a traceback
-            return (_error_message(e), None, None, None, None, "", "", None)
+            return (_error_message(e), None, None, None, None, "", "", None, upload)
         finally:
-            _forget_upload(image)
+            uploads.forget_upload(image)
         return (status, crop, _probs_dict(state["p_visual"]), _probs_dict(state["p_text"]),
-                fused, summary, note, state)
+                fused, summary, note, state, upload)
 
     def refuse(self, weight: float, state: dict | None):
         """Slider moved: (status, fused, summary, note) from the cached probabilities, no model call."""
@@ -187,15 +187,18 @@ class Demo:
         return _probs_dict(p_f), summary, f"{note}\n\n*{notes.DISCLAIMER}*"
 
 
-def _forget_upload(path: str | None) -> None:
-    """Delete a scored upload when it lies in gradio's upload cache (never a file of the user's own,
-    as when a handler is called directly with a path)."""
-    if not path:
-        return
-    from gradio.utils import get_upload_folder
-    p, cache = Path(path).resolve(), Path(get_upload_folder()).resolve()
-    if cache in p.parents and p.is_file():
-        p.unlink(missing_ok=True)
+def _keep_on_page(image: str | None, upload: dict | None):
+    """image.change: (the session's upload, status); a file that cannot be read is said on the page."""
+    try:
+        return uploads.keep_upload(image, upload), ""
+    except Exception as e:   # noqa: BLE001 - e.g. over MAX_IMAGE_BYTES; Submit says it again
+        return None, _error_message(e)
+
+
+def _forget_kept(upload: dict | None) -> None:
+    """Session over (tab closed): its upload's file goes too, if gradio's cache still holds it."""
+    if upload:
+        uploads.forget_upload(upload.get("path"))
 
 
 def _error_message(e: Exception) -> str:
@@ -211,7 +214,7 @@ def _image_input(gr):
     fix (Gradio's own preprocessing would end in a generic error toast). Wrapped on the instance: a
     gr.Image subclass would make gradio write a demo.pyi stub beside this file at import time."""
     image = gr.Image(type="filepath", sources=["upload", "webcam"], label="Your face (photo or webcam)",
-                     elem_id="face-input")
+                     elem_id="face-input", image_mode=None)   # None: the upload's own path, never a converted copy
     strict = image.preprocess
 
     def lenient(payload):
@@ -255,8 +258,11 @@ def create_app(run_dir: str | Path, models: _Models | None = None):
             textual = gr.Label(num_top_classes=len(CLASSES), label="Text branch", elem_id="textual")
         gr.Markdown(f"*{notes.DISCLAIMER}*", elem_id="disclaimer")
         state = gr.State(None)
-        submit.click(d.analyze, [image, text, slider, whole],
-                     [status, crop, visual, textual, fused, summary, note, state], api_name="analyze")
+        upload = gr.State(None, delete_callback=_forget_kept)   # this session's photo (`uploads.keep_upload`)
+        image.change(_keep_on_page, [image, upload], [upload, status], api_name="keep_upload",
+                     show_progress="hidden")
+        submit.click(d.submit, [image, text, slider, whole, upload],
+                     [status, crop, visual, textual, fused, summary, note, state, upload], api_name="analyze")
         slider.change(d.refuse, [slider, state], [status, fused, summary, note], api_name="refuse",
                       trigger_mode="always_last", show_progress="hidden")
     return app

@@ -52,13 +52,14 @@ def _cascade():
     return clf
 
 
-def open_image(path: str | Path) -> Image.Image:
-    """Open an uploaded file as an upright grayscale PIL image, or raise a one-line InputError.
+def open_image(path: str | Path, raw: bytes | None = None) -> Image.Image:
+    """Open an uploaded file (or its bytes `raw`, already read) as an upright grayscale PIL image, or
+    raise a one-line InputError.
 
     The same bounds (bytes before reading, pixels before decoding), EXIF rotation and grayscale
     conversion as the training decoder."""
     name = Path(path).name
-    raw = read_image_file(path)
+    raw = read_image_file(path) if raw is None else raw
     try:
         with Image.open(io.BytesIO(raw)) as im:
             if im.width * im.height > MAX_IMAGE_PIXELS:    # from the header, before decoding
@@ -104,14 +105,15 @@ def to_training_pixels(gray: Image.Image) -> np.ndarray:
     return _data.decode_face(buf.getvalue())
 
 
-def extract_face(path: str | Path, whole_image_if_none: bool = False, margin: float = MARGIN) -> Face:
-    """The largest face in the image at `path`, cropped and decoded as in training.
+def extract_face(path: str | Path, whole_image_if_none: bool = False, margin: float = MARGIN,
+                 raw: bytes | None = None) -> Face:
+    """The largest face in the image at `path` (or in its bytes `raw`), cropped and decoded as in training.
 
     No face found: an image of at most SMALL_SIDE px a side is taken as a face crop already (a FER2013
     face) and scored whole; a larger one is an InputError, unless `whole_image_if_none`, when the
     whole image is decoded as `predict` does (squeezed to 48x48).
     """
-    gray = open_image(path)
+    gray = open_image(path, raw)
     boxes = detect_faces(gray)
     if not boxes:
         if max(gray.size) <= SMALL_SIDE:

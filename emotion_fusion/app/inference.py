@@ -99,7 +99,9 @@ def evaluate_run(run_dir, *, fer2013=None, goemotions=None, out, skip_bad: bool 
         info = pred.info
         _runs.invalidate(out)
         val = _runs.load_outputs(src, "val")
-        _runs.write_outputs(out, "val", **{k: val[k] for k in _runs.ITEM_ARRAYS})
+        extra = {kw: {k[len(prefix):]: val[k] for k in val if k.startswith(prefix)}   # both epochs, other heads
+                 for kw, prefix in (("other_image_weights", "p_image_"), ("other_text_heads", "p_text_items_"))}
+        _runs.write_outputs(out, "val", **{k: val[k] for k in _runs.ITEM_ARRAYS}, **extra)
         _runs.write_outputs(out, "test", p_image=pred.image_probs(faces), y_image=faces.y.to_numpy(),
                             p_text_items=pred.text_probs(texts.text), y_text=texts.y.to_numpy(), pairs=pairs)
         # predict/evaluate work on the new dir too; copied by atomic writes (never through a symlink)

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 import zipfile
 from pathlib import Path
 
 import numpy as np
 
 from emotion_fusion.data.fer2013 import READ_ERRORS, decode_face
-from emotion_fusion.data.files import read_image_file, read_zip_member
+from emotion_fusion.data.files import check_image_stat, check_zip_info, read_image_file, read_zip_member
 from emotion_fusion.errors import InputError
 
 MAX_TEXT_CHARS = 2000   # one limit for the CLI and the demo: the encoders read ~77 (CLIP) or 256 (MiniLM)
@@ -27,9 +28,10 @@ _FORMULA = ("=", "+", "-", "@", "\t", "\r")   # a cell starting so is run as a f
 
 
 def check_text(text) -> str:
-    """The text as given, or a one-line InputError for an empty or overlong one."""
+    """The text as given, or a one-line InputError for an empty or overlong one (worded for every
+    caller: --text, a line of a --texts file, the demo's box)."""
     if not isinstance(text, str) or not text.strip():
-        raise InputError("the text is empty; write a sentence (pass a non-empty --text)")
+        raise InputError("the text is empty; write a sentence")
     if len(text) > MAX_TEXT_CHARS:
         raise InputError(f"the text has {len(text):,} characters; keep it under {MAX_TEXT_CHARS:,} "
                          "(the text model reads only the first few hundred words anyway)")
@@ -78,6 +80,29 @@ class FaceFiles:
     def __len__(self) -> int:
         return len(self.names)
 
+    def precheck(self) -> dict[int, str]:
+        """{position: why} of the faces that are bad without reading them (one stat per file, or the
+        zip's directory): encrypted or oversized members, special or oversized files. Decoding errors
+        are found later, in `__getitem__`."""
+        bad = {}
+        if self.source.is_dir():
+            for i, name in enumerate(self.names):
+                try:
+                    check_image_stat(os.stat(self.source / name), "the file")
+                except InputError as e:
+                    bad[i] = str(e)
+                except OSError as e:   # vanished or unreadable since listing; a broken symlink
+                    bad[i] = f"cannot read it ({e.strerror})"
+        else:
+            with zipfile.ZipFile(self.source) as z:
+                infos = {info.filename: info for info in z.infolist()}
+            for i, name in enumerate(self.names):
+                try:
+                    check_zip_info(infos[name])
+                except InputError as e:
+                    bad[i] = str(e)
+        return bad
+
     def __getitem__(self, i: int):
         name = self.names[i]
         try:
@@ -91,6 +116,17 @@ class FaceFiles:
             return i, None, str(e)
         except (*READ_ERRORS, zipfile.BadZipFile) as e:   # encrypted (RuntimeError), damaged, unreadable
             return i, None, f"cannot read it ({type(e).__name__}: {e})".replace("\n", " ")
+
+
+def _regular(path, flag: str, what: str) -> Path:
+    """`path` if it is a regular file (or a link to one), else a one-line InputError saying what it is."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{flag} {path} does not exist; give {what}")
+    if not path.is_file():
+        kind = "a folder" if path.is_dir() else "not a regular file (a pipe, socket or device)"
+        raise InputError(f"{flag} {path} is {kind}; give {what}")
+    return path
 
 
 def _table(path: Path, flag: str, sep: str) -> list[tuple[int, int, list[str]]]:
@@ -109,8 +145,9 @@ def _table(path: Path, flag: str, sep: str) -> list[tuple[int, int, list[str]]]:
             first = reader.line_num + 1
     except csv.Error as e:
         where = f"line {first}" if reader.line_num <= first else f"lines {first}-{reader.line_num}"
+        other = " or use a .tsv/.txt file" if flag == "--texts" else ""   # --pairs is CSV only
         raise InputError(f"{flag} {path} {where}: malformed CSV ({e}); fix the quoting (a `\"` "
-                         "inside a quoted field is written `\"\"`) or use a .tsv/.txt file") from None
+                         f"inside a quoted field is written `\"\"`){other}") from None
     if not rows:
         raise InputError(f"{flag} {path} is empty; give a header line and one row per item")
     return rows
@@ -119,6 +156,10 @@ def _table(path: Path, flag: str, sep: str) -> list[tuple[int, int, list[str]]]:
 def _records(path: Path, flag: str, sep: str, need: tuple[str, ...]):
     """(header, [(first line, "line N", {column: value} or None, why)]), each checked against the header."""
     (_, _, header), *body = _table(path, flag, sep)
+    twice = next((c for k, c in enumerate(header) if c in header[:k]), None)
+    if twice is not None:   # a dict of the row would silently keep the last of them
+        raise InputError(f"{flag} {path} names the column `{twice}` twice (columns: {', '.join(header)}); "
+                         "keep one")
     missing = [c for c in need if c not in header]
     if missing:
         raise InputError(f"{flag} {path} has no `{missing[0]}` column (columns: {', '.join(header)}); name the "
@@ -137,9 +178,7 @@ def _records(path: Path, flag: str, sep: str, need: tuple[str, ...]):
 
 def read_texts(path) -> tuple[list[tuple[int, str, str]], list[tuple[int, str]], int]:
     """(good rows (position, id, text), bad rows (position, "FILE line N: why"), number of rows)."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"--texts {path} does not exist; give a .txt, .csv or .tsv file")
+    path = _regular(path, "--texts", "a .txt, .csv or .tsv file")
     suffix = path.suffix.lower()
     if suffix == ".txt":
         try:
@@ -177,9 +216,7 @@ def read_texts(path) -> tuple[list[tuple[int, str, str]], list[tuple[int, str]],
 
 def read_pairs(path) -> list[tuple[str, str, str]]:
     """(image id, text id, "FILE line N") rows of a pairs CSV with columns `image` and `text`."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"--pairs {path} does not exist; give a CSV with columns image,text")
+    path = _regular(path, "--pairs", "a CSV with columns image,text")
     _, recs = _records(path, "--pairs", ",", ("image", "text"))
     for _, where, rec, why in recs:
         if rec is None:

@@ -19,13 +19,26 @@ import zipfile
 from pathlib import Path
 from typing import IO, Iterator
 
-from emotion_fusion.errors import InputError
+from emotion_fusion.errors import InputError, WriteError
 
 MAX_IMAGE_BYTES = 20 * 1024 * 1024     # 20 MiB: a phone photo is a few MB, a FER2013 face ~2 KB
 MAX_IMAGE_PIXELS = 40_000_000          # 40 megapixels (e.g. 8000x5000), checked from the header
 _MB = 1024 * 1024
-_UMASK = os.umask(0)                   # read once (os.umask can only be read by setting it)
-os.umask(_UMASK)
+
+
+def _read_umask() -> int:
+    """The process's umask, read without changing it (os.umask can only read it by setting it, which
+    would leave other threads a moment of umask 0): Linux reports it in /proc/self/status."""
+    try:
+        with open("/proc/self/status") as f:
+            return next(int(ln.split()[1], 8) for ln in f if ln.startswith("Umask:"))
+    except (OSError, StopIteration, ValueError, IndexError):   # no /proc (macOS) or an old kernel
+        mask = os.umask(0o022)
+        os.umask(mask)
+        return mask
+
+
+_UMASK = _read_umask()
 
 
 def _too_big(where: str, size: int) -> InputError:
@@ -48,14 +61,7 @@ def read_image_file(path: str | os.PathLike, subject: str | None = None) -> byte
     except OSError as e:
         raise InputError(f"{what} cannot be read ({e.strerror}); check it and its permissions") from None
     try:
-        st = os.fstat(fd)
-        if stat.S_ISDIR(st.st_mode):
-            raise InputError(f"{what} is a folder; pass one JPEG or PNG file")
-        if not stat.S_ISREG(st.st_mode):
-            raise InputError(f"{what} is not a regular file (a pipe, socket or device); "
-                             "pass a JPEG or PNG file")
-        if st.st_size > MAX_IMAGE_BYTES:
-            raise _too_big(what, st.st_size)
+        check_image_stat(os.fstat(fd), what)
         chunks, left = [], MAX_IMAGE_BYTES + 1
         while left > 0 and (chunk := os.read(fd, min(left, 1 << 20))):
             chunks.append(chunk)
@@ -68,14 +74,29 @@ def read_image_file(path: str | os.PathLike, subject: str | None = None) -> byte
     return raw
 
 
-def read_zip_member(zf: zipfile.ZipFile, name: str, where: str = "the member") -> bytes:
-    """A zip member's bytes, at most MAX_IMAGE_BYTES: its declared size is checked first and the read
-    is bounded too, since a crafted archive can declare less than it inflates to."""
-    info = zf.getinfo(name)
+def check_image_stat(st: os.stat_result, what: str) -> None:
+    """A one-line InputError unless `st` is a regular file of at most MAX_IMAGE_BYTES (no read needed)."""
+    if stat.S_ISDIR(st.st_mode):
+        raise InputError(f"{what} is a folder; pass one JPEG or PNG file")
+    if not stat.S_ISREG(st.st_mode):
+        raise InputError(f"{what} is not a regular file (a pipe, socket or device); pass a JPEG or PNG file")
+    if st.st_size > MAX_IMAGE_BYTES:
+        raise _too_big(what, st.st_size)
+
+
+def check_zip_info(info: zipfile.ZipInfo, where: str = "the member") -> None:
+    """A one-line InputError for an encrypted member or one declaring over MAX_IMAGE_BYTES (no read)."""
     if info.flag_bits & 0x1:
         raise InputError(f"{where} is encrypted; give an unencrypted zip (or a folder) of images")
     if info.file_size > MAX_IMAGE_BYTES:
         raise _too_big(where, info.file_size)
+
+
+def read_zip_member(zf: zipfile.ZipFile, name: str, where: str = "the member") -> bytes:
+    """A zip member's bytes, at most MAX_IMAGE_BYTES: its declared size is checked first and the read
+    is bounded too, since a crafted archive can declare less than it inflates to."""
+    info = zf.getinfo(name)
+    check_zip_info(info, where)
     with zf.open(info) as f:
         raw = f.read(MAX_IMAGE_BYTES + 1)
     if len(raw) > MAX_IMAGE_BYTES:
@@ -94,8 +115,9 @@ def check_out_file(out: str | os.PathLike, inputs: dict[str, str | os.PathLike |
         if p is None or not Path(p).exists():
             continue
         inp = Path(p).resolve()
-        if res == inp or inp in res.parents:
-            where = "is" if res == inp else "lies inside"
+        same = res == inp or (res.exists() and os.path.samefile(res, inp))   # a hard link is the input too
+        if same or inp in res.parents:
+            where = "is" if same else "lies inside"
             raise InputError(f"--out {out} {where} the input {flag} {p}, which is never written; "
                              "choose an output file outside the inputs")
     return path
@@ -104,21 +126,25 @@ def check_out_file(out: str | os.PathLike, inputs: dict[str, str | os.PathLike |
 @contextlib.contextmanager
 def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
     """`with atomic_write(path) as f: ...` writes a temp file beside `path` and renames it over `path`
-    when the block succeeds; on any error the temp file is removed and `path` is left as it was. An
-    OSError without a file name (a full disk) gets `path` as its file name, so messages can name it."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    when the block succeeds; on any error the temp file is removed and `path` is left as it was. Failing
+    to write (the folder, the temp file, a full disk, the rename) is a `WriteError` naming `path`, never
+    the temp file the user never asked for."""
+    path, tmp = Path(path), None
     try:
-        os.fchmod(fd, 0o666 & ~_UMASK)      # what a plain open() would have given, not mkstemp's 0600
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8", "newline": ""})) as f:
+            os.fchmod(fd, 0o666 & ~_UMASK)  # what a plain open() would have given, not mkstemp's 0600
             yield f
         os.replace(tmp, path)
     except BaseException as e:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        if isinstance(e, OSError) and not e.filename:
-            raise OSError(e.errno, e.strerror or str(e), str(path)) from None
+        if tmp is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+        # an error about another file (the block reading its source) is the block's own to report
+        ours = tmp is None or e.filename in (None, tmp) if isinstance(e, OSError) else False
+        if ours and not isinstance(e, WriteError):
+            raise WriteError(e.errno, e.strerror or str(e), str(path)) from None
         raise
 
 

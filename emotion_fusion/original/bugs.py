@@ -84,8 +84,7 @@ def run_bug_table(run_dir, split: str = "test") -> dict:
     """`bug_table` on a finished run's cached outputs (no model): the original's raw-cosine head vs the
     calibrated zero-shot head (the encoder's logit scale, the prompt ensemble, a temperature fitted on
     validation), each alone and fused with the run's visual branch at 0.6, linearly, on the default pairs."""
-    from emotion_fusion.runs import load_outputs
-    d = load_outputs(run_dir, split)
+    d = _outputs(run_dir, split, ("p_text_items_zeroshot", "p_text_items_seed_raw"))
     pairs = d["pairs"]
     return bug_table(d["p_visual"], d["p_text_items_zeroshot"][pairs], d["y"],
                      p_text_raw=d["p_text_items_seed_raw"][pairs])
@@ -121,7 +120,9 @@ def epoch_table(p_best, p_last, p_text_raw, y, *, best_epoch: int, last_epoch: i
 
 
 def epoch_table_frame(table: dict) -> pd.DataFrame:
-    """`epoch_table` to read: a row per set of weights (visual alone, fused), scores in %."""
+    """`epoch_table` to read: a row per set of weights (visual alone, fused), scores in %. The marked
+    set is the one whose face probabilities this run's own tables use (through its own calibration and
+    fusion weight, which this table, fusing raw at its fixed weight, does not repeat)."""
     w = table["weight"]
     rows = []
     for name, label in (("best", "best val loss (restored as intended)"), ("last", "last epoch (the original)")):
@@ -129,7 +130,7 @@ def epoch_table_frame(table: dict) -> pd.DataFrame:
         for scored, score in (("visual alone", t["visual"]), (f"fused {w:g}·visual + {1 - w:g}·raw text", t["fused"])):
             rows.append({"weights": f"{label}, epoch {t['epoch']}", "scored": scored,
                          "accuracy %": round(100 * score["accuracy"], 1), "macro-F1 %": round(100 * score["macro_f1"], 1),
-                         "this run's headline": "yes" if name == table["scored"] else ""})
+                         "the weights this run scored": "yes" if name == table["scored"] else ""})
     df = pd.DataFrame(rows).set_index(["weights", "scored"]).astype(object)
     df.attrs["n_pairs"] = table["n_pairs"]
     return df
@@ -138,14 +139,29 @@ def epoch_table_frame(table: dict) -> pd.DataFrame:
 def run_epoch_table(run_dir, split: str = "test") -> dict:
     """`epoch_table` on a finished run's cached outputs (no model): the image branch's best-val-loss and
     last-epoch probabilities kept by the run (`p_image_best`, `p_image_last`) on the default pairs."""
-    from emotion_fusion.runs import INFO, load_outputs, read_json, rerun, run_dir_path
-    d = load_outputs(run_dir, split)
-    if "p_image_best" not in d or "p_image_last" not in d:
-        raise InputError(f"{run_dir} keeps one set of image weights' outputs (an older run); {rerun(run_dir_path(run_dir))}")
+    from emotion_fusion.runs import INFO, read_json, run_dir_path
+    d = _outputs(run_dir, split, ("p_image_best", "p_image_last", "p_text_items_seed_raw"))
     hist = read_json(run_dir_path(run_dir) / INFO).get("history", {})
     return epoch_table(d["p_image_best"], d["p_image_last"], d["p_text_items_seed_raw"][d["pairs"]], d["y"],
                        best_epoch=hist.get("best_epoch", 0), last_epoch=hist.get("epochs_run", 0),
                        scored="best" if hist.get("restore_best", True) else "last")
+
+
+def _outputs(run_dir, split: str, names: tuple[str, ...]) -> dict:
+    """RUN_DIR's outputs for `split`, or a one-line InputError when they lack `names`: an `evaluate`d
+    dir scored its new test set with the one set of weights its source run kept (its val split is the
+    source's own), and a run older than these arrays keeps none of them."""
+    from emotion_fusion.runs import INFO, load_outputs, read_json, rerun, run_dir_path
+    d = load_outputs(run_dir, split)
+    missing = [n for n in names if n not in d]
+    if missing:
+        src = read_json(run_dir_path(run_dir) / INFO).get("evaluated_from")
+        if src:
+            raise InputError(f"{run_dir} was made by `evaluate`, which scores its new test set with only the "
+                             f"weights and head its source run scored (no {missing[0]}); use split='val' here, "
+                             f"or the source run {src}")
+        raise InputError(f"{run_dir} has no {missing[0]} outputs (an older run); {rerun(run_dir_path(run_dir))}")
+    return d
 
 
 def original_epoch_bug(run_dir, split: str = "test") -> pd.DataFrame:

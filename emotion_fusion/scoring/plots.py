@@ -160,15 +160,20 @@ def _history_columns(history) -> dict[str, np.ndarray]:
 
 
 def plot_history(history, best_epoch: int | None = None) -> Figure:
-    """Train/val loss and val accuracy per epoch, with the best epoch (1-based) marked.
+    """Train/val loss and val accuracy per epoch, with one epoch (1-based) marked.
 
-    The best epoch is `best_epoch`, else the history's own `best_epoch` (what training restored),
-    else the epoch with the highest val_acc.
+    The marked epoch is `best_epoch`, else the history's `scored_epoch` (the weights the run scored:
+    the best-val-loss epoch, or the last one with restore_best=False), else its `best_epoch`, else the
+    epoch with the highest val_acc.
     """
     cols = _history_columns(history)
     epochs = np.arange(1, cols["val_acc"].size + 1)
-    if best_epoch is None and isinstance(history, Mapping) and "best_epoch" in history:
-        best_epoch = history["best_epoch"]
+    what = "best epoch"
+    if best_epoch is None and isinstance(history, Mapping):
+        if "scored_epoch" in history:
+            best_epoch, what = history["scored_epoch"], "scored epoch"
+        elif "best_epoch" in history:
+            best_epoch = history["best_epoch"]
     best = int(np.argmax(cols["val_acc"])) + 1 if best_epoch is None else int(best_epoch)
     fig = _figure(2 * PANEL + 1, PANEL)
     ax_loss, ax_acc = fig.subplots(1, 2)
@@ -178,7 +183,7 @@ def plot_history(history, best_epoch: int | None = None) -> Figure:
     ax_acc.plot(epochs, cols["val_acc"], marker="o", color="tab:orange")
     ax_acc.set_ylabel("validation accuracy")
     for ax in (ax_loss, ax_acc):
-        ax.axvline(best, color="tab:green", linestyle="--", label=f"best epoch {best}")
+        ax.axvline(best, color="tab:green", linestyle="--", label=f"{what} {best}")
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)
     ax_loss.legend()

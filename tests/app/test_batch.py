@@ -182,8 +182,19 @@ def test_full_disk_leaves_no_partial_csv_and_names_the_file(fake, inputs, monkey
     out = inputs / "p.csv"
     assert cli.main(["predict", "--run-dir", "R", "--images", str(inputs / "faces"), "--out", str(out)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert err[-1].startswith(f"error: {out}: No space left on device; check the path")
+    assert err[-1].startswith(f"error: {out}: No space left on device; check the folder")
     assert not out.exists() and not list(inputs.glob(".p.csv*"))
+
+
+def test_only_write_errors_mention_disk_space_and_half_written_files(fake, inputs, monkeypatch, capsys):
+    import errno
+
+    def unreadable(*a, **k):
+        raise OSError(errno.EIO, "Input/output error", str(inputs / "faces" / "f0.jpg"))
+    monkeypatch.setattr(batch, "predict_batch", unreadable)
+    assert cli.main(["predict", "--run-dir", "R", "--images", str(inputs / "faces"), "--out", str(inputs / "o.csv")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err == f"error: {inputs / 'faces' / 'f0.jpg'}: Input/output error; check the path and its permissions"
 
 
 def test_row_aligned_pairs_keep_their_positions_when_rows_are_skipped(fake, inputs):
@@ -284,3 +295,82 @@ def test_pairs_naming_unknown_ids_stop_before_any_model(no_model, inputs):
     with pytest.raises(InputError, match=r"pairs\.csv line 3: image 'nope\.jpg' is not among the readable inputs"):
         batch.predict_batch("R", images=inputs / "faces", texts=inputs / "texts.txt", pairs=inputs / "pairs.csv",
                             out=inputs / "o.csv")
+
+
+def test_pairs_that_are_all_bad_stop_with_no_empty_csv(no_model, inputs):
+    """--skip-bad used to write a header-only CSV and exit 0 once every --pairs row was dropped."""
+    pd.DataFrame({"image": ["nope.jpg", "f0.jpg"], "text": ["1", "99"]}).to_csv(inputs / "pairs.csv", index=False)
+    kw = dict(images=inputs / "faces", texts=inputs / "texts.txt", pairs=inputs / "pairs.csv", out=inputs / "o.csv")
+    with pytest.raises(InputError, match=r"^no pair is left to score: every row of .*pairs\.csv was bad"):
+        batch.predict_batch("R", skip_bad=True, **kw)                  # before any model (no_model)
+    assert not (inputs / "o.csv").exists()
+
+
+def test_pairs_left_empty_by_undecodable_faces_stop_after_scoring(fake, inputs, capsys):
+    (inputs / "faces" / "f0.jpg").write_bytes(b"not an image")      # found only when decoded
+    pd.DataFrame({"image": ["f0.jpg"], "text": ["1"]}).to_csv(inputs / "pairs.csv", index=False)
+    with pytest.raises(InputError, match=r"^no pair is left to score: every row of .*pairs\.csv was bad"):
+        batch.predict_batch("R", images=inputs / "faces", texts=inputs / "texts.txt", pairs=inputs / "pairs.csv",
+                            out=inputs / "o.csv", skip_bad=True, workers=0, progress=False)
+    assert not (inputs / "o.csv").exists() and "f0.jpg" in capsys.readouterr().err
+    (inputs / "texts.txt").write_text("\n\n\n\n\n")                     # row-aligned: every text blank
+    with pytest.raises(InputError, match=r"every text in .*texts\.txt was bad"):
+        batch.predict_batch("R", images=inputs / "faces", texts=inputs / "texts.txt", out=inputs / "o.csv",
+                            skip_bad=True, workers=0, progress=False)
+
+
+def test_faces_bad_without_decoding_are_found_before_the_model_loads(no_model, inputs):
+    import os
+
+    from emotion_fusion.data.files import MAX_IMAGE_BYTES
+    (inputs / "enc.zip").write_bytes(_encrypt_flag((inputs / "faces.zip").read_bytes()))
+    with pytest.raises(InputError, match=r"enc\.zip/f0\.jpg: the member is encrypted;.*or pass --skip-bad"):
+        batch.predict_batch("R", images=inputs / "enc.zip", out=inputs / "o.csv", progress=False)
+    with pytest.raises(InputError, match=r"every face in .*enc\.zip was bad"):
+        batch.predict_batch("R", images=inputs / "enc.zip", out=inputs / "o.csv", skip_bad=True, progress=False)
+    with zipfile.ZipFile(inputs / "big.zip", "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("big.png", b"\0" * (MAX_IMAGE_BYTES + 1))
+    with pytest.raises(InputError, match=r"big\.zip/big\.png: the member is 20\.0 MiB"):
+        batch.predict_batch("R", images=inputs / "big.zip", out=inputs / "o.csv", progress=False)
+    with open(inputs / "faces" / "big.png", "wb") as f:             # sparse: no 20 MiB written
+        f.truncate(MAX_IMAGE_BYTES + 1)
+    with pytest.raises(InputError, match=r"faces/big\.png: the file is 20\.0 MiB"):
+        batch.predict_batch("R", images=inputs / "faces", out=inputs / "o.csv", progress=False)
+    (inputs / "faces" / "big.png").unlink()
+    os.mkfifo(inputs / "faces" / "fifo.png")
+    with pytest.raises(InputError, match=r"faces/fifo\.png: the file is not a regular file"):
+        batch.predict_batch("R", images=inputs / "faces", out=inputs / "o.csv", progress=False)
+
+
+def test_prechecked_bad_faces_are_skipped_once_and_drop_their_pairs(fake, inputs):
+    import os
+    os.mkfifo(inputs / "faces" / "f2.jpg.png")
+    (inputs / "faces" / "f2.jpg").unlink()
+    os.rename(inputs / "faces" / "f2.jpg.png", inputs / "faces" / "f2.jpg")   # a FIFO where the 2nd face was
+    r = batch.predict_batch("R", images=inputs / "faces", texts=inputs / "texts.txt", out=inputs / "a.csv",
+                            skip_bad=True, workers=0, progress=False)
+    df = pd.read_csv(inputs / "a.csv")
+    assert df.image.tolist() == ["f0.jpg", "f4.jpg", "sub/f1.jpg", "sub/f3.jpg"] and df.text.tolist() == [1, 3, 4, 5]
+    assert sum("f2.jpg: the file is not a regular file" in m for m in r["skipped"]) == 1
+
+
+def test_input_messages_fit_their_input(no_model, inputs):
+    """Review of issue 24: each message names what this input is and what fits it."""
+    import os
+    kw = dict(images=inputs / "faces", texts=inputs / "texts.txt", out=inputs / "o.csv")
+    (inputs / "p.csv").write_text('image,text\n"f0.jpg,1\n')
+    with pytest.raises(InputError, match=r"--pairs .*p\.csv line 2: malformed CSV") as e:
+        batch.predict_batch("R", pairs=inputs / "p.csv", **kw)
+    assert ".tsv" not in str(e.value)                                   # --pairs takes CSV only
+    (inputs / "t.txt").write_text("fine\n   \n")
+    with pytest.raises(InputError, match=r"t\.txt line 2: the text is empty; write a sentence;") as e:
+        batch.predict_batch("R", texts=inputs / "t.txt", out=inputs / "o.csv")
+    assert "--text " not in str(e.value)                                # no advice about another flag
+    os.mkfifo(inputs / "fifo.txt")
+    with pytest.raises(InputError, match=r"--texts .*fifo\.txt is not a regular file \(a pipe"):
+        batch.predict_batch("R", texts=inputs / "fifo.txt", out=inputs / "o.csv")
+    with pytest.raises(InputError, match=r"--pairs .*faces is a folder; give a CSV"):
+        batch.predict_batch("R", pairs=inputs / "faces", **kw)
+    (inputs / "twice.csv").write_text("text,id,text\nfirst,a,second\n")
+    with pytest.raises(InputError, match=r"twice\.csv names the column `text` twice \(columns: text, id, text\)"):
+        batch.predict_batch("R", texts=inputs / "twice.csv", out=inputs / "o.csv")

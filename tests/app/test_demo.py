@@ -167,6 +167,63 @@ def test_uploads_in_gradio_cache_are_deleted_after_scoring(tmp_path, blank, monk
     assert blank.exists()                             # a file outside gradio's cache is never deleted
 
 
+def test_the_same_upload_submitted_twice_is_scored_twice(tmp_path, blank, monkeypatch):
+    """The page keeps sending the upload's path after its file is deleted: the session's copy scores it."""
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path / "cache"))
+    upload = tmp_path / "cache" / "abc123" / "f.png"
+    upload.parent.mkdir(parents=True)
+    shutil.copy(blank, upload)
+    d = Demo(tmp_path, FakeModels(one_hot_ish("sad"), one_hot_ish("happy")))
+    no_face = d.submit(str(upload), "fine", 0.5, False, None)        # the page's advice: tick 'whole image'
+    assert "tick 'use the whole image'" in no_face[0] and not upload.exists()
+    kept = no_face[8]
+    first = d.submit(str(upload), "fine", 0.5, True, kept)
+    second = d.submit(str(upload), "fine", 0.6, True, first[8])
+    assert "whole image" in first[0] and "whole image" in second[0], (first[0], second[0])
+    # without the session's copy the message names only the file and says what to do
+    gone = d.submit(str(upload), "fine", 0.5, True, None)[0]
+    assert gone == "⚠️ image f.png is no longer on the server; upload it again"
+
+
+def test_an_old_upload_kept_on_arrival_is_scored_after_the_cache_deleted_it(tmp_path, blank, monkeypatch):
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path / "cache"))
+    upload = tmp_path / "cache" / "abc123" / "me.png"
+    upload.parent.mkdir(parents=True)
+    shutil.copy(blank, upload)
+    kept, status = demo_mod._keep_on_page(str(upload), None)          # image.change, when it arrives
+    assert kept["path"] == str(upload) and kept["bytes"] == blank.read_bytes() and status == ""
+    upload.unlink()                                                   # gradio's cache: older than CACHE_AGE
+    d = Demo(tmp_path, FakeModels(one_hot_ish("sad"), one_hot_ish("happy")))
+    assert "whole image" in d.analyze(str(upload), "fine", 0.5, True, kept)[0]
+    assert demo_mod._keep_on_page(None, kept) == (None, "")           # cleared: the bytes go too
+    demo_mod._forget_kept(kept)                                       # session end: nothing left to delete
+
+
+def test_gradio_client_submits_the_same_upload_twice(tmp_path, blank, monkeypatch):
+    """A launched page (stand-in models): two Submits of one upload's path, as the browser sends them,
+    and one whose file the cache deleted after it arrived; the file is gone after the first."""
+    from gradio.utils import get_upload_folder
+    from gradio_client import Client
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path / "cache"))
+    app = demo_mod.create_app(tmp_path, FakeModels(one_hot_ish("sad"), one_hot_ish("happy")))
+    app.launch(server_name="127.0.0.1", share=False, prevent_thread_lock=True, quiet=True, inline=False)
+    try:
+        c = Client(app.local_url, verbose=False)
+        for k, age in enumerate(("fresh", "old")):
+            upload = Path(get_upload_folder()) / f"up{k}" / "photo.png"
+            upload.parent.mkdir(parents=True)
+            shutil.copy(blank, upload)
+            sent = {"path": str(upload), "orig_name": "photo.png"}      # already uploaded: no re-upload
+            c.predict(sent, api_name="/keep_upload")                    # image.change, as the page does
+            if age == "old":
+                upload.unlink()
+            outs = [c.predict(sent, "fine", 0.6, True, api_name="/analyze")[0] for _ in range(2)]
+            assert all("whole image" in s for s in outs), (age, outs)
+            assert not upload.exists()
+    finally:
+        app.close()
+
+
 @pytest.mark.data
 def test_a_fer2013_face_crop_is_scored_without_ticking_whole_image(fer_path, tmp_path):
     d = Demo(tmp_path, FakeModels(one_hot_ish("happy"), one_hot_ish("happy")))
@@ -360,7 +417,7 @@ def served(smoke_run, smoke_models):
 @pytest.mark.slow
 @pytest.mark.data
 def test_real_run_matches_predict_and_re_fuses(smoke_run, smoke_models, face_photo, tmp_path):
-    from emotion_fusion.pipeline import predict
+    from emotion_fusion.app.inference import predict
     d = Demo(smoke_run, smoke_models)
     assert d.error is None and "Random-init weights" in d.warning() and "`smoke`" in d.header()
     status, crop, vis, txt, fused, summary, note, state = d.analyze(str(face_photo), "I am so happy today", 0.6)

@@ -6,6 +6,7 @@ import errno
 import io
 import os
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,7 +14,7 @@ from PIL import Image
 
 from emotion_fusion.data import files
 from emotion_fusion.data.fer2013 import decode_face
-from emotion_fusion.errors import InputError
+from emotion_fusion.errors import InputError, WriteError
 
 
 def test_atomic_write_replaces_a_symlink_instead_of_writing_through_it(tmp_path):
@@ -36,6 +37,30 @@ def test_a_failed_write_leaves_the_old_file_and_names_the_target(tmp_path):
     assert e.value.filename == str(target) and e.value.errno == errno.ENOSPC
     assert target.read_text() == "old,complete\n"
     assert [p.name for p in tmp_path.iterdir()] == ["preds.csv"]
+
+
+def test_an_unwritable_folder_is_reported_under_the_target_not_a_temp_name(tmp_path, monkeypatch):
+    target = tmp_path / "out.csv"
+
+    def denied(prefix, suffix, dir):   # what mkstemp raises in a folder we may not write (we run as root here)
+        raise PermissionError(errno.EACCES, "Permission denied", os.path.join(dir, f"{prefix}vw65bjr2{suffix}"))
+    monkeypatch.setattr(files.tempfile, "mkstemp", denied)
+    with pytest.raises(WriteError) as e:
+        with files.atomic_write(target, "w") as f:
+            f.write("x")
+    assert e.value.filename == str(target) and e.value.errno == errno.EACCES
+    monkeypatch.setattr(Path, "mkdir", lambda *a, **k: denied(".out.csv.", "", str(tmp_path)))
+    with pytest.raises(WriteError) as e:
+        files.write_bytes(tmp_path / "sub" / "out.csv", b"x")
+    assert e.value.filename == str(tmp_path / "sub" / "out.csv")
+
+
+def test_an_error_about_another_file_inside_the_block_is_not_a_write_error(tmp_path):
+    with pytest.raises(OSError) as e:
+        with files.atomic_write(tmp_path / "copy.bin") as f:
+            f.write((tmp_path / "missing.bin").read_bytes())
+    assert not isinstance(e.value, WriteError) and e.value.filename == str(tmp_path / "missing.bin")
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_atomic_write_keeps_the_usual_permissions(tmp_path):
@@ -119,3 +144,25 @@ def test_pixel_count_is_checked_before_decoding():
     head = _png(Image.new("L", (8000, 5001)))
     with pytest.raises(InputError, match=r"8000x5001 pixels, over the limit of 40 megapixels"):
         decode_face(head)
+
+
+def test_out_file_may_not_be_a_hard_link_to_an_input(tmp_path):
+    texts = tmp_path / "texts.txt"
+    texts.write_text("hi\n")
+    os.link(texts, tmp_path / "out.csv")
+    with pytest.raises(InputError, match=r"--out .*out\.csv is the input --texts"):
+        files.check_out_file(tmp_path / "out.csv", {"--texts": texts})
+
+
+def test_the_umask_is_read_without_setting_it(tmp_path):
+    """os.umask(0) at import left the process (every thread) a moment of umask 0; /proc says it."""
+    import subprocess
+    import sys
+    code = ("import os\n"
+            "def boom(mask): raise AssertionError('os.umask called')\n"
+            "os.umask(0o027); os.umask = boom\n"
+            "from emotion_fusion.data import files\n"
+            "print(oct(files._UMASK))\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                       cwd=Path(__file__).resolve().parents[2])
+    assert r.returncode == 0 and r.stdout.strip() == "0o27", r.stderr[-800:]

@@ -96,6 +96,23 @@ def test_epoch_table_scores_both_sets_of_weights_of_one_run():
     assert frame.shape == (4, 3) and frame.attrs["n_pairs"] == n
     row = ("last epoch (the original), epoch 8", "visual alone")
     assert frame.loc[row, "accuracy %"] == round(100 * float(np.mean(p_last.argmax(1) == y)), 1)
-    assert frame.loc[row, "this run's headline"] == "yes"
+    assert frame.loc[row, "the weights this run scored"] == "yes"
     with pytest.raises(InputError, match="scored must be 'best' or 'last', got 'first'"):
         epoch_table(p_best, p_last, p_text, y, best_epoch=3, last_epoch=8, scored="first")
+
+
+def test_bug_tables_on_an_evaluated_dir_say_what_it_lacks_and_where_to_look(fake_run):
+    """An `evaluate`d dir's new test set is scored with one set of weights and the run's own head; the
+    bug tables say so (they used to say "an older run, re-run", or raise KeyError)."""
+    from emotion_fusion import runs
+    from emotion_fusion.original.bugs import original_bug, original_epoch_bug
+    d = fake_run()
+    with pytest.raises(InputError, match=r"has no p_image_best outputs \(an older run\)"):
+        original_epoch_bug(d)
+    info = runs.read_json(d / runs.INFO)
+    runs.write_json(d / runs.INFO, {**info, "evaluated_from": "/runs/seed"})
+    runs.write_manifest(d, info["key"])
+    for table in (original_bug, original_epoch_bug):
+        with pytest.raises(InputError, match=r"was made by `evaluate`, .*use split='val' here, or the source run "
+                                             r"/runs/seed$"):
+            table(d)

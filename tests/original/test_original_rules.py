@@ -267,3 +267,34 @@ def test_random_weights_tool_prints_a_dry_run_that_declares_them(repo, tmp_path)
     settings = cmd.split("--set", 1)[1].split()
     cfg = Config.from_profile("seed").with_overrides(settings)
     assert cfg.weights_declared_random and cfg.seed_min_similarity == -1.0
+
+
+@pytest.mark.parametrize("restore_best", [True, False])
+def test_both_epochs_are_scored_with_their_own_weights_and_the_model_is_left_alone(faces, restore_best):
+    """"The original's bugs, shown": p_image_best / p_image_last of one fit (pipeline._epoch_probs via
+    ImageBranch.proba_with) are each the prediction under that epoch's weights, whichever was kept."""
+    from emotion_fusion import pipeline
+    from emotion_fusion.branches.image import ImageBranch
+    x, y = faces
+    frames = {"val": x[:14], "test": x[14:]}
+    train_df = pd.DataFrame({"pixels": list(x), "y": y})
+    val_df = pd.DataFrame({"pixels": list(x), "y": (y + 1) % 7})   # validation disagrees: its loss rises
+    cfg = Config.from_profile("smoke", epochs=4, batch_size=7, lr=1e-2, patience=10, augment=False, fast=False,
+                              device="cpu", tta=False, progress=False, lr_schedule="plateau",
+                              restore_best=restore_best)
+    branch = ImageBranch(cfg, Tiny(), ImagePreprocess(32))
+    hist = branch.fit(train_df, val_df)
+    assert hist["best_epoch"] < hist["epochs_run"] == 4                # two different sets of weights
+    held = {k: v.detach().clone() for k, v in branch.model.state_dict().items()}
+    assert _same(branch.model, branch.states["best" if restore_best else "last"])
+    scored = {part: branch.predict_proba(frames[part]) for part in frames}
+    epochs = pipeline._epoch_probs(branch, frames, scored)
+    for which in ("best", "last"):
+        ref_model = Tiny()
+        ref_model.load_state_dict(branch.states[which])
+        for part in frames:
+            expected = predict_proba(ref_model, ImagePreprocess(32), frames[part], fast=False, device="cpu",
+                                     progress=False)
+            np.testing.assert_allclose(epochs[part][which], expected, rtol=1e-5, atol=1e-6)
+    assert not np.allclose(epochs["test"]["best"], epochs["test"]["last"], atol=1e-4)
+    assert _same(branch.model, held)                                  # proba_with put the weights back

@@ -90,6 +90,9 @@ def test_plot_history(as_rows, tmp_path):
     assert fig.axes[1].lines[-1].get_xdata()[0] == 2  # best val_acc is epoch 2
     if not as_rows:  # the trainer's own best epoch (lowest val loss) wins over val_acc
         assert plot_history({**hist, "best_epoch": 1}).axes[0].lines[-1].get_xdata()[0] == 1
+        # restore_best=False scored the last epoch: that is the one marked, and so labelled
+        last = plot_history({**hist, "best_epoch": 1, "scored_epoch": 3, "restore_best": False}).axes[0].lines[-1]
+        assert last.get_xdata()[0] == 3 and last.get_label() == "scored epoch 3"
     np.testing.assert_array_equal(fig.axes[0].lines[0].get_ydata(), [2.0, 1.5, 1.2])   # train loss
     assert _colour(_render(fig, tmp_path)) > 500
     with pytest.raises(InputError, match=r"training history lacks \['val_acc'\]"):
