@@ -175,12 +175,6 @@ class Config:
         return dataclasses.asdict(self)
 
     @property
-    def uses_random_weights(self) -> bool:
-        """True when a branch starts from random weights (trained from them or not), or its weight files
-        are declared random stand-ins."""
-        return self.weights_declared_random or self.image_weights is None or self.text_encoder_random
-
-    @property
     def text_encoder_random(self) -> bool:
         """True when the text encoder is a random network: it is never trained, only its head is."""
         return ENCODERS[self.text_model].random_init and self.text_weights is None
@@ -203,15 +197,17 @@ class Config:
         `weights`): a network trained from random initialisation is "trained from scratch, N epochs"."""
         random, n = self.random_init_branches(image_epochs_trained), image_epochs_trained
         epochs = f"{n} epoch{'s' * (n != 1)}"
-        declared = " (weight files declared random)" if self.weights_declared_random else ", untrained"
+        declared = " (weight files declared random)" if self.weights_declared_random else " (never trained)"
         if "image" in random:
-            image = "RANDOM-INIT" + declared
+            # a frozen random backbone under a trained head: the head is trained, the network is not
+            image = (f"RANDOM-INIT backbone (never trained); only its head trained {epochs}"
+                     if n and not self.weights_declared_random else "RANDOM-INIT" + declared)
         elif self.image_weights is None:
             image = f"trained from scratch, {epochs}"
         else:
             image = f"pretrained ({self.image_weights}), " + (
                 f"head trained {epochs}" if self.image_mode == "frozen" else f"fine-tuned {epochs}")
-        text = ("RANDOM-INIT encoder" + declared + ", only its head trained" if "text" in random
+        text = ("RANDOM-INIT encoder" + declared + "; only a head on its random features trained" if "text" in random
                 else f"pretrained ({self.text_weights})" if self.text_weights else "the encoder's bundled weights")
         return {"image": image, "text": text, "random_init": random}
 

@@ -254,8 +254,7 @@ def test_a_registered_encoder_is_one_entry(toy_encoder, tmp_path, goemotions_dir
     assert available_models() == ["ViT-B/32", "minilm", "toy"]
     cfg = Config.from_profile("smoke", text_model="toy", text_weights=None, progress=False)
     assert Config.from_profile("smoke").with_overrides(["text_model=toy"]).text_model == "toy"
-    assert cfg.uses_random_weights        # the smoke ResNet-50 is random; "toy" itself is not random_init
-    assert not Config.from_profile("smoke", text_model="toy", image_weights="imagenet").uses_random_weights
+    assert not cfg.text_encoder_random and cfg.random_init_branches(1) == []   # "toy" is not random_init
     model, tokenize = load_text_model("toy", device="cpu")
     assert model.label == "Toy BoW (hashed bag of words)" and str(model.device) == "cpu"   # no parameters
     go = load_goemotions(goemotions_dir(tmp_path / "go", per_class=6))
