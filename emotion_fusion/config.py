@@ -212,6 +212,14 @@ class Config:
         return {"image": image, "text": text, "random_init": random}
 
 
+    def run_weights(self, info: dict) -> dict | None:
+        """A run's `weights` (see `weights_status`): run_info.json's own, or for a run made before it had
+        them, recomputed from its image history (its old title may be wrong); None without a history."""
+        if isinstance(info.get("weights"), dict):
+            return info["weights"]
+        losses = (info.get("history") or {}).get("train_loss")
+        return self.weights_status(len(losses)) if isinstance(losses, list) else None
+
 # The settings that take one of a few names, and those names (text models: the live registry, so an
 # encoder registered at run time is accepted).
 _CHOICES: dict[str, Collection[str]] = {

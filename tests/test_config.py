@@ -147,3 +147,12 @@ def test_load_config_names_the_file(tmp_path, content, message):
     (tmp_path / "config.json").write_text(content)
     with pytest.raises(InputError, match=message + ".*re-run"):
         load_config(tmp_path / "config.json")
+
+
+def test_an_older_runs_weights_are_recomputed_from_its_history():
+    cfg = Config.from_profile("smoke")
+    own = {"image": "x", "text": "y", "random_init": []}
+    assert cfg.run_weights({"weights": own, "history": {"train_loss": []}}) is own
+    assert cfg.run_weights({"history": {"train_loss": [1.9]}}) == cfg.weights_status(1)
+    assert cfg.run_weights({"history": {"train_loss": []}})["random_init"] == ["image", "text"]
+    assert cfg.run_weights({"title": "… RANDOM-INIT WEIGHTS"}) is None and cfg.run_weights({"history": None}) is None
