@@ -282,6 +282,19 @@ _PROFILE_OVERRIDES: dict[str, dict[str, Any]] = {
 }
 
 
+# What None means for the settings that take it (the *_per_class caps: no cap)
+_NONE_WORDS = {"image_weights": "none (random init)", "text_weights": "none (random init)", "device": "auto"}
+
+
+def _setting_words(name: str, value: Any) -> str:
+    """A setting's value as typed, in short: floats in %g (1e-4 stays "0.0001", not "0.000"), None in words."""
+    if value is None:
+        return _NONE_WORDS.get(name, "all")
+    if isinstance(value, float):
+        return f"{value:g}"
+    return cell(value)
+
+
 def config_table(cfg: Config, run_dir=None) -> Table:
     """What matters for reading the results (profile, models, image size, epochs, fusion, pairing draws,
     seed), then every setting that differs from the profile's defaults; config.json holds them all."""
@@ -300,7 +313,8 @@ def config_table(cfg: Config, run_dir=None) -> Table:
     default = Config.from_profile(cfg.profile)
     changed = [f.name for f in fields(cfg) if getattr(cfg, f.name) != getattr(default, f.name)]
     recs = [{"setting": k, "value": cell(v)} for k, v in rows.items()]
-    recs += [{"setting": f"changed: {k}", "value": f"{cell(getattr(cfg, k), 3)} (profile: {cell(getattr(default, k), 3)})"}
+    recs += [{"setting": f"changed: {k}",
+              "value": f"{_setting_words(k, getattr(cfg, k))} (profile: {_setting_words(k, getattr(default, k))})"}
              for k in changed]
     where = f"{run_dir}/config.json" if run_dir else "config.json in the run directory"
     return table(recs, "Configuration (what matters for reading the results, and changes to the profile)",
