@@ -293,13 +293,11 @@ class DependenceCurve:
     def __init__(self, results: dict):
         self.results = results
 
-    def table(self, metric: str = "macro_f1") -> ResultsTable:
+    def table(self, metric: str = "macro_f1") -> Table:
         """Per family and rho: phi, same-wrong-guess rate, each model's score and the gains, in points."""
-        import pandas as pd
-
         from emotion_fusion.scoring.dependence import curve_records, curve_title
-        df = pd.DataFrame.from_records(curve_records(self.results, metric)).set_index(["family", "rho"])
-        return ResultsTable(df, curve_title(self.results))
+        recs = [{**r, "rho": f"{float(r['rho']):g}"} for r in curve_records(self.results, metric)]   # as set: 0.1, -1
+        return table(recs, curve_title(self.results), index=["family", "rho"])
 
     def plot(self, metric: str = "macro_f1"):
         from emotion_fusion.scoring.plots import plot_dependence

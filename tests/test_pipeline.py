@@ -82,7 +82,7 @@ def test_run_result_has_typed_fields(smoke):
     assert h["best_epoch"] == h["scored_epoch"] == h["epochs_run"] == 1 and h["restore_best"] is True
     assert test["p_image_best"].shape == test["p_image_last"].shape == test["p_image"].shape
     np.testing.assert_array_equal(test["p_image_best"], test["p_image_last"])
-    assert ef.original_epoch_bug(smoke.dir).shape == (4, 3)
+    assert ef.original_epoch_bug(smoke.dir).df.shape == (4, 3)
     # the tables show the run's title (RANDOM-INIT warning included), plus how the test was scored
     assert smoke.results["title"] == smoke.title
     assert smoke.table().title.startswith(smoke.title) and smoke.table_text().splitlines()[0].startswith(smoke.title)
