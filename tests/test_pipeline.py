@@ -166,6 +166,23 @@ def test_evaluate_on_another_test_set(smoke, tmp_path, fer_path, go_path, make_f
 
 @pytest.mark.data
 @pytest.mark.slow
+def test_evaluating_an_older_run_recomputes_its_random_init_flag(smoke_copy, tmp_path, fer_zip, goemotions_dir):
+    """A run dir from before run_info had `weights`, whose title (then) lacked the flag: evaluate judges from
+    its config and image history (the text encoder is random) and writes the flag and `weights`."""
+    info = runs.read_json(smoke_copy / runs.INFO)
+    old = {k: v for k, v in info.items() if k != "weights"}
+    old["title"] = old["title"].split(" — RANDOM-INIT")[0]
+    runs.write_json(smoke_copy / runs.INFO, old)
+    runs.write_manifest(smoke_copy, info["key"])
+    fer = fer_zip(tmp_path / "fer.zip", per_class=2, splits=("test",))
+    go = goemotions_dir(tmp_path / "go", per_class=3, splits=("test",))
+    res = ef.evaluate_run(smoke_copy, fer2013=fer, goemotions=go, out=tmp_path / "eval")
+    assert res.results["title"].endswith(" — RANDOM-INIT WEIGHTS")
+    assert res.results["weights"] == info["weights"] and res.results["weights"]["random_init"] == ["text"]
+
+
+@pytest.mark.data
+@pytest.mark.slow
 def test_evaluate_on_a_test_only_source(smoke, tmp_path, fer_zip, goemotions_dir):
     fer = fer_zip(tmp_path / "fer.zip", per_class=2, splits=("test",))
     go = goemotions_dir(tmp_path / "go", per_class=3, splits=("test",))
