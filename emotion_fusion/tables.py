@@ -19,6 +19,7 @@ from __future__ import annotations
 import html
 import math
 import numbers
+import re
 from typing import Any, Mapping
 
 import numpy as np
@@ -109,7 +110,10 @@ class Table:
     def _repr_html_(self) -> str:
         head = f"<h4>{html.escape(self.title)}</h4>" if self.title else ""
         foot = f"<p><small>{html.escape(self.note)}</small></p>" if self.note else ""
-        return head + self.df.to_html(index=self.index, border=0, na_rep="") + foot
+        # pandas indents every tag on its own line: in a saved notebook each line is a JSON string of its own,
+        # so the whitespace between tags (never shown) is dropped
+        body = re.sub(r">\s+<", "><", self.df.to_html(index=self.index, border=0, na_rep=""))
+        return head + body + foot
 
     def to_text(self) -> str:
         """The aligned plain-text form (the CLI's)."""

@@ -3,6 +3,8 @@ decimal, intervals, integer counts, p-values with the test named, words instead 
 unless they are labels. Inputs are built by hand, so a formatting change shows here."""
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from emotion_fusion import report, tables
@@ -31,6 +33,12 @@ def test_p_values_never_claim_more_digits_than_a_test_has(p, shown):
 def test_a_bootstrap_p_at_its_floor_is_a_bound(k, B, shown):
     """The bootstrap p is 2(k + 1)/(B + 1): k = 0 is its floor, never an exact value (rounded up when shown)."""
     assert tables.pvalue(2 * (k + 1) / (B + 1), resamples=B) == shown
+
+
+def test_html_drops_the_whitespace_between_tags_only():
+    t = tables.table([{"model": "Visual  only", "n": 70}, {"model": "Text", "n": 1200}], "T", index="model")
+    html = t._repr_html_()
+    assert not re.search(r">\s+<", html) and "<td>1,200</td>" in html and "<th>Visual&nbsp;&nbsp;only</th>" in html
 
 
 def test_cells_take_numpy_scalars_like_python_ones():

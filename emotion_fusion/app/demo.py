@@ -66,15 +66,12 @@ class _Models:
     def weights(self) -> dict | None:
         """Where each branch's weights come from (results.json's `weights`, run_info's, or recomputed from
         an older run's history: its title may be stale); None when the run holds none of them."""
-        weights = self.results.get("weights")
-        return weights if isinstance(weights, dict) else self.cfg.run_weights(self.info)
+        return self.results["weights"] if isinstance(self.results.get("weights"), dict) else self.cfg.run_weights(self.info)
 
     @property
-    def random_init(self) -> bool:
-        if self.weights is not None:
-            return bool(self.weights.get("random_init"))
-        # nothing to recompute from: the title is all the run says
-        return RANDOM_INIT in self.title or RANDOM_INIT in str(self.info.get("title", ""))
+    def random_init(self) -> bool:     # without `weights` or a history to recompute them, the title is all there is
+        titles = self.title + str(self.info.get("title", ""))
+        return bool(self.weights["random_init"]) if self.weights is not None else RANDOM_INIT in titles
 
     @property
     def random_branches(self) -> list[str]:
