@@ -93,9 +93,9 @@ def _seed_extras(result) -> str:
             f"{pairing.to_string(na_rep='', float_format=lambda v: f'{v:.3f}')}\n\n"
             f"Pools and pairs, this run next to the original notebook's printed counts:\n"
             f"{pool_comparison(result.pairing_summary).to_string()}\n\n"
-            f"The original's bug 1, the raw-cosine text head, on the {bug.attrs['n_pairs']:,} test pairs:\n"
-            f"{bug.to_string()}\n\n"
-            f"The original's bug 2, its shallow copy scored the last epoch, on the same pairs:\n{epochs.to_string()}")
+            f"The original's bug 1, the raw-cosine text head, on the {bug.df.attrs['n_pairs']:,} test pairs:\n"
+            f"{bug.to_text()}\n\n"
+            f"The original's bug 2, its shallow copy scored the last epoch, on the same pairs:\n{epochs.to_text()}")
 
 
 def _cmd_fuse(a: argparse.Namespace, out) -> int:

@@ -175,12 +175,6 @@ class Config:
         return dataclasses.asdict(self)
 
     @property
-    def uses_random_weights(self) -> bool:
-        """True when a branch starts from random weights (trained from them or not), or its weight files
-        are declared random stand-ins."""
-        return self.weights_declared_random or self.image_weights is None or self.text_encoder_random
-
-    @property
     def text_encoder_random(self) -> bool:
         """True when the text encoder is a random network: it is never trained, only its head is."""
         return ENCODERS[self.text_model].random_init and self.text_weights is None
@@ -203,18 +197,28 @@ class Config:
         `weights`): a network trained from random initialisation is "trained from scratch, N epochs"."""
         random, n = self.random_init_branches(image_epochs_trained), image_epochs_trained
         epochs = f"{n} epoch{'s' * (n != 1)}"
-        declared = " (weight files declared random)" if self.weights_declared_random else ", untrained"
+        declared = " (weight files declared random)" if self.weights_declared_random else " (never trained)"
         if "image" in random:
-            image = "RANDOM-INIT" + declared
+            # a frozen random backbone under a trained head: the head is trained, the network is not
+            image = (f"RANDOM-INIT backbone (never trained); only its head trained {epochs}"
+                     if n and not self.weights_declared_random else "RANDOM-INIT" + declared)
         elif self.image_weights is None:
             image = f"trained from scratch, {epochs}"
         else:
             image = f"pretrained ({self.image_weights}), " + (
                 f"head trained {epochs}" if self.image_mode == "frozen" else f"fine-tuned {epochs}")
-        text = ("RANDOM-INIT encoder" + declared + ", only its head trained" if "text" in random
+        text = ("RANDOM-INIT encoder" + declared + "; only a head on its random features trained" if "text" in random
                 else f"pretrained ({self.text_weights})" if self.text_weights else "the encoder's bundled weights")
         return {"image": image, "text": text, "random_init": random}
 
+
+    def run_weights(self, info: dict) -> dict | None:
+        """A run's `weights` (see `weights_status`): run_info.json's own, or for a run made before it had
+        them, recomputed from its image history (its old title may be wrong); None without a history."""
+        if isinstance(info.get("weights"), dict):
+            return info["weights"]
+        losses = (info.get("history") or {}).get("train_loss")
+        return self.weights_status(len(losses)) if isinstance(losses, list) else None
 
 # The settings that take one of a few names, and those names (text models: the live registry, so an
 # encoder registered at run time is accepted).
@@ -278,6 +282,19 @@ _PROFILE_OVERRIDES: dict[str, dict[str, Any]] = {
 }
 
 
+# What None means for the settings that take it (the *_per_class caps: no cap)
+_NONE_WORDS = {"image_weights": "none (random init)", "text_weights": "none (random init)", "device": "auto"}
+
+
+def _setting_words(name: str, value: Any) -> str:
+    """A setting's value as typed, in short: floats in %g (1e-4 stays "0.0001", not "0.000"), None in words."""
+    if value is None:
+        return _NONE_WORDS.get(name, "all")
+    if isinstance(value, float):
+        return f"{value:g}"
+    return cell(value)
+
+
 def config_table(cfg: Config, run_dir=None) -> Table:
     """What matters for reading the results (profile, models, image size, epochs, fusion, pairing draws,
     seed), then every setting that differs from the profile's defaults; config.json holds them all."""
@@ -296,7 +313,8 @@ def config_table(cfg: Config, run_dir=None) -> Table:
     default = Config.from_profile(cfg.profile)
     changed = [f.name for f in fields(cfg) if getattr(cfg, f.name) != getattr(default, f.name)]
     recs = [{"setting": k, "value": cell(v)} for k, v in rows.items()]
-    recs += [{"setting": f"changed: {k}", "value": f"{cell(getattr(cfg, k), 3)} (profile: {cell(getattr(default, k), 3)})"}
+    recs += [{"setting": f"changed: {k}",
+              "value": f"{_setting_words(k, getattr(cfg, k))} (profile: {_setting_words(k, getattr(default, k))})"}
              for k in changed]
     where = f"{run_dir}/config.json" if run_dir else "config.json in the run directory"
     return table(recs, "Configuration (what matters for reading the results, and changes to the profile)",

@@ -198,6 +198,11 @@ def _compute(cfg: Config, fer_path: Path, go_path: Path, out: Path | None, key: 
         "data": {"fer2013": _describe(fer_path), "goemotions": _describe(go_path)}})
 
 
+# What is random in a RANDOM-INIT branch, in the words of Config.weights_status (the banner uses them too)
+_UNTRAINED = {"image": "image backbone never trained",
+              "text": "text encoder never trained, only a head on its random features"}
+
+
 def run_title(cfg: Config, label: str, test_desc: str, random_init: list[str]) -> str:
     """The results title: profile, branches, test set, and RANDOM-INIT when a branch is used untrained
     from random weights (`random_init`, from `Config.weights_status`), or its weight files are declared
@@ -206,7 +211,7 @@ def run_title(cfg: Config, label: str, test_desc: str, random_init: list[str]) -
     title = f"{cfg.profile} profile — {label} — test = {test_desc}"
     if random_init:     # every table made from untrained random weights says so
         why = ("weight files declared random" if cfg.weights_declared_random
-               else f"{' and '.join(random_init)} branch{'es' * (len(random_init) > 1)} untrained")
+               else "; ".join(_UNTRAINED[b] for b in random_init))
         title += f" — RANDOM-INIT WEIGHTS ({why}: numbers show the mechanism, not the models' ability)"
     return title
 

@@ -158,14 +158,15 @@ def results_table(results: dict, which: str = "headline") -> Table:
 def comparison_table(results: dict) -> Table:
     """Fusion minus the better single branch (chosen on validation): the all-pairs difference in points,
     95% interval and bootstrap p-value, at the fusion weight and at the best validation weight."""
-    rows = []
-    for m, c in results["draws"]["comparison"].items():
+    rows, draws = [], results["draws"]
+    test = f"p ({draws.get('scheme', 'crossed two-way')} bootstrap)"
+    for m, c in draws["comparison"].items():
         for k in ("accuracy", "macro_f1"):
             rows.append({"fusion": MODEL_NAMES[m] + (f", w = {c['weight']:.2f}" if c.get("weight") is not None else ""),
                          "metric": METRIC_NAMES[k],
                          "fusion minus better branch, points [95% interval]": interval(
                              c[k]["mean_diff"], c[k]["ci"], signed=True),
-                         "p (paired bootstrap)": pvalue(c[k]["p_value"]),
+                         test: pvalue(c[k]["p_value"], resamples=draws.get("n_boot")),
                          "better branch on validation": c["better_branch"]})
     return table(rows, "The claim that matters: fusion minus the better single branch, test", index=["fusion", "metric"])
 
@@ -216,10 +217,10 @@ def text_heads_table(scores: dict) -> Table:
 
 
 # ---------------------------------------------------------------- the all-pairs headline and the pairing draws, in words
-def _p(p: float) -> str:
-    """"p < 0.001" or "p = 0.034", for a sentence."""
-    text = pvalue(p)
-    return f"p {text}" if text.startswith("<") else f"p = {text}"
+def _p(p: float, resamples: int | None = None) -> str:
+    """"p < 0.001", "p ≤ 0.002" (a bootstrap p at its floor, with `resamples`) or "p = 0.034", for a sentence."""
+    text = pvalue(p, resamples=resamples)
+    return f"p {text}" if text[0] in "<≤" else f"p = {text}"
 
 
 def pairing_words(res: dict) -> str:
@@ -261,7 +262,8 @@ def format_draws(res: dict) -> str:
     for m, c in res["comparison"].items():
         lines.append(f"{names[m]} minus the better branch on validation ({c['better_branch']}): " + "; ".join(
                          f"{METRIC_NAMES[k]} {interval(c[k]['mean_diff'], c[k]['ci'], signed=True)} "
-                         f"{_p(c[k]['p_value'])}" for k in ("accuracy", "macro_f1")))
+                         f"{_p(c[k]['p_value'], res['n_boot'])}" for k in ("accuracy", "macro_f1"))
+                     + f" ({res['scheme']} bootstrap p)")
     lines.append(f"McNemar on {'these pairs' if fixed else 'the default draw'} (treats pairs as independent; "
                  "too small a p under text reuse):")
     lines += [f"  fusion at w = {m['weight']:.2f} vs {m['model_b']}: b = {count(m['b'])}, c = {count(m['c'])}, "
@@ -298,13 +300,11 @@ class DependenceCurve:
     def __init__(self, results: dict):
         self.results = results
 
-    def table(self, metric: str = "macro_f1") -> ResultsTable:
+    def table(self, metric: str = "macro_f1") -> Table:
         """Per family and rho: phi, same-wrong-guess rate, each model's score and the gains, in points."""
-        import pandas as pd
-
         from emotion_fusion.scoring.dependence import curve_records, curve_title
-        df = pd.DataFrame.from_records(curve_records(self.results, metric)).set_index(["family", "rho"])
-        return ResultsTable(df, curve_title(self.results))
+        recs = [{**r, "rho": f"{float(r['rho']):g}"} for r in curve_records(self.results, metric)]   # as set: 0.1, -1
+        return table(recs, curve_title(self.results), index=["family", "rho"])
 
     def plot(self, metric: str = "macro_f1"):
         from emotion_fusion.scoring.plots import plot_dependence

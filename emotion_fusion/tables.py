@@ -5,19 +5,24 @@
     interval(0.098, (0.08, 0.115), signed=True) -> "+9.8 [+8.0, +11.5]"
     count(3589.0)                    -> "3,589"
     pvalue(1.5e-155)                 -> "< 0.001"
+    pvalue(0.001998, resamples=1000) -> "≤ 0.002"   (a bootstrap p at its floor 2/(B + 1))
     in_words({"images": 604, "texts": 141}) -> "604 images, 141 texts"
     Table(df, title="...", note="...")   # HTML in Jupyter, aligned text in a terminal
 
 Scores arrive as fractions and leave as percent with one decimal; counts are integers with thousands
 separators; p-values never print more digits than their resampling or test can carry. The bottom layer of
-the package: it imports pandas (lazily) and nothing of emotion_fusion, so data, scoring, runs, original,
+the package: it imports numpy (pandas lazily) and nothing of emotion_fusion, so data, scoring, runs, original,
 report and the CLI can all use it.
 """
 from __future__ import annotations
 
 import html
 import math
+import numbers
+import re
 from typing import Any, Mapping
+
+import numpy as np
 
 P_FLOOR = 0.001      # below this a p-value is written "< 0.001": more digits would claim a precision no test has
 
@@ -45,11 +50,22 @@ def count(n) -> str:
     return f"{int(n):,}"
 
 
-def pvalue(p: float, floor: float = P_FLOOR) -> str:
-    """A p-value to read: "< 0.001" below `floor`, three decimals under 0.01 ("0.004"), else two ("0.52")."""
+def pvalue(p: float, floor: float = P_FLOOR, resamples: int | None = None) -> str:
+    """A p-value to read: "< 0.001" below `floor`, three decimals under 0.01 ("0.004"), else two ("0.52").
+
+    With `resamples` B (a bootstrap p, 2(k + 1)/(B + 1)) a p at its own floor 2/(B + 1) is written as a bound,
+    "≤ 0.002" at B = 1000: no resampling that size can show a smaller one."""
     if p < floor:
         return f"< {floor:g}"
-    return f"{p:.3f}" if p < 0.0095 else f"{p:.2f}"
+    if resamples is not None and p <= 2 / (resamples + 1) * (1 + 1e-9):
+        return f"≤ {_decimals(2 / (resamples + 1), up=True)}"
+    return _decimals(p)
+
+
+def _decimals(p: float, up: bool = False) -> str:
+    """Three decimals under 0.01, else two; `up` rounds up (a bound stays true when shown)."""
+    digits = 3 if p < 0.0095 else 2
+    return f"{math.ceil(p * 10 ** digits - 1e-9) / 10 ** digits if up else p:.{digits}f}"
 
 
 def number(x: float, digits: int = 1) -> str:
@@ -65,13 +81,13 @@ def in_words(d: Mapping[str, Any]) -> str:
 def cell(v: Any, digits: int = 1) -> str:
     """Any value as a table cell: ints as counts, floats with `digits` decimals, bools as yes/no,
     None as "–", dicts in words, lists joined by commas."""
-    if isinstance(v, bool):
+    if isinstance(v, (bool, np.bool_)):
         return "yes" if v else "no"
     if v is None:
         return "–"
-    if isinstance(v, int):
+    if isinstance(v, numbers.Integral):     # numpy integers too (np.int64 from a DataFrame)
         return count(v)
-    if isinstance(v, float):
+    if isinstance(v, numbers.Real):
         return "–" if math.isnan(v) else number(v, digits)
     if isinstance(v, Mapping):
         return in_words(v)
@@ -94,7 +110,10 @@ class Table:
     def _repr_html_(self) -> str:
         head = f"<h4>{html.escape(self.title)}</h4>" if self.title else ""
         foot = f"<p><small>{html.escape(self.note)}</small></p>" if self.note else ""
-        return head + self.df.to_html(index=self.index, border=0, na_rep="") + foot
+        # pandas indents every tag on its own line: in a saved notebook each line is a JSON string of its own,
+        # so the whitespace between tags (never shown) is dropped
+        body = re.sub(r">\s+<", "><", self.df.to_html(index=self.index, border=0, na_rep=""))
+        return head + body + foot
 
     def to_text(self) -> str:
         """The aligned plain-text form (the CLI's)."""

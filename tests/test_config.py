@@ -12,7 +12,7 @@ def test_profiles_build_and_differ():
     assert cfgs["offline"].image_weights is None and cfgs["offline"].text_model == "minilm"
     assert cfgs["smoke"].image_weights is None and cfgs["smoke"].text_weights is None
     assert cfgs["smoke"].text_model == "ViT-B/32"          # the full text-branch code path
-    assert cfgs["smoke"].uses_random_weights and not cfgs["full"].uses_random_weights
+    assert cfgs["smoke"].random_init_branches(1) == ["text"] and cfgs["full"].random_init_branches(3) == []
     assert all(c.fusion_weight == 0.6 for c in cfgs.values())
 
 
@@ -22,8 +22,8 @@ def test_profiles_build_and_differ():
     # offline: trained from scratch and pretrained MiniLM: real, modest ability, no flag
     ("offline", {}, 2, [], "trained from scratch, 2 epochs"),
     # a random ResNet-50 that trained no step, or whose random backbone stays frozen, is used untrained
-    ("offline", {}, 0, ["image"], "RANDOM-INIT, untrained"),
-    ("offline", {"image_mode": "frozen"}, 2, ["image"], "RANDOM-INIT, untrained"),
+    ("offline", {}, 0, ["image"], "RANDOM-INIT (never trained)"),
+    ("offline", {"image_mode": "frozen"}, 2, ["image"], "RANDOM-INIT backbone (never trained); only its head trained 2 epochs"),
     # pretrained weights are never flagged, whatever the training
     ("full", {}, 3, [], "pretrained (imagenet), fine-tuned 3 epochs"),
     # the dry run: real-format weight files declared random flag both branches, trained or not
@@ -35,6 +35,13 @@ def test_random_init_flag_only_for_untrained_or_declared_random_weights(profile,
     assert cfg.random_init_branches(epochs) == status["random_init"] == random
     assert status["image"] == image
     assert status["text"].startswith("RANDOM-INIT") == ("text" in random)
+    for words in status.values():    # never "untrained" beside "trained" in one phrase
+        assert "untrained" not in str(words)
+
+
+def test_a_random_text_encoder_is_described_without_contradiction():
+    status = Config.from_profile("smoke").weights_status(1)
+    assert status["text"] == "RANDOM-INIT encoder (never trained); only a head on its random features trained"
 
 
 def test_weights_declared_random_is_a_checked_setting():
@@ -140,3 +147,12 @@ def test_load_config_names_the_file(tmp_path, content, message):
     (tmp_path / "config.json").write_text(content)
     with pytest.raises(InputError, match=message + ".*re-run"):
         load_config(tmp_path / "config.json")
+
+
+def test_an_older_runs_weights_are_recomputed_from_its_history():
+    cfg = Config.from_profile("smoke")
+    own = {"image": "x", "text": "y", "random_init": []}
+    assert cfg.run_weights({"weights": own, "history": {"train_loss": []}}) is own
+    assert cfg.run_weights({"history": {"train_loss": [1.9]}}) == cfg.weights_status(1)
+    assert cfg.run_weights({"history": {"train_loss": []}})["random_init"] == ["image", "text"]
+    assert cfg.run_weights({"title": "… RANDOM-INIT WEIGHTS"}) is None and cfg.run_weights({"history": None}) is None

@@ -28,6 +28,9 @@ def test_the_curve_of_a_run_dir_has_both_families_a_table_and_a_plot(run_dir):
     table = dep.table()
     assert "mean ± sd over 4 seeded pairing draws" in table.title and "not a sampling interval" in table.title
     assert table.df.shape[0] == 32 and "gain at best val w (points)" in table.df.columns
+    # through the formatting layer: every cell a display string, rho as set, no row numbers
+    assert table.df.index[0] == ("copula", "-1") and ("wrong", "0.5") in table.df.index
+    assert all(isinstance(v, str) for v in table.df.to_numpy().ravel()) and table.index     # no row numbers
     fig = dep.plot()
     labels = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
     assert "independent (random label pairing)" in labels and len(labels) == 5

@@ -82,7 +82,7 @@ def test_run_result_has_typed_fields(smoke):
     assert h["best_epoch"] == h["scored_epoch"] == h["epochs_run"] == 1 and h["restore_best"] is True
     assert test["p_image_best"].shape == test["p_image_last"].shape == test["p_image"].shape
     np.testing.assert_array_equal(test["p_image_best"], test["p_image_last"])
-    assert ef.original_epoch_bug(smoke.dir).shape == (4, 3)
+    assert ef.original_epoch_bug(smoke.dir).df.shape == (4, 3)
     # the tables show the run's title (RANDOM-INIT warning included), plus how the test was scored
     assert smoke.results["title"] == smoke.title
     assert smoke.table().title.startswith(smoke.title) and smoke.table_text().splitlines()[0].startswith(smoke.title)
@@ -169,6 +169,23 @@ def test_evaluate_on_another_test_set(smoke, tmp_path, fer_path, go_path, make_f
     f = tmp_path / "face.jpg"
     f.write_bytes(make_jpeg(make_face(1, 3)))
     _check_prediction(ef.predict(tmp_path / "eval", image=f, text="so happy"), 0.6)
+
+
+@pytest.mark.data
+@pytest.mark.slow
+def test_evaluating_an_older_run_recomputes_its_random_init_flag(smoke_copy, tmp_path, fer_zip, goemotions_dir):
+    """A run dir from before run_info had `weights`, whose title (then) lacked the flag: evaluate judges from
+    its config and image history (the text encoder is random) and writes the flag and `weights`."""
+    info = runs.read_json(smoke_copy / runs.INFO)
+    old = {k: v for k, v in info.items() if k != "weights"}
+    old["title"] = old["title"].split(" — RANDOM-INIT")[0]
+    runs.write_json(smoke_copy / runs.INFO, old)
+    runs.write_manifest(smoke_copy, info["key"])
+    fer = fer_zip(tmp_path / "fer.zip", per_class=2, splits=("test",))
+    go = goemotions_dir(tmp_path / "go", per_class=3, splits=("test",))
+    res = ef.evaluate_run(smoke_copy, fer2013=fer, goemotions=go, out=tmp_path / "eval")
+    assert res.results["title"].endswith(" — RANDOM-INIT WEIGHTS")
+    assert res.results["weights"] == info["weights"] and res.results["weights"]["random_init"] == ["text"]
 
 
 @pytest.mark.data

@@ -3,6 +3,8 @@ decimal, intervals, integer counts, p-values with the test named, words instead 
 unless they are labels. Inputs are built by hand, so a formatting change shows here."""
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from emotion_fusion import report, tables
@@ -26,6 +28,26 @@ def test_p_values_never_claim_more_digits_than_a_test_has(p, shown):
     assert tables.pvalue(p) == shown
 
 
+@pytest.mark.parametrize("k, B, shown", [(0, 1000, "≤ 0.002"), (1, 1000, "0.004"), (0, 200, "≤ 0.01"),
+                                         (1, 200, "0.02"), (0, 4000, "< 0.001"), (0, 1500, "≤ 0.002")])
+def test_a_bootstrap_p_at_its_floor_is_a_bound(k, B, shown):
+    """The bootstrap p is 2(k + 1)/(B + 1): k = 0 is its floor, never an exact value (rounded up when shown)."""
+    assert tables.pvalue(2 * (k + 1) / (B + 1), resamples=B) == shown
+
+
+def test_html_drops_the_whitespace_between_tags_only():
+    t = tables.table([{"model": "Visual  only", "n": 70}, {"model": "Text", "n": 1200}], "T", index="model")
+    html = t._repr_html_()
+    assert not re.search(r">\s+<", html) and "<td>1,200</td>" in html and "<th>Visual&nbsp;&nbsp;only</th>" in html
+
+
+def test_cells_take_numpy_scalars_like_python_ones():
+    import numpy as np
+    assert [tables.cell(v) for v in (np.int64(3589), np.bool_(True), np.bool_(False), np.float32(0.5))] == \
+        ["3,589", "yes", "no", "0.5"]
+    assert tables.cell(np.float64("nan")) == "–" and tables.cell([np.int32(1200), np.int8(2)]) == "1,200, 2"
+
+
 def test_cells_put_dicts_in_words_and_counts_as_integers():
     assert tables.in_words({"images": 604, "texts": 141}) == "604 images, 141 texts"
     assert tables.cell({"texts_used": 1200}) == "1,200 texts used"
@@ -44,14 +66,14 @@ def test_a_table_shows_an_index_only_when_it_labels_the_rows():
 # ------------------------------------------------------------------ the report's tables, by hand
 def _draws() -> dict:
     comparison = {m: {"weight": w, "better_branch": "text",
-                      "accuracy": {"mean_diff": 0.098, "ci": [0.080, 0.115], "p_value": 0.000999},
+                      "accuracy": {"mean_diff": 0.098, "ci": [0.080, 0.115], "p_value": 2 / 1001},   # the floor
                       "macro_f1": {"mean_diff": 0.097, "ci": [0.080, 0.1151], "p_value": 0.0342}}
                   for m, w in (("fusion", 0.6), ("fusion_best_val", None))}
     reuse = {"test": {"fear": {"faces": 496, "texts_in_pool": 72, "texts_used": 72, "mean_reuse": 6.888,
                                "max_reuse": 7},
                       "sad": {"faces": 653, "texts_in_pool": 266, "texts_used": 266, "mean_reuse": 2.4549,
                               "max_reuse": 3}}}
-    return {"comparison": comparison, "text_reuse": reuse}
+    return {"comparison": comparison, "text_reuse": reuse, "n_boot": 1000, "scheme": "crossed two-way"}
 
 
 def test_comparison_table_in_points_with_the_test_and_the_better_branch_in_words():
@@ -60,8 +82,8 @@ def test_comparison_table_in_points_with_the_test_and_the_better_branch_in_words
                                 ("Fusion (best val weight)", "accuracy"), ("Fusion (best val weight)", "macro-F1")]
     row = t.df.loc[("Fusion, w = 0.60", "accuracy")]
     assert row["fusion minus better branch, points [95% interval]"] == "+9.8 [+8.0, +11.5]"
-    assert row["p (paired bootstrap)"] == "< 0.001"
-    assert t.df.loc[("Fusion, w = 0.60", "macro-F1"), "p (paired bootstrap)"] == "0.03"
+    assert row["p (crossed two-way bootstrap)"] == "≤ 0.002"      # 2/(B + 1) at B = 1000: a bound, not a value
+    assert t.df.loc[("Fusion, w = 0.60", "macro-F1"), "p (crossed two-way bootstrap)"] == "0.03"
     assert row["better branch on validation"] == "text"     # chosen once, on all validation pairs
     assert "{" not in t.to_text() and "e-" not in t.to_text()
 
@@ -106,10 +128,22 @@ def test_config_table_is_short_and_lists_what_differs_from_the_profile():
     assert shown["text branch"] == "minilm (its bundled weights), head probe"
     smoke = config_table(Config.from_profile("smoke")).df["value"]
     assert smoke["text branch"] == "ViT-B/32 (random init), head auto"
-    assert shown["changed: fusion_weight"] == "0.300 (profile: 0.600)" and shown["changed: epochs"] == "3 (profile: 2)"
+    assert shown["changed: fusion_weight"] == "0.3 (profile: 0.6)" and shown["changed: epochs"] == "3 (profile: 2)"
     assert not [k for k in shown if k.startswith("changed:") and k not in ("changed: fusion_weight", "changed: epochs")]
     assert len(t.df) < 15 and t.note == "Every setting is in runs/offline/config.json."
     assert len(config_table(Config.from_profile("offline")).df) == len(t.df) - 2
+
+
+def test_config_table_shows_small_values_and_caps_as_set():
+    cfg = Config.from_profile("full", lr=1e-4 * 3, weight_decay=1e-5, train_per_class=500, val_per_class=None,
+                              device="cpu")
+    shown = config_table(cfg).df["value"]
+    assert shown["changed: lr"] == "0.0003 (profile: 0.0001)"          # not "0.000 (profile: 0.000)"
+    assert shown["changed: weight_decay"] == "1e-05 (profile: 0.0001)"
+    assert shown["changed: train_per_class"] == "500 (profile: all)"     # a None cap is no cap
+    assert shown["changed: device"] == "cpu (profile: auto)"
+    smoke = config_table(Config.from_profile("smoke", text_weights="openai")).df["value"]
+    assert smoke["changed: text_weights"] == "openai (profile: none (random init))"
 
 
 def test_per_class_report_in_percent_with_integer_support():

@@ -5,8 +5,8 @@
 
 A submit detects and crops the face (`faces.py`), scores it and the text with the run's trained branches
 (temperature-calibrated, as the run's cached outputs are), and caches both probability vectors in the
-session. Moving the weight slider only re-fuses those cached vectors: no model is called.
-Every bad input ends as one message on the page; the server keeps serving.
+session. Moving the weight slider only re-fuses them: no model is called. Every bad input ends as one
+message on the page; the server keeps serving.
 """
 from __future__ import annotations
 
@@ -65,14 +65,20 @@ class _Models:
         return str(self.results.get("title") or self.info.get("title") or "")
 
     @property
-    def random_init(self) -> bool:
-        return bool(self.random_branches) or RANDOM_INIT in self.title or RANDOM_INIT in str(self.info.get("title", ""))
+    def weights(self) -> dict | None:
+        """Where each branch's weights come from (results.json's `weights`, run_info's, or recomputed from
+        an older run's history: its title may be stale); None when the run holds none of them."""
+        return self.results["weights"] if isinstance(self.results.get("weights"), dict) else self.cfg.run_weights(self.info)
+
+    @property
+    def random_init(self) -> bool:     # without `weights` or a history to recompute them, the title is all there is
+        titles = self.title + str(self.info.get("title", ""))
+        return bool(self.weights["random_init"]) if self.weights is not None else RANDOM_INIT in titles
 
     @property
     def random_branches(self) -> list[str]:
-        """The branches used untrained from random weights (results.json's `weights`; [] for older runs)."""
-        weights = self.results.get("weights") or self.info.get("weights") or {}
-        return list(weights.get("random_init", []))
+        """The branches used untrained from random weights ([] when the run cannot say)."""
+        return list((self.weights or {}).get("random_init", []))
 
     def face_probs(self, pixels: np.ndarray) -> np.ndarray:
         """(48, 48) uint8 face -> (7,) calibrated probabilities."""
@@ -112,12 +118,14 @@ class Demo:
         if self.error:
             head, body = "⛔ This run cannot be used", self.error
         elif self.models.random_init:
-            names = getattr(self.models, "random_branches", [])     # [] for a run made before `weights`
+            names = getattr(self.models, "random_branches", [])     # [] when the run cannot say which
             which = (f"This run's {' and '.join(names)} " + ("branches use" if len(names) > 1 else "branch uses")
-                     if names else "Some of this run's branches use")
-            head, body = ("⚠️ Random-init weights", f"{which} random weights: never trained, or declared random "
-                          "(its title says RANDOM-INIT). Those predictions are close to chance and say nothing "
-                          "about your face or your words. Use a run whose branches were trained or pretrained.")
+                     + " random weights. " + " ".join(f"{b.capitalize()} branch: {self.models.weights[b]}."
+                                                     for b in names)
+                     if names else "Some of this run's branches use random weights (its title says RANDOM-INIT).")
+            head, body = ("⚠️ Random-init weights", f"{which} Its predictions show the mechanism, not the models' "
+                          "ability: they say nothing about your face or your words. Use a run whose branches were "
+                          "trained or pretrained.")
         else:
             return ""
         return (f'<div style="{_BANNER}"><strong>{html.escape(head)}</strong><br>{html.escape(body)}</div>')

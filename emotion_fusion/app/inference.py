@@ -111,11 +111,13 @@ def evaluate_run(run_dir, *, fer2013=None, goemotions=None, out, skip_bad: bool 
         title = (f"{info['branches']} — evaluated on FER2013 test × GoEmotions {text_split} ({fer_path.name}, "
                  f"{Path(go_path).name}); dropped as seen in training: {dropped['images']} faces, "
                  f"{dropped['texts']} texts")
-        if "RANDOM-INIT" in info.get("title", ""):
+        weights = cfg.run_weights(info)     # recomputed for an older run: its title's flag may be stale
+        if weights["random_init"] if weights else "RANDOM-INIT" in info.get("title", ""):
             title += " — RANDOM-INIT WEIGHTS"
         key = _runs.fingerprint(info["key"], _runs.file_signature(fer_path), _runs.file_signature(go_path))
         _runs.write_json(out / _runs.INFO, {
             **{k: v for k, v in info.items() if k not in ("summary", "dropped")}, "key": key, "title": title,
+            **({"weights": weights} if weights else {}),
             "evaluated_from": str(src.resolve()), "text_test_split": text_split, "dropped_seen": dropped,
             "sizes": {"images": {"test": int(len(faces))}, "texts": {"test": int(len(texts))}},
             "skipped": skipped})

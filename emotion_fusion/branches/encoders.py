@@ -236,15 +236,32 @@ def _minilm_load(weights, device, seed: int = 0, cache_dir=None):
     return st.eval(), st.tokenizer, "all-MiniLM-L6-v2, bundled"
 
 
+def _embedding_dim(net) -> int:
+    # renamed in newer sentence-transformers; the old name warns there
+    return (getattr(net, "get_embedding_dimension", None) or net.get_sentence_embedding_dimension)()
+
+
 def _minilm_encode(net, tokenize, texts, batch_size, fast, device, progress):
+    """MiniLM sentence embeddings (normalised), one `encode` call per batch under our own progress bar.
+
+    sentence-transformers' own bar is tqdm.autonotebook: an ipywidgets bar in a kernel, whose state papermill
+    saves into the executed notebook (and nbconvert into the report), so it stays off. The batches are
+    the ones it would make itself: texts sorted longest first by characters, cut every `batch_size`.
+    """
+    import numpy as np
     import torch
 
     from .precision import autocast
 
-    # sentence-transformers already length-sorts its batches
+    texts = list(texts)
+    order = np.argsort([-len(t) for t in texts], kind="stable")
+    out = np.empty((len(texts), _embedding_dim(net)), dtype=np.float32)
     with torch.inference_mode(), autocast(device.type, fast):
-        return net.encode(texts, batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True,
-                          show_progress_bar=progress)
+        for start in bar_iter(range(0, len(texts), batch_size), "encode", enabled=progress):
+            idx = order[start:start + batch_size]
+            out[idx] = net.encode([texts[i] for i in idx], batch_size=batch_size, normalize_embeddings=True,
+                                  convert_to_numpy=True, show_progress_bar=False)
+    return out
 
 
 register_encoder(EncoderSpec(

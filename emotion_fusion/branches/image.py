@@ -93,7 +93,9 @@ class ImageBranch:
         n = len(self.history.get("train_loss", []))
         epochs = f"{n} epoch{'s' * (n != 1)}"
         if n and self.model.weights_label == "random init":     # trained from random initialisation
-            return f"ResNet-50 trained from scratch, {epochs}, at {self.preprocess.image_size}px"
+            how = (f"random init, frozen; head trained {epochs}" if self.cfg.image_mode == "frozen"
+                   else f"trained from scratch, {epochs}")    # epochs run (early stopping may cut them)
+            return f"ResNet-50 {how}, at {self.preprocess.image_size}px"
         trained = f" → trained {epochs}" if n else ""
         return f"ResNet-50 {self.model.weights_label}{trained} at {self.preprocess.image_size}px"
 

@@ -8,13 +8,14 @@ and the fused argmax is the visual argmax on (nearly) every pair: the "fusion" e
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 from scipy.special import softmax
 
 from emotion_fusion.data.labels import CLASSES
 from emotion_fusion.errors import InputError
 from emotion_fusion.scoring.fusion import check_probs, fuse
 from emotion_fusion.scoring.metrics import as_labels, macro_f1
+from emotion_fusion.tables import Table, count, pct
+from emotion_fusion.tables import table as make_table
 
 SEED_WEIGHT = 0.6        # the original's visual share, linear rule, no calibration
 HEADS = ("seed_raw", "calibrated")
@@ -59,15 +60,16 @@ def bug_table(p_visual, p_text_calibrated, y, *, raw_cosines=None, p_text_raw=No
     return out
 
 
-def bug_table_frame(table: dict) -> pd.DataFrame:
-    """`bug_table`'s dict as a table to read: one row per head (text alone, fused) plus visual alone,
-    scores in %, and blank cells where a column does not apply (not NaN)."""
+def bug_table_frame(table: dict) -> Table:
+    """`bug_table`'s dict as a table to read (a tables.Table): one row per head (text alone, fused) plus visual
+    alone, scores and the mean top probability in %, blank cells where a column does not apply; `.df.attrs`
+    keeps `n_pairs` (the count column is out of this many pairs)."""
     w = table["weight"]
 
-    def row(head: str, scored: str, score: dict, top_prob="", differs="") -> dict:
-        return {"head": head, "scored": scored, "accuracy %": round(100 * score["accuracy"], 1),
-                "macro-F1 %": round(100 * score["macro_f1"], 1),
-                "mean top prob": top_prob if top_prob == "" else round(top_prob, 3), "pairs fused ≠ visual": differs}
+    def row(head: str, scored: str, score: dict, top_prob=None, differs=None) -> dict:
+        return {"head": head, "scored": scored, "accuracy %": pct(score["accuracy"]),
+                "macro-F1 %": pct(score["macro_f1"]), "mean top prob %": "" if top_prob is None else pct(top_prob),
+                "pairs fused ≠ visual": "" if differs is None else differs}
 
     rows = [row("—", "visual alone", table["visual"])]
     labels = {"seed_raw": "raw cosines (original)", "calibrated": "calibrated"}
@@ -75,9 +77,13 @@ def bug_table_frame(table: dict) -> pd.DataFrame:
         rows.append(row(labels.get(name, name), "text alone", h["text"], top_prob=h["text_top_prob_mean"]))
         rows.append(row(labels.get(name, name), f"fused {w:g}·visual + {1 - w:g}·text", h["fused"],
                         differs=int(h["fused_differs_from_visual"])))
-    df = pd.DataFrame(rows).set_index(["head", "scored"]).astype(object)
-    df.attrs["n_pairs"] = table["n_pairs"]     # the count column is out of this many pairs
-    return df
+    return _with_pairs(make_table(rows, index=["head", "scored"], note=f"{count(table['n_pairs'])} pairs; the last "
+                                  "column counts those whose fused label is not the visual one."), table["n_pairs"])
+
+
+def _with_pairs(t: Table, n_pairs: int) -> Table:
+    t.df.attrs["n_pairs"] = n_pairs
+    return t
 
 
 def run_bug_table(run_dir, split: str = "test") -> dict:
@@ -90,7 +96,7 @@ def run_bug_table(run_dir, split: str = "test") -> dict:
                      p_text_raw=d["p_text_items_seed_raw"][pairs])
 
 
-def original_bug(run_dir, split: str = "test") -> pd.DataFrame:
+def original_bug(run_dir, split: str = "test") -> Table:
     """The notebook's "original's bug, shown" table for a finished run (see `run_bug_table`)."""
     return bug_table_frame(run_bug_table(run_dir, split))
 
@@ -119,21 +125,21 @@ def epoch_table(p_best, p_last, p_text_raw, y, *, best_epoch: int, last_epoch: i
     return out
 
 
-def epoch_table_frame(table: dict) -> pd.DataFrame:
-    """`epoch_table` to read: a row per set of weights (visual alone, fused), scores in %. The marked
-    set is the one whose face probabilities this run's own tables use (through its own calibration and
-    fusion weight, which this table, fusing raw at its fixed weight, does not repeat)."""
+def epoch_table_frame(table: dict) -> Table:
+    """`epoch_table` to read (a tables.Table): a row per set of weights (visual alone, fused), scores in %;
+    `.df.attrs` keeps `n_pairs`. The marked set is the one whose face probabilities this run's own tables
+    use (through its own calibration and fusion weight, which this table, fusing raw at its fixed weight,
+    does not repeat)."""
     w = table["weight"]
     rows = []
     for name, label in (("best", "best val loss (restored as intended)"), ("last", "last epoch (the original)")):
         t = table["weights"][name]
         for scored, score in (("visual alone", t["visual"]), (f"fused {w:g}·visual + {1 - w:g}·raw text", t["fused"])):
             rows.append({"weights": f"{label}, epoch {t['epoch']}", "scored": scored,
-                         "accuracy %": round(100 * score["accuracy"], 1), "macro-F1 %": round(100 * score["macro_f1"], 1),
+                         "accuracy %": pct(score["accuracy"]), "macro-F1 %": pct(score["macro_f1"]),
                          "the weights this run scored": "yes" if name == table["scored"] else ""})
-    df = pd.DataFrame(rows).set_index(["weights", "scored"]).astype(object)
-    df.attrs["n_pairs"] = table["n_pairs"]
-    return df
+    return _with_pairs(make_table(rows, index=["weights", "scored"], note=f"{count(table['n_pairs'])} pairs."),
+                       table["n_pairs"])
 
 
 def run_epoch_table(run_dir, split: str = "test") -> dict:
@@ -164,6 +170,6 @@ def _outputs(run_dir, split: str, names: tuple[str, ...]) -> dict:
     return d
 
 
-def original_epoch_bug(run_dir, split: str = "test") -> pd.DataFrame:
+def original_epoch_bug(run_dir, split: str = "test") -> Table:
     """The notebook's second "original's bugs, shown" table (see `run_epoch_table`)."""
     return epoch_table_frame(run_epoch_table(run_dir, split))

@@ -190,8 +190,18 @@ def plot_history(history, best_epoch: int | None = None) -> Figure:
     tl, vl, va = cols["train_loss"], cols["val_loss"], cols["val_acc"]
     alt = (f"Training curves over {epochs.size} epoch{'s' * (epochs.size != 1)}: train loss {tl[0]:.3f} to "
            f"{tl[-1]:.3f}, validation loss {vl[0]:.3f} to {vl[-1]:.3f}, validation accuracy {100 * va[0]:.1f}% "
-           f"to {100 * va[-1]:.1f}%; best epoch {best} (its weights are kept).")
+           f"to {100 * va[-1]:.1f}%; best epoch {best}{_kept_words(history, epochs.size)}.")
     return _finish(fig, alt)
+
+
+def _kept_words(history, n_epochs: int) -> str:
+    """Whose weights training kept, as the history records it (`restore_best`); nothing when it does not."""
+    if not isinstance(history, Mapping) or "restore_best" not in history:
+        return ""
+    if history["restore_best"]:
+        return " (its weights are kept)"
+    last = history.get("scored_epoch", n_epochs)
+    return f"; the last epoch's weights (epoch {last}) are kept, not the best's (restore_best off)"
 
 
 def _display(face: np.ndarray) -> np.ndarray:

@@ -239,3 +239,18 @@ def test_image_branch_protocol_round_trip(tmp_path, fer_tree):
     np.testing.assert_allclose(loaded.predict_proba(test_df), p, atol=1e-6)
     with pytest.raises(InputError, match=r"image\.pth is missing; re-run"):
         ImageBranch.load(tmp_path / "nothing", cfg)
+
+
+@pytest.mark.parametrize("mode, words", [("finetune", "ResNet-50 trained from scratch, 2 epochs, at 48px"),
+                                         ("frozen", "ResNet-50 random init, frozen; head trained 2 epochs, at 48px")])
+def test_the_label_of_a_random_init_resnet_says_what_was_trained(mode, words):
+    """A frozen random backbone under a trained head is not "trained from scratch" (its title says RANDOM-INIT)."""
+    from types import SimpleNamespace
+
+    from emotion_fusion.config import Config
+    net = torch.nn.Linear(1, 1)
+    net.weights_label = "random init"
+    cfg = Config.from_profile("offline", image_mode=mode)
+    branch = ImageBranch(cfg, net, SimpleNamespace(image_size=48), {"train_loss": [1.9, 1.7]})
+    assert branch.label == words
+    assert ("image" in cfg.random_init_branches(2)) == (mode == "frozen")

@@ -136,6 +136,31 @@ def test_minilm_loads_offline_and_is_deterministic(minilm, tmp_path, monkeypatch
     assert tokenize("hello world")["input_ids"][:1] == [101]
 
 
+def test_minilm_progress_is_ours_not_sentence_transformers_widget(minilm, monkeypatch):
+    """sentence-transformers' bar is an ipywidgets bar in a kernel (saved into the executed notebook): it stays
+    off, our bar counts the batches, and the embeddings equal one plain `encode` call in the input order."""
+    import emotion_fusion.branches.encoders as encoders
+    model, tokenize = minilm
+    texts = TEXTS + ["a much longer sentence than the others, so that the length order differs", "ok"]
+    expected = model.net.encode(texts, batch_size=3, normalize_embeddings=True, convert_to_numpy=True,
+                                show_progress_bar=False)
+    flags, bars, encode = [], [], model.net.encode
+
+    def spy_encode(*args, **kwargs):
+        flags.append(kwargs.get("show_progress_bar"))
+        return encode(*args, **kwargs)
+
+    def spy_bar(iterable, desc, enabled=True, **kw):
+        bars.append((len(iterable), enabled))
+        return iter(iterable)
+    monkeypatch.setattr(model.net, "encode", spy_encode)
+    monkeypatch.setattr(encoders, "bar_iter", spy_bar)
+    got = encoders._minilm_encode(model.net, tokenize, texts, 3, False, torch.device("cpu"), True)
+    assert flags and set(flags) == {False}
+    assert bars == [(-(-len(texts) // 3), True)]          # one bar step per batch, shown when asked
+    np.testing.assert_allclose(got, expected, atol=1e-5)
+
+
 def _clusters(seed: int, n: int = 210, dim: int = 32, noise: float = 0.3):
     rng = np.random.default_rng(seed)
     centres = np.random.default_rng(0).normal(size=(7, dim))
@@ -229,8 +254,7 @@ def test_a_registered_encoder_is_one_entry(toy_encoder, tmp_path, goemotions_dir
     assert available_models() == ["ViT-B/32", "minilm", "toy"]
     cfg = Config.from_profile("smoke", text_model="toy", text_weights=None, progress=False)
     assert Config.from_profile("smoke").with_overrides(["text_model=toy"]).text_model == "toy"
-    assert cfg.uses_random_weights        # the smoke ResNet-50 is random; "toy" itself is not random_init
-    assert not Config.from_profile("smoke", text_model="toy", image_weights="imagenet").uses_random_weights
+    assert not cfg.text_encoder_random and cfg.random_init_branches(1) == []   # "toy" is not random_init
     model, tokenize = load_text_model("toy", device="cpu")
     assert model.label == "Toy BoW (hashed bag of words)" and str(model.device) == "cpu"   # no parameters
     go = load_goemotions(goemotions_dir(tmp_path / "go", per_class=6))

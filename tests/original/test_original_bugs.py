@@ -3,6 +3,8 @@ CLIP). Counts and scores are recomputed here by hand (exp/normalise, argmax, skl
 the package's fuse/metrics, and compared exactly."""
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 from scipy.special import softmax
@@ -68,10 +70,14 @@ def test_bug_table_raw_head_fusion_equals_visual():
     assert np.all(0.6 * (top2[flipped, 1] - top2[flipped, 0]) < 0.4 * np.ptp(p_raw[flipped], axis=1))
     same = bug_table(p_visual, p_cal, y, p_text_raw=softmax(raw_cos, axis=1))
     assert same == table
-    frame = bug_table_frame(table)
-    assert frame.shape == (5, 4) and frame.attrs["n_pairs"] == n
+    shown = bug_table_frame(table)
+    frame = shown.df
+    assert frame.shape == (5, 4) and frame.attrs["n_pairs"] == n and shown.note.startswith("2,000 pairs;")
     assert frame.loc[("raw cosines (original)", "fused 0.6·visual + 0.4·text"), "pairs fused ≠ visual"] == \
-        raw["fused_differs_from_visual"]
+        str(raw["fused_differs_from_visual"])
+    assert frame.loc[("raw cosines (original)", "text alone"), "mean top prob %"] == f"{100 * raw['text_top_prob_mean']:.1f}"
+    assert frame.loc[("—", "visual alone"), "mean top prob %"] == "" == frame.loc[("—", "visual alone"), "pairs fused ≠ visual"]
+    assert not re.search(r"\d\.\d{2,}", shown.to_text())       # percent with one decimal, counts as integers
     with pytest.raises(InputError, match="exactly one of raw_cosines= or p_text_raw="):
         bug_table(p_visual, p_cal, y)
     with pytest.raises(InputError, match="p_text_calibrated has 3 rows but p_visual has 2000"):
@@ -92,10 +98,10 @@ def test_epoch_table_scores_both_sets_of_weights_of_one_run():
         assert t["visual"] == pytest.approx(_by_hand(y, p.argmax(1)), abs=1e-12)
         assert t["fused"] == pytest.approx(_by_hand(y, (0.6 * p + 0.4 * p_text).argmax(1)), abs=1e-12)
     assert table["weights"]["best"]["epoch"] == 3 and table["weights"]["last"]["epoch"] == 8
-    frame = epoch_table_frame(table)
+    frame = epoch_table_frame(table).df
     assert frame.shape == (4, 3) and frame.attrs["n_pairs"] == n
     row = ("last epoch (the original), epoch 8", "visual alone")
-    assert frame.loc[row, "accuracy %"] == round(100 * float(np.mean(p_last.argmax(1) == y)), 1)
+    assert frame.loc[row, "accuracy %"] == f"{100 * float(np.mean(p_last.argmax(1) == y)):.1f}"
     assert frame.loc[row, "the weights this run scored"] == "yes"
     with pytest.raises(InputError, match="scored must be 'best' or 'last', got 'first'"):
         epoch_table(p_best, p_last, p_text, y, best_epoch=3, last_epoch=8, scored="first")

@@ -253,7 +253,7 @@ def test_declared_random_weights_put_random_init_in_the_title():
     declared = cfg.with_overrides(["weights_declared_random=true"])
     title = run_title(declared, "image: ResNet-50 ImageNet", "t", declared.random_init_branches(3))
     assert "RANDOM-INIT WEIGHTS (weight files declared random" in title
-    assert declared.uses_random_weights
+    assert declared.random_init_branches(3) == ["image", "text"]
 
 
 def test_random_weights_tool_prints_a_dry_run_that_declares_them(repo, tmp_path):

@@ -11,7 +11,14 @@ from matplotlib.figure import Figure  # noqa: E402
 from emotion_fusion.data.labels import CLASSES  # noqa: E402
 from emotion_fusion.errors import InputError  # noqa: E402
 from emotion_fusion.scoring.fusion import fuse, sweep  # noqa: E402
-from emotion_fusion.scoring.plots import plot_confusions, plot_example_pairs, plot_face_grid, plot_history, plot_sweep  # noqa: E402
+from emotion_fusion.scoring.plots import (  # noqa: E402
+    plot_confusions,
+    plot_dependence,
+    plot_example_pairs,
+    plot_face_grid,
+    plot_history,
+    plot_sweep,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -146,6 +153,20 @@ def test_plot_example_pairs(tmp_path):
         plot_example_pairs(pixels, texts[:3], y, pv, pt, pv)
 
 
+def _curve() -> dict:
+    """A small dependence curve (scoring.dependence.curve) of synthetic branches: visual weaker than text."""
+    from conftest import synthetic_probs
+
+    from emotion_fusion.scoring.dependence import curve
+
+    def split(seed):
+        rng = np.random.default_rng(seed)
+        y = {"y_image": rng.integers(0, 7, 140), "y_text": rng.integers(0, 7, 160)}
+        return {**y, "p_image": synthetic_probs(rng, y["y_image"], 1.0),
+                "p_text_items": synthetic_probs(rng, y["y_text"], 1.5)}
+    return curve(split(1), split(2), weight=0.5, R=3, rhos=(0.5, 1))
+
+
 def _every_figure():
     rng = np.random.default_rng(9)
     y = rng.integers(0, 7, 120)
@@ -157,7 +178,8 @@ def _every_figure():
             "sweep": plot_sweep(sweep(val, val, n_boot=0), chosen=0.6),
             "history": plot_history({"train_loss": [2.0, 1.5], "val_loss": [1.9, 1.6], "val_acc": [0.3, 0.4]}),
             "faces": plot_face_grid(pixels, y, per_class=3),
-            "pairs": plot_example_pairs(pixels, texts, y, pv, pt, fuse(pv, pt), n=4)}
+            "pairs": plot_example_pairs(pixels, texts, y, pv, pt, fuse(pv, pt), n=4),
+            "dependence": plot_dependence(_curve())}
 
 
 def test_every_text_reads_at_8_pt_or_more_at_100_percent_zoom():
@@ -181,6 +203,22 @@ def test_every_figure_has_alt_text_that_describes_it():
     assert repr(figs["history"]).startswith("Training curves over 2 epochs: train loss 2.000 to 1.500")
     assert all(c in repr(figs["faces"]) for c in CLASSES)
     assert repr(figs["pairs"]).startswith("4 test pairs") and "number 3" in repr(figs["pairs"])
+    assert repr(figs["dependence"]).lower().startswith("fusion minus the better branch (macro-f1, points) against phi")
+    assert "independent pairing at phi = " in repr(figs["dependence"])
+
+
+@pytest.mark.parametrize("restore, kept", [
+    (True, "best epoch 2 (its weights are kept)."),
+    (False, "best epoch 2; the last epoch's weights (epoch 3) are kept, not the best's (restore_best off)."),
+    (None, "best epoch 2."),      # a history that does not say: no claim
+])
+def test_history_alt_text_says_whose_weights_were_kept(restore, kept):
+    hist = {"train_loss": [2.0, 1.5, 1.2], "val_loss": [1.9, 1.6, 1.7], "val_acc": [0.3, 0.45, 0.42], "best_epoch": 2}
+    if restore is not None:
+        hist.update(restore_best=restore, scored_epoch=2 if restore else 3)
+    fig = plot_history(hist)
+    assert repr(fig).endswith(kept)
+    plt.close(fig)
 
 
 def _dependence_curve(visual_signal=1.0, seed=0):

@@ -304,6 +304,9 @@ def test_deterministic_with_a_seed_and_json_able():
     assert c["per_draw"] != json.loads(a)["per_draw"]
     text = report.format_draws(c)
     assert "Text only" in text and "minus the better branch" in text and "fear" in text
+    assert "(crossed two-way bootstrap p)" in text
+    c["comparison"]["fusion"]["accuracy"]["p_value"] = 2 / 101     # k = 0 of B = 100: the floor, a bound
+    assert "p ≤ 0.02" in report.format_draws(c)
 
 
 def test_text_reuse_on_a_hand_built_pairing():
