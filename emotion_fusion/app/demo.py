@@ -3,10 +3,9 @@
     python -m emotion_fusion demo --run-dir runs/offline [--host 127.0.0.1] [--port 7860]
     ef.demo("runs/offline")            # in Jupyter: renders inline, returns the app
 
-A submit detects and crops the face (`faces.py`), scores it and the text with the run's trained branches
-(temperature-calibrated, as the run's cached outputs are), and caches both probability vectors in the
-session. Moving the weight slider only re-fuses them: no model is called. Every bad input ends as one
-message on the page; the server keeps serving.
+A submit crops the face (`faces.py`), scores it and the text with the run's calibrated branches and
+caches both probability vectors in the session; the weight slider only re-fuses them (no model call).
+Every bad input ends as one message on the page; the server keeps serving.
 """
 from __future__ import annotations
 
