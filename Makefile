@@ -59,6 +59,7 @@ benchmarks: venv
 	$(PY) benchmarks/stats_calibration.py
 	$(PY) benchmarks/batch.py
 	$(PY) benchmarks/dependence.py
+	$(PY) benchmarks/train_throughput.py
 
 clean-venv:
 	rm -rf $(VENV)

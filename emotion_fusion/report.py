@@ -300,10 +300,16 @@ class DependenceCurve:
     def __init__(self, results: dict):
         self.results = results
 
-    def table(self, metric: str = "macro_f1") -> Table:
-        """Per family and rho: phi, same-wrong-guess rate, each model's score and the gains, in points."""
+    def table(self, metric: str = "macro_f1", rhos=None, brief: bool = False) -> Table:
+        """Per family and rho: phi, same-wrong-guess rate, each model's score and the gains, in points.
+        `rhos` keeps those settings only; `brief` keeps the dependence and the gains (a page wide)."""
         from emotion_fusion.scoring.dependence import curve_records, curve_title
-        recs = [{**r, "rho": f"{float(r['rho']):g}"} for r in curve_records(self.results, metric)]   # as set: 0.1, -1
+        keep = None if rhos is None else {round(float(r), 2) for r in rhos}
+        recs = [{**r, "rho": f"{float(r['rho']):g}"} for r in curve_records(self.results, metric)   # as set: 0.1, -1
+                if keep is None or round(float(r["rho"]), 2) in keep]
+        if brief:
+            recs = [{k: v for k, v in r.items() if k in ("family", "rho", "phi within class", "same wrong guess %",
+                                                        "best val w") or k.startswith("gain")} for r in recs]
         return table(recs, curve_title(self.results), index=["family", "rho"])
 
     def plot(self, metric: str = "macro_f1"):

@@ -31,6 +31,11 @@ def test_the_curve_of_a_run_dir_has_both_families_a_table_and_a_plot(run_dir):
     # through the formatting layer: every cell a display string, rho as set, no row numbers
     assert table.df.index[0] == ("copula", "-1") and ("wrong", "0.5") in table.df.index
     assert all(isinstance(v, str) for v in table.df.to_numpy().ravel()) and table.index     # no row numbers
+    brief = dep.table(rhos=(-1, 0, 1), brief=True)           # the notebook's page-wide table
+    assert list(brief.df.index) == [("copula", "-1"), ("copula", "0"), ("copula", "1"), ("wrong", "0"), ("wrong", "1")]
+    assert list(brief.df.columns) == ["phi within class", "same wrong guess %", "gain (points)",
+                                      "gain at best val w (points)", "best val w"]
+    assert brief.df.loc[("wrong", "1")].tolist() == table.df.loc[("wrong", "1"), list(brief.df.columns)].tolist()
     fig = dep.plot()
     labels = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
     assert "independent (random label pairing)" in labels and len(labels) == 5

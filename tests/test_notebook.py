@@ -27,6 +27,8 @@ pytestmark = [pytest.mark.data, pytest.mark.slow]
 NOTEBOOK_GOAL, HTML_GOAL, PNG_HEADROOM = 300_000, 600_000, 60_000
 
 
+DEP_TABLE = "dep = ef.dependence_curve(RUN_DIR)"     # the dependence table cell starts so
+
 def _cell_text(nb: dict, tag: str) -> str:
     for cell in nb["cells"]:
         if tag in cell.get("metadata", {}).get("tags", []):
@@ -91,10 +93,10 @@ def test_notebook_smoke_end_to_end(tmp_path, data_root, fer_path, go_path, monke
     # formatted tables: no raw floats (3+ decimals), no dicts, no scientific p-values, no row numbers
     for source in ("ef.comparison_table(", "ef.text_reuse_table(", "ef.mcnemar_table(", "ef.sizes_table(",
                    "ef.text_heads_table(", "ef.config_table(", "ef.per_class_report(", "ef.as_table(result.timings",
-                   "ef.original_bug(", "ef.original_epoch_bug(", "dep.table()"):
+                   "ef.original_bug(", "ef.original_epoch_bug(", DEP_TABLE):
         out = "".join("".join(o.get("data", {}).get("text/html", "")) for o in _cell(nb, source)["outputs"])
         assert out and not re.search(r"e-\d|\{'", out), (source, out[:300])
-        if source != "dep.table()":   # its phi is a correlation to 3 decimals, and rho = 0 is a row label
+        if source != DEP_TABLE:   # its phi is a correlation to 3 decimals, and rho = 0 is a row label
             assert not re.search(r"\d\.\d{3,}", out) and "<th>0</th>" not in out, (source, out[:300])
 
     # the original's bug, shown: the count of test pairs whose fused label is not the visual one, per head,

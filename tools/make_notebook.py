@@ -131,7 +131,8 @@ cells = [
        "branch, so its gain need not equal the headline's. "
        "Under `protocol=seed` the original's CLIP-matched pairs are placed on the curve (a star) by their "
        "own φ within class."),
-    code("dep = ef.dependence_curve(RUN_DIR)\ndep.table()", metadata={"tags": ["dependence-table"]}),
+    code("dep = ef.dependence_curve(RUN_DIR)\ndep.table(rhos=(-1, -0.5, 0, 0.5, 1), brief=True)   # dep.table(): every "
+         "setting and column", metadata={"tags": ["dependence-table"]}),
     code("dep.plot();"),
     code("print(dep.summary())"),
     md("## 9. Example pairs\nA face, its paired text, and each branch's and the fused prediction."),

@@ -235,7 +235,9 @@ def train_image_model(model: nn.Module, preprocess: ImagePreprocess, x_train, y_
     return {**hist, "best_epoch": best[1], "scored_epoch": best[1] if restore_best else last_epoch,
             "restore_best": bool(restore_best), "epochs_run": last_epoch,
             "stopped_early": len(hist["val_loss"]) < epochs, "img_per_s": seen / train_time,
-            "mode": mode, "fast": fast, "precision": precision_label(dev.type, fast), "processes": world}
+            "mode": mode, "fast": fast, "precision": precision_label(dev.type, fast), "processes": world,
+            # numerics depend on it (oneDNN splits reductions by thread), and so does speed on a shared CPU
+            "intra_op_threads": torch.get_num_threads()}
 
 
 def _evaluate(model, preprocess, x, y, w, dev, fast, acc, batch_mean_of: int | None = None) -> tuple[float, float]:

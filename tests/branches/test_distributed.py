@@ -190,3 +190,18 @@ def test_two_process_smoke_run_writes_the_same_run_dir(tmp_path, fer_path, go_pa
     assert _shape(tmp_path / "ddp") == _shape(tmp_path / "one")
     info = [json.loads((tmp_path / d / runs.INFO).read_text())["history"] for d in ("ddp", "one")]
     assert (info[0]["processes"], info[1]["processes"]) == (2, 1)
+
+
+def test_history_records_the_intra_op_threads_that_trained():
+    """The thread count changes the numbers (oneDNN splits reductions by thread) and the speed on a shared
+    CPU, so the history (run_info.json) says which ran."""
+    rng = np.random.default_rng(0)
+    x, y = rng.integers(0, 255, (20, 48, 48), dtype=np.uint8), rng.integers(0, 7, 20)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        h = train_image_model(Tiny(), ImagePreprocess(16), x[:14], y[:14], x[14:], y[14:], epochs=1, batch_size=8,
+                              progress=False, device="cpu")
+    finally:
+        torch.set_num_threads(before)
+    assert h["intra_op_threads"] == 1
