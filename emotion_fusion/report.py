@@ -312,9 +312,17 @@ class DependenceCurve:
                                                         "best val w") or k.startswith("gain")} for r in recs]
         return table(recs, curve_title(self.results), index=["family", "rho"])
 
-    def plot(self, metric: str = "macro_f1"):
-        from emotion_fusion.scoring.plots import plot_dependence
-        return plot_dependence(self.results, metric)
+    def plot(self, metric: str = "macro_f1", strict: bool = True):
+        """The gain against phi within class. Where phi is undefined in every setting (a branch right on
+        all or none of each class's pairs, as on a tiny smoke run) that is an InputError, or with
+        `strict=False` (the notebook) a small figure that says so, so that Run All goes on."""
+        from emotion_fusion.scoring.plots import message_figure, plot_dependence
+        try:
+            return plot_dependence(self.results, metric)
+        except InputError as e:
+            if strict:
+                raise
+            return message_figure(str(e))
 
     def text(self) -> str:
         from emotion_fusion.scoring.dependence import format_curve

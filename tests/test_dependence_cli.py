@@ -9,6 +9,7 @@ import pytest
 
 import emotion_fusion as ef
 from emotion_fusion.config import Config
+from emotion_fusion.errors import InputError
 
 
 def _dependence(repo, *args) -> subprocess.CompletedProcess:
@@ -119,3 +120,16 @@ def test_cli_with_phi_undefined_everywhere_prints_the_curve_and_says_why_no_plot
     res = json.loads(out)
     assert rc == 0 and err == "" and res["plot"] is None and not (run / "dependence.png").exists()
     assert "phi within class is undefined in every setting" in res["plot_error"]
+
+
+def test_the_notebook_plot_says_why_there_is_no_curve_instead_of_stopping(fake_run):
+    """A tiny run where a branch is right on all or none of each class's pairs leaves phi undefined
+    everywhere: the CLI reports it (plot: null), the notebook's `dep.plot(strict=False)` shows a note."""
+    d = fake_run("flat")
+    dep = ef.dependence_curve(d, draws=2)
+    for r in dep.results["rows"]:
+        r["phi_within"] = None
+    with pytest.raises(InputError, match="phi within class is undefined in every setting"):
+        dep.plot()
+    fig = dep.plot(strict=False)
+    assert "phi within class is undefined in every setting" in repr(fig) and not fig.axes

@@ -163,7 +163,7 @@ def test_evaluate_on_another_test_set(smoke, tmp_path, fer_path, go_path, make_f
     assert "p_image_best" in extra and "p_text_items_seed_raw" in extra
     for k in extra:                                   # both epochs' faces and the other heads come along
         np.testing.assert_array_equal(val_src[k], val_new[k])
-    assert (ef.original_epoch_bug(tmp_path / "eval", "val").values == ef.original_epoch_bug(smoke.dir, "val").values).all()
+    assert ef.original_epoch_bug(tmp_path / "eval", "val").df.equals(ef.original_epoch_bug(smoke.dir, "val").df)
     with pytest.raises(InputError, match=r"was made by `evaluate`.*use split='val' here"):
         ef.original_epoch_bug(tmp_path / "eval")
     f = tmp_path / "face.jpg"

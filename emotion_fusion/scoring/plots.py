@@ -190,8 +190,13 @@ def plot_history(history, best_epoch: int | None = None) -> Figure:
     tl, vl, va = cols["train_loss"], cols["val_loss"], cols["val_acc"]
     alt = (f"Training curves over {epochs.size} epoch{'s' * (epochs.size != 1)}: train loss {tl[0]:.3f} to "
            f"{tl[-1]:.3f}, validation loss {vl[0]:.3f} to {vl[-1]:.3f}, validation accuracy {100 * va[0]:.1f}% "
-           f"to {100 * va[-1]:.1f}%; best epoch {best}{_kept_words(history, epochs.size)}.")
+           f"to {100 * va[-1]:.1f}%; best epoch {_best_epoch(history, best)}{_kept_words(history, epochs.size)}.")
     return _finish(fig, alt)
+
+
+def _best_epoch(history, marked: int) -> int:
+    """The best-validation-loss epoch the history records (the marker may show the scored one)."""
+    return int(history["best_epoch"]) if isinstance(history, Mapping) and "best_epoch" in history else marked
 
 
 def _kept_words(history, n_epochs: int) -> str:
@@ -335,3 +340,10 @@ def plot_dependence(curve: dict, metric: str = "macro_f1") -> Figure:
                         f"class, the correlation of the two branches' correctness, one line per dependence family; "
                         f"independent pairing at {at} with a gain of {zero_gain:+.1f}; {crossings}"
                         + (f"; {skipped} settings with undefined phi left out." if skipped else "."))
+
+
+def message_figure(text: str) -> Figure:
+    """A small figure that only says `text` (its alt text too): where a plot has nothing to draw."""
+    fig = _figure(2 * PANEL + 1, 1.0)
+    fig.text(0.5, 0.5, textwrap.fill(text, 90), ha="center", va="center", fontsize=MIN_FONT_PT)
+    return _finish(fig, text)

@@ -228,7 +228,7 @@ def test_image_branch_protocol_round_trip(tmp_path, fer_tree):
     branch = ImageBranch.from_config(cfg)
     hist = branch.fit(train_df, test_df)
     assert hist["epochs_run"] == 1 and branch.history is hist
-    assert branch.label == "ResNet-50 random init → trained 1 epoch at 32px"
+    assert branch.label == "ResNet-50 trained from scratch, 1 epoch, at 32px"   # trained, so not RANDOM-INIT
     p = branch.predict_proba(test_df)
     assert p.shape == (21, 7) and p.dtype == np.float32
     np.testing.assert_allclose(p.sum(1), 1, atol=1e-5)
