@@ -132,4 +132,4 @@ def test_the_notebook_plot_says_why_there_is_no_curve_instead_of_stopping(fake_r
     with pytest.raises(InputError, match="phi within class is undefined in every setting"):
         dep.plot()
     fig = dep.plot(strict=False)
-    assert "phi within class is undefined in every setting" in repr(fig) and not fig.axes
+    assert "phi within class is undefined in every setting" in repr(fig) and not fig.axes[0].axison

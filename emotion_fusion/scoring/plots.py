@@ -345,5 +345,7 @@ def plot_dependence(curve: dict, metric: str = "macro_f1") -> Figure:
 def message_figure(text: str) -> Figure:
     """A small figure that only says `text` (its alt text too): where a plot has nothing to draw."""
     fig = _figure(2 * PANEL + 1, 1.0)
-    fig.text(0.5, 0.5, textwrap.fill(text, 90), ha="center", va="center", fontsize=MIN_FONT_PT)
+    ax = fig.subplots()          # an axes, hidden: IPython shows no figure that has none
+    ax.axis("off")
+    ax.text(0.5, 0.5, textwrap.fill(text, 90), ha="center", va="center", fontsize=MIN_FONT_PT)
     return _finish(fig, text)
