@@ -188,15 +188,12 @@ def plot_history(history, best_epoch: int | None = None) -> Figure:
         ax.grid(alpha=0.3)
     ax_loss.legend()
     tl, vl, va = cols["train_loss"], cols["val_loss"], cols["val_acc"]
+    # the best-validation-loss epoch the history records (the marker may show the scored one)
+    best_val = int(history["best_epoch"]) if isinstance(history, Mapping) and "best_epoch" in history else best
     alt = (f"Training curves over {epochs.size} epoch{'s' * (epochs.size != 1)}: train loss {tl[0]:.3f} to "
            f"{tl[-1]:.3f}, validation loss {vl[0]:.3f} to {vl[-1]:.3f}, validation accuracy {100 * va[0]:.1f}% "
-           f"to {100 * va[-1]:.1f}%; best epoch {_best_epoch(history, best)}{_kept_words(history, epochs.size)}.")
+           f"to {100 * va[-1]:.1f}%; best epoch {best_val}{_kept_words(history, epochs.size)}.")
     return _finish(fig, alt)
-
-
-def _best_epoch(history, marked: int) -> int:
-    """The best-validation-loss epoch the history records (the marker may show the scored one)."""
-    return int(history["best_epoch"]) if isinstance(history, Mapping) and "best_epoch" in history else marked
 
 
 def _kept_words(history, n_epochs: int) -> str:
