@@ -5,7 +5,8 @@
 The best validation-loss epoch's weights are restored at the end (`restore_best=False`: the last
 epoch's are kept, which is what the original notebook scored: its `state_dict().copy()` is a shallow
 copy whose tensors are the live parameters, so its final `load_state_dict` restored nothing). The same code runs as one process or
-as N (torchrun / accelerate launch): sharding, per-rank seeds and metric reduction in distributed.py.
+as N (torchrun / accelerate launch): sharding, per-rank seeds and metric reduction in distributed.py. On a
+CPU one process splits each batch over `cpu_replicas` model replicas on threads (replicas.py).
 Progress: a live bar per epoch (in Jupyter too) that leaves one line behind, the epoch's losses and
 accuracies; and, every HEARTBEAT_S seconds, one plain line (images done, loss, throughput, time left) for
 a live reader only (progress.note): a terminal running the notebook through papermill (`make demo`) sees
