@@ -35,7 +35,10 @@ ARMS = {"profile: 2 epochs, no augmentation": {},
         "batch 32, one model": {"batch_size": 32, "lr": 1e-3, "cpu_replicas": 1},
         "batch 32, replicas": {"batch_size": 32, "lr": 1e-3, "cpu_replicas": None},
         "batch 64, replicas, lr 1.4e-3": {"batch_size": 64, "lr": 1.4e-3, "cpu_replicas": None},
-        "batch 128, replicas, lr 2e-3": {"batch_size": 128, "lr": 2e-3, "cpu_replicas": None}}
+        "batch 128, replicas, lr 1.4e-3": {"batch_size": 128, "lr": 1.4e-3, "cpu_replicas": None},
+        "batch 128, replicas, lr 2e-3": {"batch_size": 128, "lr": 2e-3, "cpu_replicas": None},
+        "batch 128, replicas, lr 3e-3": {"batch_size": 128, "lr": 3e-3, "cpu_replicas": None},
+        "batch 128, replicas, lr 4e-3": {"batch_size": 128, "lr": 4e-3, "cpu_replicas": None}}
 
 
 def main() -> None:

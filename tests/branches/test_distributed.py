@@ -21,6 +21,7 @@ from torch import nn
 from emotion_fusion import runs
 from emotion_fusion.branches import distributed
 from emotion_fusion.branches.image import ImagePreprocess
+from emotion_fusion.branches.replicas import usable_cores
 from emotion_fusion.branches.train import train_image_model
 
 REPO = Path(__file__).resolve().parents[2]
@@ -190,6 +191,11 @@ def test_two_process_smoke_run_writes_the_same_run_dir(tmp_path, fer_path, go_pa
     assert _shape(tmp_path / "ddp") == _shape(tmp_path / "one")
     info = [json.loads((tmp_path / d / runs.INFO).read_text())["history"] for d in ("ddp", "one")]
     assert (info[0]["processes"], info[1]["processes"]) == (2, 1)
+    # run_info records how it trained: each rank one model; one process one replica per usable core
+    # (the smoke profile's batch of 32 gives each at least 16 faces up to 2 replicas)
+    assert info[0]["replicas"] == 1 and info[0]["optimizer"] == "Adam"
+    assert info[1]["replicas"] == min(2, usable_cores())
+    assert info[1]["optimizer"] == ("Adam (fused)" if info[1]["replicas"] > 1 else "Adam")
 
 
 def test_history_records_the_intra_op_threads_that_trained():
