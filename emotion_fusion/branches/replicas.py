@@ -5,8 +5,8 @@ both threads meet. When any other process takes a core, each barrier waits for t
 and training fell 4-10x (benchmarks/train_throughput.py). Replicas meet twice per step instead, and each
 runs its operators with its own thread(s), so a competitor costs them only its share of the CPU.
 
-- batch: split into N contiguous slices (`torch.tensor_split`); replica k runs forward and backward on
-  slice k. Its loss is sum(w_i * nll_i) over its slice / sum(w_i) over the whole batch, so the replicas'
+- batch: split into N contiguous slices (`torch.tensor_split`; fewer for a last batch under 2N faces);
+  replica k runs forward and backward on slice k. Its loss is sum(w_i * nll_i) over its slice / sum(w_i) over the whole batch, so the replicas'
   gradients add up to the gradient of the batch's class-weighted mean loss, today's criterion. Batch norm
   normalises each slice with its own statistics (as DDP does per rank): that is the one change in what
   is computed, and why N is fixed by the machine (cores), never by its load.
@@ -33,12 +33,23 @@ from .precision import autocast
 MIN_PER_REPLICA = 16    # faces per replica and step; below that batch-norm statistics get noisy
 
 
+CGROUP_CPU_MAX = "/sys/fs/cgroup/cpu.max"   # cgroup v2 quota: "max 100000" or "<quota> <period>"
+
+
 def usable_cores() -> int:
-    """CPU cores this process may run on (its affinity mask, not the machine's total)."""
+    """CPU cores this process may use: its affinity mask, capped by a cgroup CPU quota (a container
+    limited to 2 CPUs on a 64-core host gets 2), not the machine's total."""
     try:
-        return len(os.sched_getaffinity(0))
+        cores = len(os.sched_getaffinity(0))
     except AttributeError:   # macOS, Windows
-        return os.cpu_count() or 1
+        cores = os.cpu_count() or 1
+    try:
+        quota, period = open(CGROUP_CPU_MAX).read().split()[:2]
+        if quota != "max":
+            cores = min(cores, max(1, -(-int(quota) // int(period))))
+    except (OSError, ValueError):   # no cgroup v2 quota here
+        pass
+    return cores
 
 
 def choose_replicas(device: torch.device, batch_size: int, processes: int = 1) -> int:
@@ -105,7 +116,8 @@ class Replicas:
                  params: list[torch.Tensor]) -> tuple[float, torch.Tensor]:
         """Forward and backward of the batch split over the replicas; sets each param's `.grad` to the
         sum of the replicas' gradients. Returns (the batch's weighted mean loss, its logits)."""
-        n = min(len(self.models), len(yb))       # a short last batch: no replica gets an empty slice
+        n = min(len(self.models), max(1, len(yb) // 2))   # a short last batch: every slice >= 2 faces, so
+        #                                                   batch norm has 2 values per channel even at 1x1
         total = weight[yb].sum()
         parts = zip(range(n), torch.tensor_split(xb, n), torch.tensor_split(yb, n))
         out = list(self._pool.map(lambda a: self._one(*a, weight, total, fast, params), parts))
@@ -113,6 +125,8 @@ class Replicas:
             g = out[0][2][i]
             for r in out[1:]:
                 g.add_(r[2][i])
+            if g.stride() != p.stride():          # fused Adam reads grad and param as flat arrays
+                g = torch.empty_like(p).copy_(g)
             p.grad = g
         return sum(r[0] for r in out), torch.cat([r[1] for r in out])
 

@@ -169,8 +169,9 @@ def train_image_model(model: nn.Module, preprocess: ImagePreprocess, x_train, y_
         raise InputError(f"cpu_replicas={cpu_replicas} must be >= 1 (1: one model, torch's own threads)")
     n_rep = cpu_replicas if dev.type == "cpu" and world == 1 else 1
     reps = Replicas(model, n_rep, seed, max(1, usable_cores() // n_rep)) if n_rep > 1 else None
-    # replicas step with fused Adam (one kernel instead of a loop over 161 tensors: 80 -> 20 ms per step on
-    # one core); one model keeps torch's default loop, so cpu_replicas=1 trains bit for bit as before
+    # replicas step with fused Adam (one fused op instead of a Python loop over ResNet-50's 163 tensors:
+    # 80 -> 20 ms per step on one core); one model keeps torch's default, so cpu_replicas=1 trains bit for
+    # bit as before
     opt = torch.optim.Adam(params, lr=lr, weight_decay=weight_decay, fused=reps is not None)
     sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="min", factor=LR_FACTOR, patience=lr_patience)
     steps = epochs * -(-len(_dist.shard(np.arange(len(x_train)), rank, world)) // batch_size)

@@ -51,6 +51,20 @@ def test_replica_gradients_add_up_to_the_joint_batch(n, size):
         torch.testing.assert_close(q.grad, p.grad, rtol=1e-5, atol=1e-7, msg=name)
 
 
+def test_a_short_last_batch_gives_no_replica_a_single_face():
+    """Batch norm in training needs 2 values per channel; at 1x1 (ResNet-50's layer4 at 32 px, or a
+    BatchNorm1d head) a 1-face slice raises. 3 faces over 2 replicas must run as one slice of 3."""
+    torch.manual_seed(0)
+    m = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 16 * 16, 8), torch.nn.BatchNorm1d(8),
+                            torch.nn.Linear(8, 7)).train()
+    x, y = _batch(3)
+    params = list(m.parameters())
+    with Replicas(m, 2, seed=0) as reps:
+        loss, logits = reps.backward(x, y, W, False, params)
+    ref = F.cross_entropy(m(x), y, weight=W)
+    assert loss == pytest.approx(ref.item(), rel=1e-6) and logits.shape == (3, 7)
+
+
 def test_twins_share_parameters_but_not_buffers_or_the_dropout_generator():
     m = Tiny()
     with Replicas(m, 3, seed=5) as reps:
@@ -110,6 +124,16 @@ def test_replica_count_comes_from_cores_and_batch(monkeypatch):
     assert choose_replicas(torch.device("cuda"), 256) == 1
     monkeypatch.setattr(replicas, "usable_cores", lambda: 16)
     assert choose_replicas(torch.device("cpu"), 64) == 4
+
+
+@pytest.mark.parametrize("text, cap", [("max 100000\n", None), ("200000 100000\n", 2), ("150000 100000\n", 2),
+                                       ("50000 100000\n", 1), ("garbage\n", None)])
+def test_usable_cores_respect_a_cgroup_quota(tmp_path, monkeypatch, text, cap):
+    f = tmp_path / "cpu.max"
+    f.write_text(text)
+    monkeypatch.setattr(replicas, "CGROUP_CPU_MAX", str(f))
+    monkeypatch.setattr(replicas.os, "sched_getaffinity", lambda pid: set(range(64)))
+    assert replicas.usable_cores() == (64 if cap is None else cap)
 
 
 def test_bad_replica_counts_are_refused():
