@@ -266,7 +266,7 @@ _PROFILE_OVERRIDES: dict[str, dict[str, Any]] = {
     # Batch 128 over one replica per core (cpu_replicas): 1.74x the images/s of batch 32 on one model on
     # this 2-core CPU, and 0.65 of that beside a busy process (was 0.26); lr 1.4e-3 chosen on validation
     # among 1.4e-3..4e-3, side by side with the recipe before (README "Training throughput").
-    # Two epochs is the underfitting regime: augmentation only slows learning there, so it is off.
+    # Two epochs underfit: augmentation only slowed learning there (checked at batch 32, before issue 23).
     "offline": dict(image_weights=None, image_size=48, epochs=2, batch_size=128, lr=1.4e-3, augment=False, tta=True,
                     lr_schedule="onecycle", train_per_class=3200, text_train_per_class=2500,
                     text_model="minilm", text_weights=None, text_head="probe", fusion_rule="loglinear"),

@@ -2,14 +2,16 @@
 
 Why: with two intra-op threads on two cores, every operator (hundreds per step) ends at a barrier where
 both threads meet. When any other process takes a core, each barrier waits for the descheduled thread,
-and training fell 4-10x (benchmarks/train_throughput.py). Replicas meet twice per step instead, and each
+and training fell to 0.26 of its speed alone (benchmarks/train_throughput.py; 8-10x slower in the real
+runs issue 23 reported). Replicas meet twice per step instead, and each
 runs its operators with its own thread(s), so a competitor costs them only its share of the CPU.
 
 - batch: split into N contiguous slices (`torch.tensor_split`; fewer for a last batch under 2N faces);
   replica k runs forward and backward on slice k. Its loss is sum(w_i * nll_i) over its slice / sum(w_i) over the whole batch, so the replicas'
   gradients add up to the gradient of the batch's class-weighted mean loss, today's criterion. Batch norm
-  normalises each slice with its own statistics (as DDP does per rank): that is the one change in what
-  is computed, and why N is fixed by the machine (cores), never by its load.
+  normalises each slice with its own statistics (as DDP does per rank), so N changes what is computed:
+  it is fixed by the machine (cores), never by its load. (Also different from one model: the twins'
+  dropout streams below, and train.py steps replicas with fused Adam.)
 - parameters: the replicas share the model's parameter tensors (nothing to copy after a step). Each
   replica's gradients come from `torch.autograd.grad` and are added in replica order, so the sum does
   not depend on which thread finished first: the same seed gives the same weights on the same machine.
