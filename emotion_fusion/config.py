@@ -261,7 +261,7 @@ def _parse(key: str, raw: str, typ: Any) -> Any:
 _PROFILE_OVERRIDES: dict[str, dict[str, Any]] = {
     # The original system: ImageNet ResNet-50 fine-tuned at 224 px, CLIP ViT-B/32 with OpenAI weights.
     "full": {},
-    # No network, 2 CPU cores, a ~10 min budget (fresh-clone make demo: 8 min 14 s and 10 min 9 s measured):
+    # No network, 2 CPU cores, a ~10 min budget (fresh-clone make demo, venv included: 9 min 57 s measured):
     # ResNet-50 from scratch at low resolution, MiniLM + probe.
     # Batch 128 over one replica per core (cpu_replicas): 1.74x the images/s of batch 32 on one model on
     # this 2-core CPU, and 0.65 of that beside a busy process (was 0.26). lr 1e-3 (as before): over 5 seeds its
