@@ -20,8 +20,6 @@ from .resnet import (  # noqa: F401 (re-export)
     predict_proba,
     save_image_model,
 )
-from .precision import choose_device
-from .replicas import choose_replicas
 from .train import train_image_model
 
 
@@ -56,8 +54,7 @@ class ImageBranch:
             mode=c.image_mode, patience=c.patience, augment=c.augment, fast=c.fast, seed=c.seed,
             device=c.device, progress=c.progress, lr_schedule=c.lr_schedule, lr_patience=c.lr_patience,
             augment_style=c.augment_style, restore_best=c.restore_best, class_weights=self.class_weights,
-            val_loss=c.val_loss, states=self.states,
-            cpu_replicas=c.cpu_replicas or choose_replicas(choose_device(c.device, self.model), c.batch_size))
+            val_loss=c.val_loss, states=self.states, cpu_replicas=c.cpu_replicas)
         if c.tta:   # the evidence for mirror TTA, on validation: each view scored once, both kept
             from emotion_fusion.scoring.metrics import macro_f1
             x, y = _pixels(val), val.y.to_numpy()

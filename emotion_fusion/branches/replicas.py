@@ -25,6 +25,7 @@ from __future__ import annotations
 import copy
 import os
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -46,7 +47,7 @@ def usable_cores() -> int:
     except AttributeError:   # macOS, Windows
         cores = os.cpu_count() or 1
     try:
-        quota, period = open(CGROUP_CPU_MAX).read().split()[:2]
+        quota, period = Path(CGROUP_CPU_MAX).read_text().split()[:2]
         if quota != "max":
             cores = min(cores, max(1, -(-int(quota) // int(period))))
     except (OSError, ValueError):   # no cgroup v2 quota here
@@ -54,12 +55,12 @@ def usable_cores() -> int:
     return cores
 
 
-def choose_replicas(device: torch.device, batch_size: int, processes: int = 1) -> int:
-    """Replicas for training on `device`: one per usable core on a CPU, with at least MIN_PER_REPLICA
-    faces each; 1 on a GPU or when a launcher already runs one process per rank."""
+def choose_replicas(device: torch.device, batch_size: int, processes: int = 1, requested: int | None = None) -> int:
+    """Replicas for training on `device`: 1 on a GPU or when a launcher already runs one process per rank;
+    else `requested`, or with None one per usable core, with at least MIN_PER_REPLICA faces each."""
     if torch.device(device).type != "cpu" or processes > 1:
         return 1
-    return max(1, min(usable_cores(), batch_size // MIN_PER_REPLICA))
+    return requested or max(1, min(usable_cores(), batch_size // MIN_PER_REPLICA))
 
 
 class _SeededDropout(nn.Module):
@@ -108,11 +109,6 @@ class Replicas:
     def __exit__(self, *exc) -> None:
         self._pool.shutdown()
         torch.set_num_threads(self._before)
-
-    def train(self, mode_fn) -> None:
-        """Apply `mode_fn(model)` (train/eval/frozen) to every replica."""
-        for m in self.models:
-            mode_fn(m)
 
     def backward(self, xb: torch.Tensor, yb: torch.Tensor, weight: torch.Tensor, fast: bool,
                  params: list[torch.Tensor]) -> tuple[float, torch.Tensor]:

@@ -30,7 +30,7 @@ from emotion_fusion.progress import Bar, note
 from . import distributed as _dist
 from .choices import IMAGE_MODES, LR_SCHEDULES, VAL_LOSS_RULES
 from .precision import autocast, choose_device, precision_label
-from .replicas import Replicas, usable_cores
+from .replicas import Replicas, choose_replicas, usable_cores
 from .resnet import ImagePreprocess, batch_logits
 
 # --- defaults -------------------------------------------------------------------------------------
@@ -117,7 +117,7 @@ def train_image_model(model: nn.Module, preprocess: ImagePreprocess, x_train, y_
                       augment: bool = True, fast: bool = True, seed: int = 0, device=None,
                       progress: bool = True, lr_schedule: str = "plateau", lr_patience: int = LR_PATIENCE,
                       augment_style: str = "ours", restore_best: bool = True, class_weights=None,
-                      val_loss: str = "item_mean", states: dict | None = None, cpu_replicas: int = 1) -> dict:
+                      val_loss: str = "item_mean", states: dict | None = None, cpu_replicas: int | None = 1) -> dict:
     """Train in place with class-weighted CE, Adam, LR-on-plateau and early stopping on val loss.
 
     `lr_schedule="onecycle"` replaces the plateau rule (which needs many epochs to act) by a per-step
@@ -131,8 +131,8 @@ def train_image_model(model: nn.Module, preprocess: ImagePreprocess, x_train, y_
     are kept (the original's outcome). `class_weights` (7 numbers) replaces the balanced weights;
     `val_loss="batch_mean"` averages per-batch weighted means over batches of `batch_size`, as the
     original did. `cpu_replicas=N` > 1 (CPU, one process) splits each batch over N model replicas on N
-    threads with usable_cores() // N intra-op threads each (replicas.py; replicas.choose_replicas picks N
-    for the machine). A dict passed as `states` receives CPU copies of both candidates' weights, "best"
+    threads with usable_cores() // N intra-op threads each (replicas.py); None picks N for the machine
+    (replicas.choose_replicas). A dict passed as `states` receives CPU copies of both candidates' weights, "best"
     and "last", so a caller can score each. Returns the history: lists per epoch
     (`train_loss`, `train_acc`, `val_loss`, `val_acc`, `lr`, `seconds`) plus `best_epoch` (1-based),
     `epochs_run`, `stopped_early`, `img_per_s` (training throughput) and `scored_epoch` (the epoch
@@ -165,9 +165,9 @@ def train_image_model(model: nn.Module, preprocess: ImagePreprocess, x_train, y_
         p.requires_grad_(mode == "finetune" or name.startswith("fc."))
     params = [p for p in model.parameters() if p.requires_grad]
     net = acc.prepare_model(model, device_placement=False)   # DDP for N processes, `model` itself for 1
-    if cpu_replicas < 1:
+    if cpu_replicas is not None and cpu_replicas < 1:
         raise InputError(f"cpu_replicas={cpu_replicas} must be >= 1 (1: one model, torch's own threads)")
-    n_rep = cpu_replicas if dev.type == "cpu" and world == 1 else 1
+    n_rep = choose_replicas(dev, batch_size, world, cpu_replicas)
     reps = Replicas(model, n_rep, seed, max(1, usable_cores() // n_rep)) if n_rep > 1 else None
     # replicas step with fused Adam (one fused op instead of a Python loop over ResNet-50's 163 tensors:
     # 80 -> 28 ms per step at batch 32, one intra-op thread, by torch.profiler); one model keeps torch's

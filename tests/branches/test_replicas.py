@@ -43,7 +43,8 @@ def test_replica_gradients_add_up_to_the_joint_batch(n, size):
     m = _no_dropout_eval_bn()
     params = list(m.parameters())
     with Replicas(m, n, seed=0) as reps:
-        reps.train(lambda r: r.eval())
+        for r in reps.models:
+            r.eval()
         got_loss, logits = reps.backward(x, y, W, False, params)
     assert got_loss == pytest.approx(loss.item(), rel=1e-6)
     torch.testing.assert_close(logits, ref(x).detach(), rtol=1e-5, atol=1e-6)
@@ -122,8 +123,22 @@ def test_replica_count_comes_from_cores_and_batch(monkeypatch):
     assert choose_replicas(torch.device("cpu"), 24) == 1          # 12 faces each would be too few
     assert choose_replicas(torch.device("cpu"), 32, processes=2) == 1   # torchrun: one process per rank
     assert choose_replicas(torch.device("cuda"), 256) == 1
+    assert choose_replicas(torch.device("cpu"), 32, requested=3) == 3      # asked for: kept on a CPU
+    assert choose_replicas(torch.device("cpu"), 32, processes=2, requested=3) == 1
+    assert choose_replicas(torch.device("cuda"), 256, requested=3) == 1
     monkeypatch.setattr(replicas, "usable_cores", lambda: 16)
     assert choose_replicas(torch.device("cpu"), 64) == 4
+
+
+def test_training_with_no_replica_count_takes_the_machines(monkeypatch):
+    """cpu_replicas=None (the profiles' default): train_image_model asks choose_replicas, on its own device."""
+    monkeypatch.setattr(replicas, "usable_cores", lambda: 2)
+    rng = np.random.default_rng(0)
+    x, y = rng.integers(0, 255, (50, 48, 48), dtype=np.uint8), rng.integers(0, 7, 50)
+    for batch, want in ((32, 2), (8, 1)):
+        h = train_image_model(Tiny(), ImagePreprocess(16), x[:39], y[:39], x[39:], y[39:], epochs=1,
+                              batch_size=batch, progress=False, device="cpu", cpu_replicas=None)
+        assert h["replicas"] == want, batch
 
 
 @pytest.mark.parametrize("text, cap", [("max 100000\n", None), ("200000 100000\n", 2), ("150000 100000\n", 2),
