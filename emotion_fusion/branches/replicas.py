@@ -8,10 +8,11 @@ runs its operators with its own thread(s), so a competitor costs them only its s
 
 - batch: split into N contiguous slices (`torch.tensor_split`; fewer for a last batch under 2N faces);
   replica k runs forward and backward on slice k. Its loss is sum(w_i * nll_i) over its slice /
-  sum(w_i) over the whole batch, so the replicas' gradients add up to the gradient of the batch's class-weighted mean loss, today's criterion. Batch norm
-  normalises each slice with its own statistics (as DDP does per rank), so N changes what is computed:
-  it is fixed by the machine (cores), never by its load. (Also different from one model: the twins'
-  dropout streams below, and train.py steps replicas with fused Adam.)
+  sum(w_i) over the whole batch, so the replicas' gradients add up to the gradient of the batch's
+  class-weighted mean loss, today's criterion. Batch norm normalises each slice with its own
+  statistics (as DDP does per rank), so N changes what is computed: it is fixed by the machine (cores),
+  never by its load. (Also different from one model: the twins' dropout streams below, and train.py
+  steps replicas with fused Adam.)
 - parameters: the replicas share the model's parameter tensors (nothing to copy after a step). Each
   replica's gradients come from `torch.autograd.grad` and are added in replica order, so the sum does
   not depend on which thread finished first: the same seed gives the same weights on the same machine.
