@@ -3,9 +3,14 @@
 RUN_DIR/config.json           the configuration that made the run
 RUN_DIR/run_info.json         title, temperatures, history, text-head scores, sizes, timings, cache key
 RUN_DIR/models/               the trained branches (image.pth, text_head.npz)
-RUN_DIR/outputs/{split}.npz   per item: p_image (faces x 7), y_image, p_text_items (texts x 7), y_text,
+RUN_DIR/outputs/{split}.npz   joined from both branches' parts: per item: p_image (faces x 7), y_image, p_text_items (texts x 7), y_text,
                               and the default pairing `pairs` (face i <-> text pairs[i]); per pair (the
                               section 6 contract): p_visual, p_text, y. Probabilities are calibrated.
+RUN_DIR/branches/{b}_{split}.npz  each branch's own cache (b = image, text), per item of the split: raw
+                              probabilities `p` (before temperature), the other candidates it keeps
+                              (`p_<name>`), `y`, and `emb`: the float16 representation its head classifies
+RUN_DIR/branches/{b}.json     that branch's record, written last for it: its cache key, settings, date,
+                              labels and history, and the sha256 of its files (its npz and its model file)
 RUN_DIR/manifest.json         written LAST and atomically: sha256 of every file above + the cache key.
 RUN_DIR/results.json          derived from the above, always rewritten, never trusted.
 
@@ -40,6 +45,9 @@ MANIFEST_FORMAT = "emotion_fusion.run/3"
 ITEM_ARRAYS = ("p_image", "y_image", "p_text_items", "y_text", "pairs")
 PAIR_ARRAYS = ("p_visual", "p_text", "y")
 SPLITS = ("val", "test")
+BRANCH_DIR = "branches"
+BRANCHES = ("image", "text")
+PART_FORMAT = "emotion_fusion.branch/1"
 
 
 def rerun(run_dir) -> str:
@@ -113,7 +121,7 @@ def writer_lock(run_dir):
 def check_own_folders(run_dir) -> None:
     """A one-line InputError when RUN_DIR/models or RUN_DIR/outputs is a symbolic link: a run writes
     only into its own folders, never into the folder a link points to."""
-    for sub in ("models", OUTPUTS):
+    for sub in ("models", OUTPUTS, BRANCH_DIR):
         if (Path(run_dir) / sub).is_symlink():
             raise InputError(f"{Path(run_dir) / sub} is a symbolic link; a run writes only into its own folders: "
                              "remove the link (what it points to is not touched) or choose another --out")
@@ -162,7 +170,7 @@ def check_out_dir(out, inputs: list[Path]) -> Path:
 def _manifest_files(run_dir: Path) -> list[str]:
     """Every file the results depend on (results.json is derived, the lock is not content)."""
     keep = [CONFIG, INFO]
-    for sub in ("models", OUTPUTS):
+    for sub in ("models", OUTPUTS, BRANCH_DIR):
         if (run_dir / sub).is_dir():
             keep += sorted(p.relative_to(run_dir).as_posix() for p in (run_dir / sub).iterdir()
                            if p.is_file() and not p.name.startswith("."))
@@ -292,3 +300,101 @@ def read_run(run_dir) -> tuple[dict, dict, dict]:
 def read_config(run_dir) -> dict:
     """RUN_DIR/config.json as a dict."""
     return read_json(run_dir_path(run_dir) / CONFIG)
+
+
+# ---------------------------------------------------------------- each branch's own cache
+def _part_paths(run_dir: Path, branch: str) -> tuple[Path, dict[str, Path]]:
+    if branch not in BRANCHES:
+        raise InputError(f"unknown branch {branch!r}; choose one of: {', '.join(BRANCHES)}")
+    d = Path(run_dir) / BRANCH_DIR
+    return d / f"{branch}.json", {s: d / f"{branch}_{s}.npz" for s in SPLITS}
+
+
+def drop_branch_part(run_dir, branch: str) -> None:
+    """Forget `branch`'s cached part before recomputing it: its record goes first, so an interrupted
+    recomputation leaves no record that could vouch for half-written files."""
+    check_own_folders(run_dir)
+    record, arrays = _part_paths(run_dir, branch)
+    for p in (record, *arrays.values()):
+        p.unlink(missing_ok=True)
+
+
+def write_branch_part(run_dir, branch: str, key: str, items: dict[str, dict[str, np.ndarray]], record: dict,
+                      model_files: list[str]) -> Path:
+    """Write `branch`'s cached part: per split an npz of per-item arrays (`items[split]`, which must hold
+    `p`, `y` and `emb`), then LAST its record (the key, `record`, and the sha256 of the npz files and of
+    `model_files`, paths relative to the run dir). Embeddings are stored as float16."""
+    run_dir = Path(run_dir)
+    check_own_folders(run_dir)
+    rec_path, arrays = _part_paths(run_dir, branch)
+    rec_path.parent.mkdir(parents=True, exist_ok=True)
+    rec_path.unlink(missing_ok=True)
+    for split, path in arrays.items():
+        a = dict(items[split])
+        missing = [k for k in ("p", "y", "emb") if k not in a]
+        if missing:
+            raise InputError(f"{branch} {split}: the cached part needs arrays {missing}")
+        a["p"] = check_probs(a["p"], f"{branch} {split} p")
+        a["y"] = as_labels(a["y"], f"{branch} {split} y")
+        a["emb"] = np.asarray(a["emb"], dtype=np.float16)
+        if not (len(a["p"]) == a["y"].size == len(a["emb"])) or a["emb"].ndim != 2:
+            raise InputError(f"{branch} {split}: p, y and emb must have one row per item "
+                             f"(got {len(a['p'])}, {a['y'].size}, {a['emb'].shape})")
+        with atomic_write(path) as f:
+            np.savez(f, **a)
+    files = {}
+    for rel in [p.relative_to(run_dir).as_posix() for p in arrays.values()] + list(model_files):
+        if not (run_dir / rel).is_file():
+            raise InputError(f"{run_dir / rel} is missing; cannot record the {branch} branch's cache")
+        files[rel] = {"sha256": sha256(run_dir / rel, cached=False), "size": (run_dir / rel).stat().st_size}
+    return write_json(rec_path, {"format": PART_FORMAT, "branch": branch, "key": key, **record, "files": files})
+
+
+def read_branch_record(run_dir, branch: str) -> dict | None:
+    """`branch`'s record when it and every file it lists are intact (sha256 as recorded); else None."""
+    rec_path, _ = _part_paths(run_dir, branch)
+    if not rec_path.is_file():
+        return None
+    try:
+        rec = json.loads(rec_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
+        return None
+    if (not isinstance(rec, dict) or rec.get("format") != PART_FORMAT or not isinstance(rec.get("files"), dict)
+            or not all(isinstance(v, dict) for v in rec["files"].values())):
+        return None
+    for rel, entry in rec["files"].items():
+        f = Path(run_dir) / rel
+        if not f.is_file() or f.stat().st_size != entry.get("size") or sha256(f) != entry.get("sha256"):
+            return None
+    return rec
+
+
+def load_branch_items(run_dir, branch: str, split: str) -> dict[str, np.ndarray]:
+    """The per-item arrays of `branch`'s cached part for `split` (unverified: check the record or the
+    manifest first)."""
+    _, arrays = _part_paths(run_dir, branch)
+    if split not in arrays:
+        raise InputError(f"unknown split {split!r}; choose one of: {', '.join(SPLITS)}")
+    path = arrays[split]
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return {k: z[k] for k in z.files}
+    except (OSError, ValueError, zipfile.BadZipFile) as e:
+        raise InputError(f"{path} is not a readable npz ({e}); {rerun(Path(run_dir))}") from None
+
+
+def load_embeddings(run_dir, split: str = "test", verified: bool = False) -> dict[str, np.ndarray]:
+    """Per-item embeddings of `split` after checking the run dir against its manifest: `image` (faces x
+    2048, ResNet-50's pooled features) and `text` (texts x D, the text encoder's sentence embedding), both
+    float16, with `y_image` / `y_text`; rows in the order of outputs/{split}.npz's p_image / p_text_items."""
+    run_dir = run_dir_path(run_dir)
+    if not verified:
+        verify(run_dir)
+    out = {}
+    for branch in BRANCHES:
+        a = load_branch_items(run_dir, branch, split)
+        if "emb" not in a:
+            raise InputError(f"{run_dir / BRANCH_DIR} has no {branch} embeddings (an older run dir); "
+                             f"{rerun(run_dir)}")
+        out[branch], out[f"y_{branch}"] = a["emb"], a["y"]
+    return out
