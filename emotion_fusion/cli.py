@@ -53,6 +53,10 @@ def _cmd_run(a: argparse.Namespace, out) -> int:
     for flag in ("skip_bad", "allow_empty_classes"):
         if getattr(a, flag):
             overrides[flag] = True
+    for flag, key in (("--fusion-weight", "fusion_weight"), ("--seed", "seed")):
+        given = [p for p in a.set or [] if p.partition("=")[0].strip() == key]
+        if key in overrides and given:
+            raise InputError(f"{flag} and --set {given[0]} both set {key}; give it once")
     cfg = Config.from_profile(a.profile, **overrides).with_overrides(a.set or [])
     if a.seeds:
         from emotion_fusion.repeat import format_aggregate, run_seeds
@@ -237,7 +241,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--seed", type=int)
     sp.add_argument("--seeds", type=int, nargs="+", metavar="S",
                     help="repeat the run for each training seed into OUT/seed-S/ and write OUT/aggregate.json")
-    sp.add_argument("--set", nargs="*", metavar="KEY=VALUE", help="override any config setting")
+    sp.add_argument("--set", nargs="*", action="extend", metavar="KEY=VALUE",
+                    help="override any config setting (repeatable; each key once)")
     bad_input(sp)
     sp.add_argument("--json", action="store_true")
     sp.set_defaults(func=_cmd_run)

@@ -171,6 +171,8 @@ class Config:
             key = key.strip()
             if not sep or key not in types or key == "profile":
                 raise InputError(f"bad --set {pair!r}; use key=value with key one of: {', '.join(types)}")
+            if key in values:
+                raise InputError(f"--set {key} is given twice ({values[key]!r}, then {raw.strip()!r}); give each key once")
             values[key] = _parse(key, raw.strip(), types[key])
         return dataclasses.replace(self, **values)
 

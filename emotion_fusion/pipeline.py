@@ -1,28 +1,34 @@
 """`run`: the whole experiment, load → split → fit → predict → calibrate → write → score.
 
 The evaluation protocol lives in data/holdout.py (holdout) and original/protocol.py (the original's),
-the branches in branches/image.py / text.py, the run directory in runs.py and the scoring in report.py. Branch
-outputs are cached in the run dir under a key made from the config (less the scoring knobs), the
-datasets' and weight files' signatures: re-running with another fusion weight rebuilds nothing.
+the branches in branches/image.py / text.py, the run directory in runs.py and the scoring in report.py. Each
+branch's outputs (model, per-item probabilities and embeddings) are cached in the run dir under a key of
+their own (config.SETTING_GROUPS: the shared settings, that branch's settings, the datasets' and its weight
+file's signatures): re-running with another fusion weight rebuilds nothing, another text head refits the
+text branch only.
 """
 from __future__ import annotations
 
 import dataclasses
+import datetime as _dt
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from emotion_fusion import __version__
 from emotion_fusion import data as _data
 from emotion_fusion import runs as _runs
-from emotion_fusion.config import Config
+from emotion_fusion.config import SETTING_GROUPS, Config, branch_settings
+from emotion_fusion.errors import InputError
 from emotion_fusion.data import holdout as _holdout
 from emotion_fusion.report import results_table, score_run, write_results
 
-# Settings that only change how cached branch outputs are fused and scored: not part of the cache key.
-SCORING_ONLY = ("fusion_weight", "fusion_rule", "n_boot", "pairing_draws", "progress", "skip_bad")
-CACHE_FORMAT = 3    # bump when a code change alters branch outputs: older run dirs are recomputed
+# Settings that only change how cached branch outputs are fused and scored: in no cache key.
+SCORING_ONLY = SETTING_GROUPS["scoring"]
+CACHE_FORMAT = 4    # bump when a code change alters branch outputs: older run dirs are recomputed
 
 
 @dataclass
@@ -78,12 +84,14 @@ def _say(cfg: Config, msg: str) -> None:
 
 def run(config: Config | None = None, *, fer2013: str | Path | None = None,
         goemotions: str | Path | None = None, out: str | Path = "runs/latest", **overrides: Any) -> RunResult | None:
-    """Train and evaluate both branches (or reuse their cached outputs) and write `out`.
+    """Train and evaluate both branches (or reuse their cached parts) and write `out`.
 
     `config` defaults to `Config()` (the `full` profile, as `Config()` itself); keyword `overrides`
-    replace any of its settings. Under a launcher (torchrun, accelerate launch) every process calls
-    this; they share the image training and only the main process writes `out` and returns a
-    RunResult, the others return None (distributed.py).
+    replace any of its settings. Each branch is cached under its own key (`branch_keys`): a run that
+    changes only text settings reuses the trained image branch, and the other way round; what each
+    branch did is printed and kept in run_info.json's `cache`. Under a launcher (torchrun, accelerate
+    launch) every process calls this; they share the image training and only the main process writes
+    `out` and returns a RunResult, the others return None (distributed.py).
     """
     from emotion_fusion.branches.distributed import state
     from emotion_fusion.branches.precision import choose_device
@@ -93,54 +101,121 @@ def run(config: Config | None = None, *, fer2013: str | Path | None = None,
     if not procs.is_main_process:
         return _follow(cfg, fer_path, go_path, out, procs)
     with _runs.writing(out, [fer_path, go_path]) as out:
-        key = _key(cfg, fer_path, go_path)
-        reused = _runs.is_complete(out, key)
-        procs.wait_for_everyone()                # the followers read `reused` before it is invalidated
+        keys = branch_keys(cfg, fer_path, go_path)
+        reused = _runs.is_complete(out, keys["run"])
+        plan = _plan(out, cfg, keys, reused)
+        procs.wait_for_everyone()                # the followers read the cache before it is invalidated
+        for b in _runs.BRANCHES:
+            _say(cfg, f"{b} branch: {plan[b]['message']}")
         if not reused:
             _runs.invalidate(out)
-            _compute(cfg, fer_path, go_path, out, key)
+            _compute(cfg, fer_path, go_path, out, keys, plan)
+        else:   # nothing recomputed: run_info says so, the branches' own dates stay
+            info = _runs.read_json(out / _runs.INFO)
+            _runs.write_json(out / _runs.INFO, {**info, "cache": _cache_info(plan)})
         _runs.write_json(out / _runs.CONFIG, cfg.to_dict())
-        _runs.write_manifest(out, key)           # last: config.json may carry a new fusion weight
-        results = {**score_run(out, draws=cfg.pairing_draws), "reused_cached_outputs": reused}
+        _runs.write_manifest(out, keys["run"])   # last: config.json may carry a new fusion weight
+        results = {**score_run(out, draws=cfg.pairing_draws), "reused_cached_outputs": reused,
+                   "cache": _cache_info(plan)}
         write_results(out, results)
     return RunResult.from_dir(out, cfg, results, reused)
 
 
+def branch_keys(cfg: Config, fer_path: Path, go_path: Path) -> dict[str, str]:
+    """The cache keys: per branch (`image`, `text`) its settings (config.branch_settings), the datasets'
+    signatures, its weight file, the code version; `run` joins both with the assembly settings. Scoring
+    knobs are in none of them. Raises the missing-weights error in seconds, before any data."""
+    data = [_runs.file_signature(fer_path), _runs.file_signature(go_path)]
+    weights = _weight_files(cfg)
+    keys = {}
+    for b in _runs.BRANCHES:
+        # protocol=seed: each branch's items depend on the other's settings (config.SETTING_GROUPS)
+        own = weights if cfg.protocol == "seed" else weights[b]
+        keys[b] = _runs.fingerprint(b, branch_settings(cfg, b), data, own, __version__, CACHE_FORMAT)
+    assembly = {k: getattr(cfg, k) for k in SETTING_GROUPS["assembly"]}
+    keys["run"] = _runs.fingerprint(keys["image"], keys["text"], assembly, __version__, CACHE_FORMAT)
+    return keys
+
+
 def _key(cfg: Config, fer_path: Path, go_path: Path) -> str:
-    """The cache key: the config less its scoring knobs, the datasets, weight files and code version."""
-    return _runs.fingerprint({k: v for k, v in cfg.to_dict().items() if k not in SCORING_ONLY},
-                             _runs.file_signature(fer_path), _runs.file_signature(go_path), _weight_files(cfg), __version__,
-                             CACHE_FORMAT)
+    """The run dir's cache key (both branches and the assembly settings)."""
+    return branch_keys(cfg, fer_path, go_path)["run"]
+
+
+def _plan(out: Path, cfg: Config, keys: dict, reused: bool) -> dict[str, dict]:
+    """Per branch: reuse its cached part (same key, every file as recorded) or recompute it, and why."""
+    older = not (out / _runs.BRANCH_DIR).is_dir() and (out / _runs.MANIFEST).is_file()
+    plan = {}
+    for b in _runs.BRANCHES:
+        rec = _runs.read_branch_record(out, b)
+        if rec is not None and rec.get("key") == keys[b]:
+            when = str(rec.get("created", "?"))
+            plan[b] = {"reused": True, "created": when, "key": keys[b],
+                       "message": f"reused ({_DID[b]} {when}, key {keys[b][:12]})"}
+            continue
+        if older:
+            why = "the run dir was made before per-branch caches (one key for both branches); recomputed once"
+        elif rec is None:
+            why = ("nothing cached yet" if not (out / _runs.BRANCH_DIR / f"{b}.json").exists()
+                   else "its cached part is damaged or was changed after it was written")
+        else:
+            why = _what_changed(rec, branch_settings(cfg, b))
+        plan[b] = {"reused": False, "key": keys[b], "reason": why,
+                   "message": ("computed: " if why == "nothing cached yet" else "recomputed: ") + why}
+    if reused and not all(plan[b]["reused"] for b in plan):    # cannot happen unless a record vanished
+        raise RuntimeError("a complete run dir whose branch records do not match its key")
+    return plan
+
+
+_DID = {"image": "trained", "text": "encoded and fitted"}
+
+
+def _what_changed(rec: dict, settings: dict) -> str:
+    """Why a cached part no longer fits, in words: the settings that changed, else data, weights, code."""
+    old = rec.get("settings") if isinstance(rec.get("settings"), dict) else {}
+    changed = [f"{k} changed ({old.get(k)!r} -> {v!r})"
+               for k, v in settings.items() if k in old and old[k] != v]
+    changed += [f"{k} is new" for k in settings if k not in old]
+    if changed:
+        return "; ".join(changed)
+    return "the datasets, its weight file or the code version changed"
+
+
+def _cache_info(plan: dict) -> dict:
+    return {b: {k: v for k, v in p.items()} for b, p in plan.items()}
 
 
 def _follow(cfg: Config, fer_path: Path, go_path: Path, out, procs) -> None:
     """A non-main process: take its share of the image training when the main one trains; write nothing."""
     cfg = dataclasses.replace(cfg, progress=False)
-    reused = _runs.is_complete(_runs.check_out_dir(out, [fer_path, go_path]), _key(cfg, fer_path, go_path))
+    out = _runs.check_out_dir(out, [fer_path, go_path])
+    keys = branch_keys(cfg, fer_path, go_path)
+    rec = _runs.read_branch_record(out, "image") if out.is_dir() else None
+    reuse_image = rec is not None and rec.get("key") == keys["image"]
     procs.wait_for_everyone()
-    if not reused:
-        _compute(cfg, fer_path, go_path, None, "")
+    if not reuse_image:
+        _compute(cfg, fer_path, go_path, None, keys, {"image": {"reused": False}, "text": {"reused": True}})
     return None
 
 
-def _weight_files(cfg: Config) -> list:
-    """Signatures of the weight files a run reads (a local path or a file found in a library cache):
-    replacing one makes the cache stale. Raises the missing-weights error in seconds, before any data."""
+def _weight_files(cfg: Config) -> dict[str, list]:
+    """Per branch, signatures of the weight files it reads (a local path or a file found in a library
+    cache): replacing one makes that branch's cache stale. Raises the missing-weights error in seconds."""
     from emotion_fusion.branches import image as _image
     from emotion_fusion.branches import text as _text
-    found = [_image.locate_weights(cfg.image_weights), _text.locate_weights(cfg.text_model, cfg.text_weights)]
-    return [_runs.file_signature(p) for p in found if p is not None]
+    found = {"image": _image.locate_weights(cfg.image_weights),
+             "text": _text.locate_weights(cfg.text_model, cfg.text_weights)}
+    return {b: [_runs.file_signature(p)] if p is not None else [] for b, p in found.items()}
 
 
-def _compute(cfg: Config, fer_path: Path, go_path: Path, out: Path | None, key: str) -> None:
-    """Fit, predict, calibrate and write `out`; `out=None` (a non-main process) stops after the image fit."""
-    from emotion_fusion.branches.image import ImageBranch
-    from emotion_fusion.branches.text import TextBranch
-    from emotion_fusion.scoring.fusion import apply_temperature, fit_temperature
+def _compute(cfg: Config, fer_path: Path, go_path: Path, out: Path | None, keys: dict, plan: dict) -> None:
+    """Fit and predict the branches the plan recomputes, then join both cached parts into outputs/ (and
+    temperatures, run_info); `out=None` (a non-main process) stops after the image fit."""
     t0 = time.perf_counter()
-    # Both branches are built first: a corrupt or wrong-architecture weight file fails in seconds, not
-    # after the data is decoded and the other branch has trained for hours.
-    branches = {"image": ImageBranch.from_config(cfg), "text": TextBranch.from_config(cfg)}
+    todo = [b for b in _runs.BRANCHES if not plan[b]["reused"] and (out is not None or b == "image")]
+    # The branches to fit are built first: a corrupt or wrong-architecture weight file fails in seconds,
+    # not after the data is decoded and the other branch has trained for hours.
+    branches = _build(cfg, todo)
     timings: dict[str, float] = {"build_models_s": time.perf_counter() - t0}
     _say(cfg, f"loading FER2013 ({fer_path}) and GoEmotions ({go_path})")
     t = time.perf_counter()
@@ -153,49 +228,113 @@ def _compute(cfg: Config, fer_path: Path, go_path: Path, out: Path | None, key: 
         split = seed_split(cfg, fer, go)
     else:
         split = _holdout.holdout_split(cfg, fer, go, go_path)
-    img, txt, pairs = split["images"], split["texts"], split["pairs"]
-    branches["image"].class_weights = split.get("image_class_weights")   # protocol=seed: the original's
-    probs = {}
-    for name, frames in (("image", img), ("text", txt)):
+    frames = {"image": split["images"], "text": split["texts"]}
+    if "image" in branches:
+        branches["image"].class_weights = split.get("image_class_weights")   # protocol=seed: the original's
+    for name in todo:
         t = time.perf_counter()
-        _say(cfg, f"{name} branch: fitting on {len(frames['train']):,} train, {len(frames['val']):,} val items")
+        if out is not None:
+            _runs.drop_branch_part(out, name)     # an interrupted fit leaves no record vouching for it
+        _say(cfg, f"{name} branch: fitting on {len(frames[name]['train']):,} train, "
+                  f"{len(frames[name]['val']):,} val items")
         branch = branches[name]
-        branch.fit(frames["train"], frames["val"])
+        branch.fit(frames[name]["train"], frames[name]["val"])
         if out is None:     # a follower's share (the distributed image training) is done
             return
-        branch.save(out / "models")
-        probs[name] = {part: branch.predict_proba(frames[part]) for part in ("val", "test")}
+        model_file = branch.save(out / "models")
+        items = (_image_items if name == "image" else _text_items)(branch, frames[name])
         timings[f"{name}_branch_s"] = time.perf_counter() - t
-        if name == "image":  # both candidate weights of this one fit, for "the bugs, shown"
-            epochs = _epoch_probs(branch, frames, probs["image"])
-        if name == "text":   # the calibrated zero-shot and the original's raw head, for "the bug, shown"
-            others = {part: branch.comparison_proba(frames[part]) for part in ("val", "test")}
-    # temperatures on validation, per item: every val face and every val text counts once
-    temps = {b: fit_temperature(p["val"], frames["val"].y.to_numpy()) if cfg.calibrate else 1.0
-             for b, p, frames in (("visual", probs["image"], img), ("text", probs["text"], txt),
-                                  ("text_zeroshot", {"val": others["val"]["zeroshot"]}, txt))}
+        _runs.write_branch_part(out, name, keys[name], items, _record(cfg, name, branch, timings[f"{name}_branch_s"]),
+                                [model_file.relative_to(out).as_posix()])
+    data = {"fer": fer, "go": go, "fer_path": fer_path, "go_path": go_path}
+    _assemble(cfg, out, split, data, keys, plan, timings, t0)
+
+
+def _build(cfg: Config, todo: list[str]) -> dict:
+    from emotion_fusion.branches.image import ImageBranch
+    from emotion_fusion.branches.text import TextBranch
+    kinds = {"image": ImageBranch, "text": TextBranch}
+    return {b: kinds[b].from_config(cfg) for b in todo}
+
+
+def _image_items(branch, frames: dict) -> dict:
+    """Per split: the image branch's raw probabilities and pooled features, its epoch candidates."""
+    items = {}
     for part in ("val", "test"):
-        _runs.write_outputs(out, part, p_image=apply_temperature(probs["image"][part], temps["visual"]),
-                            y_image=img[part].y.to_numpy(), y_text=txt[part].y.to_numpy(),
-                            p_text_items=apply_temperature(probs["text"][part], temps["text"]), pairs=pairs[part],
-                            other_text_heads={"zeroshot": apply_temperature(others[part]["zeroshot"],
+        p, emb = branch.predict(frames[part])
+        items[part] = {"p": p, "emb": emb, "y": frames[part].y.to_numpy()}
+    for part, cands in _epoch_probs(branch, frames, {s: items[s]["p"] for s in items}).items():
+        items[part].update({f"p_{k}": v for k, v in cands.items()})   # both weights of the one fit
+    return items
+
+
+def _text_items(branch, frames: dict) -> dict:
+    """Per split: the chosen head's raw probabilities, the sentence embeddings, the comparison heads."""
+    items = {}
+    for part in ("val", "test"):
+        p = branch.predict_proba(frames[part])
+        others = branch.comparison_proba(frames[part])    # the calibrated zero-shot and the original's raw head
+        items[part] = {"p": p, "emb": branch.embed(frames[part]), "y": frames[part].y.to_numpy(),
+                       **{f"p_{k}": v for k, v in others.items()}}
+    return items
+
+
+def _record(cfg: Config, name: str, branch, seconds: float) -> dict:
+    """What a branch's part keeps beside its arrays: settings (to say later what changed), its label,
+    history or head scores, when and how long."""
+    rec = {"settings": branch_settings(cfg, name), "version": __version__,
+           "created": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+           "label": branch.label, "seconds": round(seconds, 1)}
+    if name == "image":
+        rec["history"] = branch.history
+    else:
+        rec["text_heads"] = branch.scores
+    return rec
+
+
+def _assemble(cfg: Config, out: Path, split: dict, data: dict, keys: dict, plan: dict, timings: dict,
+              t0: float) -> None:
+    """Join the two cached parts: temperatures on validation, outputs/{val,test}.npz, examples, run_info."""
+    from emotion_fusion.scoring.fusion import apply_temperature, fit_temperature
+    img, txt, pairs = split["images"], split["texts"], split["pairs"]
+    recs = {b: _runs.read_branch_record(out, b) for b in _runs.BRANCHES}
+    if any(r is None for r in recs.values()):
+        raise InputError(f"{out / _runs.BRANCH_DIR}: a branch's cached part changed while this run used it; "
+                         f"{_runs.rerun(out)}")
+    parts = {b: {s: _runs.load_branch_items(out, b, s) for s in _runs.SPLITS} for b in _runs.BRANCHES}
+    for b, frames in (("image", img), ("text", txt)):
+        for s in _runs.SPLITS:
+            if not np.array_equal(parts[b][s]["y"], frames[s].y.to_numpy()):
+                raise InputError(f"{out / _runs.BRANCH_DIR}: the cached {b} {s} items are not this split's; "
+                                 f"{_runs.rerun(out)} with --out to a new folder")
+    im, tx = parts["image"], parts["text"]
+    # temperatures on validation, per item: every val face and every val text counts once
+    temps = {b: fit_temperature(p["val"][key], p["val"]["y"]) if cfg.calibrate else 1.0
+             for b, p, key in (("visual", im, "p"), ("text", tx, "p"), ("text_zeroshot", tx, "p_zeroshot"))}
+    for part in ("val", "test"):
+        _runs.write_outputs(out, part, p_image=apply_temperature(im[part]["p"], temps["visual"]),
+                            y_image=im[part]["y"], y_text=tx[part]["y"],
+                            p_text_items=apply_temperature(tx[part]["p"], temps["text"]), pairs=pairs[part],
+                            other_text_heads={"zeroshot": apply_temperature(tx[part]["p_zeroshot"],
                                                                             temps["text_zeroshot"]),
-                                              "seed_raw": others[part]["seed_raw"]},   # raw: as the original
-                            other_image_weights=epochs[part])
+                                              "seed_raw": tx[part]["p_seed_raw"]},   # raw: as the original
+                            other_image_weights={k[2:]: im[part][k] for k in ("p_best", "p_last")})
     _holdout.save_examples(out, img, txt, pairs["test"])
     _holdout.save_seen(out, img, txt)
-    label = f"image: {branches['image'].label}; text: {branches['text'].label}"
-    weights = cfg.weights_status(len(branches["image"].history.get("train_loss", [])))
+    history = recs["image"]["history"]
+    label = f"image: {recs['image']['label']}; text: {recs['text']['label']}"
+    weights = cfg.weights_status(len(history.get("train_loss", [])))
     title = run_title(cfg, label, split["test_desc"], weights["random_init"])
     timings["total_s"] = time.perf_counter() - t0
     _runs.write_json(out / _runs.INFO, {
-        "key": key, "title": title, "branches": label, "weights": weights, "temperatures": temps,
-        "history": branches["image"].history, "text_heads": branches["text"].scores, "timings": timings,
+        "key": keys["run"], "title": title, "branches": label, "weights": weights, "temperatures": temps,
+        "history": history, "text_heads": recs["text"]["text_heads"], "timings": timings,
+        "cache": _cache_info(plan),
         "sizes": {k: {p: int(len(v[p])) for p in v} for k, v in (("images", img), ("texts", txt))},
         "dropped": split.get("dropped", {"images": split.get("duplicates_dropped", 0), "texts": 0}),
-        "text_test_split": split["text_test_split"], "summary": _data.summarize(fer, go),
+        "text_test_split": split["text_test_split"], "summary": _data.summarize(data["fer"], data["go"]),
         "pairing_summary": split.get("pairing_summary"),
-        "data": {"fer2013": _describe(fer_path), "goemotions": _describe(go_path)}})
+        "data": {"fer2013": _describe(data["fer_path"]), "goemotions": _describe(data["go_path"])}})
 
 
 # What is random in a RANDOM-INIT branch, in the words of Config.weights_status (the banner uses them too)

@@ -392,9 +392,9 @@ def load_embeddings(run_dir, split: str = "test", verified: bool = False) -> dic
         verify(run_dir)
     out = {}
     for branch in BRANCHES:
+        if not _part_paths(run_dir, branch)[1].get(split, run_dir).is_file():
+            raise InputError(f"{run_dir} has no cached {branch} embeddings for {split!r} (a dir made by `evaluate`, "
+                             f"or by a version before per-branch caches); {rerun(run_dir)}")
         a = load_branch_items(run_dir, branch, split)
-        if "emb" not in a:
-            raise InputError(f"{run_dir / BRANCH_DIR} has no {branch} embeddings (an older run dir); "
-                             f"{rerun(run_dir)}")
         out[branch], out[f"y_{branch}"] = a["emb"], a["y"]
     return out

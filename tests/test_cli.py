@@ -394,3 +394,26 @@ def test_predict_refuses_special_and_oversized_image_files_before_any_model(cli,
                           ("huge.jpg", r"is 21\.0 MiB; images over 20 MiB are refused")]:
         one_line_error(cli("predict", "--run-dir", run_dir, "--image", tmp_path / name, "--text", "hi", check=False),
                        rf"image .*{name} {message}")
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--set", "text_head=zeroshot", "--set", "text_head=probe"],
+     r"--set text_head is given twice \('zeroshot', then 'probe'\); give each key once"),
+    (["--seed", "5", "--set", "seed=3"], r"--seed and --set seed=3 both set seed; give it once"),
+    (["--fusion-weight", "0.2", "--set", "fusion_weight=0.9"],
+     r"--fusion-weight and --set fusion_weight=0.9 both set fusion_weight; give it once"),
+])
+def test_conflicting_settings_are_one_line_errors_before_any_work(cli, tmp_path, args, message):
+    res = cli("run", "--profile", "smoke", "--fer2013", str(tmp_path / "nope"), "--goemotions",
+              str(tmp_path / "nope2"), "--out", str(tmp_path / "out"), *args, check=False)
+    assert res.returncode == 2 and re.search(message, res.stderr) and res.stderr.count("\n") == 1
+    assert not (tmp_path / "out").exists()
+
+
+def test_repeated_set_flags_all_apply(monkeypatch, tmp_path, cli):
+    from emotion_fusion import pipeline
+    seen = {}
+    monkeypatch.setattr(pipeline, "run", lambda cfg, **kw: seen.setdefault("cfg", cfg) and None)
+    cli("run", "--profile", "smoke", "--fer2013", "a", "--goemotions", "b", "--out", str(tmp_path / "o"),
+        "--set", "text_head=zeroshot", "--set", "epochs=2", check=False)
+    assert seen["cfg"].text_head == "zeroshot" and seen["cfg"].epochs == 2

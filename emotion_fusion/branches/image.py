@@ -35,7 +35,7 @@ class ImageBranch:
 
     def __init__(self, cfg, model: nn.Module, preprocess: ImagePreprocess, history: dict | None = None):
         self.cfg, self.model, self.preprocess, self.history = cfg, model, preprocess, history or {}
-        self._val = (None, None)    # fit's validation frame and its probabilities: predicting it again is free
+        self._val = (None, None, None)  # fit's val frame, its probabilities and features: predicting it again is free
         self.states: dict = {}      # after fit: the best-val-loss and the last epoch's weights (CPU copies)
         self.class_weights = None   # the loss weights to use instead of the balanced ones (protocol=seed)
 
@@ -58,21 +58,27 @@ class ImageBranch:
         if c.tta:   # the evidence for mirror TTA, on validation: each view scored once, both kept
             from emotion_fusion.scoring.metrics import macro_f1
             x, y = _pixels(val), val.y.to_numpy()
-            kw = dict(fast=c.fast, device=c.device, progress=c.progress)
-            plain = predict_proba(self.model, self.preprocess, x, **kw)
-            both = (plain + predict_proba(self.model, self.preprocess, x[:, :, ::-1], **kw)) / 2
-            self._val = (val, both)
+            kw = dict(fast=c.fast, device=c.device, progress=c.progress, features=True)
+            plain, f_plain = predict_proba(self.model, self.preprocess, x, **kw)
+            mirror, f_mirror = predict_proba(self.model, self.preprocess, x[:, :, ::-1], **kw)
+            both = (plain + mirror) / 2
+            self._val = (val, both, (f_plain + f_mirror) / 2)
             self.history["tta_on_validation"] = {
                 f"{m}_{v}": float(f(y, p.argmax(1))) for v, p in (("plain", plain), ("tta", both))
                 for m, f in (("accuracy", lambda a, b: np.mean(a == b)), ("macro_f1", macro_f1))}
         return self.history
 
     def predict_proba(self, items) -> np.ndarray:
+        return self.predict(items)[0]
+
+    def predict(self, items) -> tuple[np.ndarray, np.ndarray]:
+        """(probabilities (N, 7), embeddings (N, 2048)) from one pass: the embedding is the pooled
+        ResNet-50 feature the head classifies (with `tta`, averaged over the face and its mirror)."""
         if items is self._val[0]:
-            return self._val[1]
+            return self._val[1], self._val[2]
         x = _pixels(items)
         return predict_proba(self.model, self.preprocess, x, fast=self.cfg.fast, device=self.cfg.device,
-                             progress=self.cfg.progress and len(x) > 1, tta=self.cfg.tta)
+                             progress=self.cfg.progress and len(x) > 1, tta=self.cfg.tta, features=True)
 
     def proba_with(self, which: str, items) -> np.ndarray:
         """`predict_proba` with the "best" (val-loss) or "last" epoch's weights of the same fit; the

@@ -216,22 +216,35 @@ def batch_logits(model, preprocess, x, batch_size, dev, fast, progress, desc):
 
 
 def predict_proba(model: nn.Module, preprocess: ImagePreprocess, x, *, batch_size: int = 256,
-                  fast: bool = True, device=None, progress: bool = True, tta: bool = False) -> np.ndarray:
+                  fast: bool = True, device=None, progress: bool = True, tta: bool = False,
+                  features: bool = False):
     """Class probabilities (N, num_classes) float32, canonical order; eval mode, no grad.
 
     `tta=True` averages the probabilities of each face and its mirror image (faces are left-right
-    symmetric, so the mirror is a second honest look at the same input).
+    symmetric, so the mirror is a second honest look at the same input). `features=True` returns
+    (probabilities, pooled features): the (N, 2048) float32 input of the head, from the same pass (with
+    `tta`, averaged over both views like the probabilities).
     """
     x = np.asarray(x)
     x = x[None] if x.ndim == 2 else x
     dev = choose_device(device, model)
     model.to(dev, memory_format=torch.channels_last if fast else torch.contiguous_format).eval()
     out = np.zeros((len(x), model.num_classes), dtype=np.float32)
+    feats = np.zeros((len(x), model.fc[1].in_features), dtype=np.float32) if features else None
+    seen: list[torch.Tensor] = []
+    # the head's input, caught on its way in: one forward pass gives both outputs
+    hook = model.fc.register_forward_pre_hook(lambda _m, args: seen.append(args[0])) if features else None
     views = (x, x[:, :, ::-1]) if tta else (x,)
-    for view in views:
-        for sl, logits in batch_logits(model, preprocess, view, batch_size, dev, fast, progress, "predict"):
-            out[sl] += torch.softmax(logits, dim=1).cpu().numpy() / len(views)
-    return out
+    try:
+        for view in views:
+            for sl, logits in batch_logits(model, preprocess, view, batch_size, dev, fast, progress, "predict"):
+                out[sl] += torch.softmax(logits, dim=1).cpu().numpy() / len(views)
+                if features:
+                    feats[sl] += seen.pop().float().cpu().numpy() / len(views)
+    finally:
+        if hook is not None:
+            hook.remove()
+    return (out, feats) if features else out
 
 
 def _pixels(items) -> np.ndarray:

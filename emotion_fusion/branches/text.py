@@ -146,7 +146,8 @@ class TextBranch:
 
     def fit(self, train, val) -> dict:
         """Build the candidate heads on `train`, choose one by validation macro-F1; returns the scores."""
-        emb_train, emb_val = self.encode(train), self.encode(val)
+        probe = self.cfg.text_head in ("auto", "probe")   # only the probe reads the train texts
+        emb_train, emb_val = (self.encode(train) if probe else None), self.encode(val)
         y_train, y_val = train.y.to_numpy(), val.y.to_numpy()
         quiet = lambda t: encode_texts(self.model, self.tokenize, t, fast=self.cfg.fast, progress=False)  # noqa: E731
         # the calibrated zero-shot head and the original's raw-cosine head are always built: cheap, and
@@ -157,7 +158,7 @@ class TextBranch:
                             words=words)
         self.comparison_heads = {"zeroshot": zs, "seed_raw": raw}
         heads = {"auto": [zs], "zeroshot": [zs], "seed_raw": [raw], "probe": []}[self.cfg.text_head]
-        if self.cfg.text_head in ("auto", "probe"):
+        if probe:
             heads.append(fit_probe(emb_train, y_train, emb_val, y_val, seed=self.cfg.seed))
         self.head, self.scores = choose_text_head(heads, emb_val, y_val)
         self._emb = (val, emb_val)
@@ -167,6 +168,11 @@ class TextBranch:
         if self.head is None:
             raise InputError("the text branch has no head yet: call fit(train, val) or TextBranch.load(dir, cfg)")
         return self.head.predict_proba(self._embed(items))
+
+    def embed(self, items) -> np.ndarray:
+        """The sentence embeddings the head classifies, (N, D) float32 (free right after
+        `predict_proba` of the same frame)."""
+        return self._embed(items)
 
     def _embed(self, items) -> np.ndarray:
         if items is not self._emb[0]:
