@@ -48,6 +48,7 @@ class RunResult:
     dropped: dict = field(default_factory=dict)       # train/val items dropped as duplicates of val/test
     summary: dict = field(default_factory=dict)       # data counts per split and class, duplicates
     pairing_summary: dict | None = None               # protocol=seed: pairs per class after each rule
+    cache: dict = field(default_factory=dict)         # per branch: reused or recomputed, and why
 
     @classmethod
     def from_dir(cls, run_dir, config: Config, results: dict, reused: bool) -> "RunResult":

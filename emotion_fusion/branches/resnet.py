@@ -230,7 +230,7 @@ def predict_proba(model: nn.Module, preprocess: ImagePreprocess, x, *, batch_siz
     dev = choose_device(device, model)
     model.to(dev, memory_format=torch.channels_last if fast else torch.contiguous_format).eval()
     out = np.zeros((len(x), model.num_classes), dtype=np.float32)
-    feats = np.zeros((len(x), model.fc[1].in_features), dtype=np.float32) if features else None
+    feats = None
     seen: list[torch.Tensor] = []
     # the head's input, caught on its way in: one forward pass gives both outputs
     hook = model.fc.register_forward_pre_hook(lambda _m, args: seen.append(args[0])) if features else None
@@ -240,10 +240,14 @@ def predict_proba(model: nn.Module, preprocess: ImagePreprocess, x, *, batch_siz
             for sl, logits in batch_logits(model, preprocess, view, batch_size, dev, fast, progress, "predict"):
                 out[sl] += torch.softmax(logits, dim=1).cpu().numpy() / len(views)
                 if features:
-                    feats[sl] += seen.pop().float().cpu().numpy() / len(views)
+                    f = seen.pop().flatten(1).float().cpu().numpy()
+                    feats = np.zeros((len(x), f.shape[1]), dtype=np.float32) if feats is None else feats
+                    feats[sl] += f / len(views)
     finally:
         if hook is not None:
             hook.remove()
+    if features and feats is None:      # no face at all
+        feats = np.zeros((0, 0), dtype=np.float32)
     return (out, feats) if features else out
 
 
