@@ -26,7 +26,7 @@ _WHERE = {
     # running and using a run
     "Config": "config", "run": "pipeline", "RunResult": "pipeline", "load_examples": "pipeline",
     "evaluate_run": "app.inference", "predict": "app.inference", "load_predictor": "app.inference",
-    "load_outputs": "runs", "load_embeddings": "runs",
+    "load_outputs": "runs", "load_embeddings": "parts",
     # fusion, scoring and tables
     "fuse": "scoring.fusion", "sweep": "scoring.fusion", "evaluate": "scoring.metrics",
     "per_class_table": "scoring.metrics", "confusion": "scoring.metrics", "mcnemar": "scoring.metrics",

@@ -17,6 +17,7 @@ from emotion_fusion.branches.choices import IMAGE_MODES, LR_SCHEDULES, VAL_LOSS_
 from emotion_fusion.branches.encoders import ENCODERS
 from emotion_fusion.data.labels import DOMINANT_RULES, MAPPINGS, MULTI_LABEL_RULES, NEUTRAL_RULES
 from emotion_fusion.errors import InputError, json_kind
+from emotion_fusion.groups import SETTING_GROUPS, branch_settings, setting_group  # noqa: F401 (re-export)
 from emotion_fusion.tables import Table, cell, table
 
 PROFILES = ("full", "offline", "smoke", "seed")
@@ -216,7 +217,6 @@ class Config:
                 else f"pretrained ({self.text_weights})" if self.text_weights else "the encoder's bundled weights")
         return {"image": image, "text": text, "random_init": random}
 
-
     def run_weights(self, info: dict) -> dict | None:
         """A run's `weights` (see `weights_status`): run_info.json's own, or for a run made before it had
         them, recomputed from its image history (its old title may be wrong); None without a history."""
@@ -225,49 +225,8 @@ class Config:
         losses = (info.get("history") or {}).get("train_loss")
         return self.weights_status(len(losses)) if isinstance(losses, list) else None
 
-# Which part of a run each setting changes (the run dir's cache, pipeline.py). Every setting is in
-# exactly one group; tests/test_config.py fails on a setting in none, so a new one must be placed here.
-#   shared   - the data, the split and the protocol: both branches' items, so both branches' caches
-#   image    - the image branch's cache only (its model, per-face probabilities and embeddings)
-#   text     - the text branch's cache only (its head, per-text probabilities and embeddings)
-#   assembly - how the two cached parts are joined into outputs/ (temperatures, titles): no branch refits
-#   scoring  - only how cached outputs are fused and scored: nothing in the run dir's cache changes
-# protocol=seed is the exception: its pool and split depend on CLIP similarity (text settings) and its
-# loss weights on the text pool, so under it each branch's key covers every shared, image and text setting.
-SETTING_GROUPS: dict[str, tuple[str, ...]] = {
-    "shared": ("profile", "seed", "protocol", "val_fraction", "drop_train_duplicates", "val_per_class",
-               "test_per_class", "seed_pairs_rare", "seed_pairs_common", "seed_min_similarity", "neutral_rule",
-               "dominant_label", "clip_resize", "fast", "device", "allow_empty_classes"),
-    "image": ("image_weights", "image_mode", "image_size", "epochs", "batch_size", "lr", "weight_decay",
-              "patience", "restore_best", "class_weights", "val_loss", "lr_patience", "lr_schedule", "augment",
-              "augment_style", "tta", "cpu_replicas", "train_per_class"),
-    "text": ("text_model", "text_weights", "text_head", "raw_head_words", "label_map", "multi_label",
-             "text_train_per_class"),
-    "assembly": ("calibrate", "weights_declared_random"),
-    "scoring": ("fusion_weight", "fusion_rule", "n_boot", "pairing_draws", "progress", "skip_bad"),
-}
-
-
-def setting_group(name: str) -> str:
-    """The group of SETTING_GROUPS that holds setting `name` (InputError for an unknown name)."""
-    for group, names in SETTING_GROUPS.items():
-        if name in names:
-            return group
-    raise InputError(f"setting {name!r} is in no group of config.SETTING_GROUPS; add it to the group it changes")
-
-
-def branch_settings(cfg: Config, branch: str) -> dict[str, Any]:
-    """The settings that make up `branch`'s cache key ("image" or "text"): the shared ones and its own
-    (under protocol=seed, both branches' too: see SETTING_GROUPS)."""
-    if branch not in ("image", "text"):
-        raise InputError(f"unknown branch {branch!r}; choose image or text")
-    groups = ("shared", "image", "text") if cfg.protocol == "seed" else ("shared", branch)
-    d = cfg.to_dict()
-    return {k: d[k] for g in groups for k in SETTING_GROUPS[g]}
-
-
-# The settings that take one of a few names, and those names (text models: the live registry, so an
-# encoder registered at run time is accepted).
+# The settings that take one of a few names (text models: the live registry, so an encoder registered at
+# run time is accepted).
 _CHOICES: dict[str, Collection[str]] = {
     "profile": PROFILES, "protocol": PROTOCOLS, "label_map": MAPPINGS, "multi_label": MULTI_LABEL_RULES,
     "image_mode": IMAGE_MODES, "lr_schedule": LR_SCHEDULES, "text_head": TEXT_HEADS, "fusion_rule": FUSION_RULES,
@@ -332,8 +291,7 @@ _PROFILE_OVERRIDES: dict[str, dict[str, Any]] = {
 }
 
 
-# What None means for the settings that take it (the *_per_class caps: no cap)
-_NONE_WORDS = {"image_weights": "none (random init)", "text_weights": "none (random init)", "device": "auto"}
+_NONE_WORDS = {"image_weights": "none (random init)", "text_weights": "none (random init)", "device": "auto"}   # None in words (the *_per_class caps: "all")
 
 
 def _setting_words(name: str, value: Any) -> str:

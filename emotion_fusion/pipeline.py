@@ -20,6 +20,7 @@ import numpy as np
 
 from emotion_fusion import __version__
 from emotion_fusion import data as _data
+from emotion_fusion import parts as _parts
 from emotion_fusion import runs as _runs
 from emotion_fusion.config import SETTING_GROUPS, Config, branch_settings
 from emotion_fusion.errors import InputError
@@ -104,7 +105,7 @@ def run(config: Config | None = None, *, fer2013: str | Path | None = None,
     with _runs.writing(out, [fer_path, go_path]) as out:
         keys = branch_keys(cfg, fer_path, go_path)
         reused = _runs.is_complete(out, keys["run"])
-        plan = _plan(out, cfg, keys, reused)
+        plan = _parts.plan(out, keys, {b: branch_settings(cfg, b) for b in _runs.BRANCHES})
         procs.wait_for_everyone()                # the followers read the cache before it is invalidated
         for b in _runs.BRANCHES:
             _say(cfg, f"{b} branch: {plan[b]['message']}")
@@ -143,47 +144,8 @@ def _key(cfg: Config, fer_path: Path, go_path: Path) -> str:
     return branch_keys(cfg, fer_path, go_path)["run"]
 
 
-def _plan(out: Path, cfg: Config, keys: dict, reused: bool) -> dict[str, dict]:
-    """Per branch: reuse its cached part (same key, every file as recorded) or recompute it, and why."""
-    older = not (out / _runs.BRANCH_DIR).is_dir() and (out / _runs.MANIFEST).is_file()
-    plan = {}
-    for b in _runs.BRANCHES:
-        rec = _runs.read_branch_record(out, b)
-        if rec is not None and rec.get("key") == keys[b]:
-            when = str(rec.get("created", "?"))
-            plan[b] = {"reused": True, "created": when, "key": keys[b],
-                       "message": f"reused ({_DID[b]} {when}, key {keys[b][:12]})"}
-            continue
-        if older:
-            why = "the run dir was made before per-branch caches (one key for both branches); recomputed once"
-        elif rec is None:
-            why = ("nothing cached yet" if not (out / _runs.BRANCH_DIR / f"{b}.json").exists()
-                   else "its cached part is damaged or was changed after it was written")
-        else:
-            why = _what_changed(rec, branch_settings(cfg, b))
-        plan[b] = {"reused": False, "key": keys[b], "reason": why,
-                   "message": ("computed: " if why == "nothing cached yet" else "recomputed: ") + why}
-    if reused and not all(plan[b]["reused"] for b in plan):    # cannot happen unless a record vanished
-        raise RuntimeError("a complete run dir whose branch records do not match its key")
-    return plan
-
-
-_DID = {"image": "trained", "text": "encoded and fitted"}
-
-
-def _what_changed(rec: dict, settings: dict) -> str:
-    """Why a cached part no longer fits, in words: the settings that changed, else data, weights, code."""
-    old = rec.get("settings") if isinstance(rec.get("settings"), dict) else {}
-    changed = [f"{k} changed ({old.get(k)!r} -> {v!r})"
-               for k, v in settings.items() if k in old and old[k] != v]
-    changed += [f"{k} is new" for k in settings if k not in old]
-    if changed:
-        return "; ".join(changed)
-    return "the datasets, its weight file or the code version changed"
-
-
 def _cache_info(plan: dict) -> dict:
-    return {b: {k: v for k, v in p.items()} for b, p in plan.items()}
+    return {b: dict(p) for b, p in plan.items()}
 
 
 def _follow(cfg: Config, fer_path: Path, go_path: Path, out, procs) -> None:
@@ -191,7 +153,7 @@ def _follow(cfg: Config, fer_path: Path, go_path: Path, out, procs) -> None:
     cfg = dataclasses.replace(cfg, progress=False)
     out = _runs.check_out_dir(out, [fer_path, go_path])
     keys = branch_keys(cfg, fer_path, go_path)
-    rec = _runs.read_branch_record(out, "image") if out.is_dir() else None
+    rec = _parts.read_branch_record(out, "image") if out.is_dir() else None
     reuse_image = rec is not None and rec.get("key") == keys["image"]
     procs.wait_for_everyone()
     if not reuse_image:
@@ -235,7 +197,7 @@ def _compute(cfg: Config, fer_path: Path, go_path: Path, out: Path | None, keys:
     for name in todo:
         t = time.perf_counter()
         if out is not None:
-            _runs.drop_branch_part(out, name)     # an interrupted fit leaves no record vouching for it
+            _parts.drop_branch_part(out, name)     # an interrupted fit leaves no record vouching for it
         _say(cfg, f"{name} branch: fitting on {len(frames[name]['train']):,} train, "
                   f"{len(frames[name]['val']):,} val items")
         branch = branches[name]
@@ -245,7 +207,7 @@ def _compute(cfg: Config, fer_path: Path, go_path: Path, out: Path | None, keys:
         model_file = branch.save(out / "models")
         items = (_image_items if name == "image" else _text_items)(branch, frames[name])
         timings[f"{name}_branch_s"] = time.perf_counter() - t
-        _runs.write_branch_part(out, name, keys[name], items, _record(cfg, name, branch, timings[f"{name}_branch_s"]),
+        _parts.write_branch_part(out, name, keys[name], items, _record(cfg, name, branch, timings[f"{name}_branch_s"]),
                                 [model_file.relative_to(out).as_posix()])
     data = {"fer": fer, "go": go, "fer_path": fer_path, "go_path": go_path}
     _assemble(cfg, out, split, data, keys, plan, timings, t0)
@@ -298,11 +260,11 @@ def _assemble(cfg: Config, out: Path, split: dict, data: dict, keys: dict, plan:
     """Join the two cached parts: temperatures on validation, outputs/{val,test}.npz, examples, run_info."""
     from emotion_fusion.scoring.fusion import apply_temperature, fit_temperature
     img, txt, pairs = split["images"], split["texts"], split["pairs"]
-    recs = {b: _runs.read_branch_record(out, b) for b in _runs.BRANCHES}
+    recs = {b: _parts.read_branch_record(out, b) for b in _runs.BRANCHES}
     if any(r is None for r in recs.values()):
         raise InputError(f"{out / _runs.BRANCH_DIR}: a branch's cached part changed while this run used it; "
                          f"{_runs.rerun(out)}")
-    parts = {b: {s: _runs.load_branch_items(out, b, s) for s in _runs.SPLITS} for b in _runs.BRANCHES}
+    parts = {b: {s: _parts.load_branch_items(out, b, s) for s in _runs.SPLITS} for b in _runs.BRANCHES}
     for b, frames in (("image", img), ("text", txt)):
         for s in _runs.SPLITS:
             if not np.array_equal(parts[b][s]["y"], frames[s].y.to_numpy()):

@@ -47,7 +47,6 @@ PAIR_ARRAYS = ("p_visual", "p_text", "y")
 SPLITS = ("val", "test")
 BRANCH_DIR = "branches"
 BRANCHES = ("image", "text")
-PART_FORMAT = "emotion_fusion.branch/1"
 
 
 def rerun(run_dir) -> str:
@@ -300,101 +299,3 @@ def read_run(run_dir) -> tuple[dict, dict, dict]:
 def read_config(run_dir) -> dict:
     """RUN_DIR/config.json as a dict."""
     return read_json(run_dir_path(run_dir) / CONFIG)
-
-
-# ---------------------------------------------------------------- each branch's own cache
-def _part_paths(run_dir: Path, branch: str) -> tuple[Path, dict[str, Path]]:
-    if branch not in BRANCHES:
-        raise InputError(f"unknown branch {branch!r}; choose one of: {', '.join(BRANCHES)}")
-    d = Path(run_dir) / BRANCH_DIR
-    return d / f"{branch}.json", {s: d / f"{branch}_{s}.npz" for s in SPLITS}
-
-
-def drop_branch_part(run_dir, branch: str) -> None:
-    """Forget `branch`'s cached part before recomputing it: its record goes first, so an interrupted
-    recomputation leaves no record that could vouch for half-written files."""
-    check_own_folders(run_dir)
-    record, arrays = _part_paths(run_dir, branch)
-    for p in (record, *arrays.values()):
-        p.unlink(missing_ok=True)
-
-
-def write_branch_part(run_dir, branch: str, key: str, items: dict[str, dict[str, np.ndarray]], record: dict,
-                      model_files: list[str]) -> Path:
-    """Write `branch`'s cached part: per split an npz of per-item arrays (`items[split]`, which must hold
-    `p`, `y` and `emb`), then LAST its record (the key, `record`, and the sha256 of the npz files and of
-    `model_files`, paths relative to the run dir). Embeddings are stored as float16."""
-    run_dir = Path(run_dir)
-    check_own_folders(run_dir)
-    rec_path, arrays = _part_paths(run_dir, branch)
-    rec_path.parent.mkdir(parents=True, exist_ok=True)
-    rec_path.unlink(missing_ok=True)
-    for split, path in arrays.items():
-        a = dict(items[split])
-        missing = [k for k in ("p", "y", "emb") if k not in a]
-        if missing:
-            raise InputError(f"{branch} {split}: the cached part needs arrays {missing}")
-        a["p"] = check_probs(a["p"], f"{branch} {split} p")
-        a["y"] = as_labels(a["y"], f"{branch} {split} y")
-        a["emb"] = np.asarray(a["emb"], dtype=np.float16)
-        if not (len(a["p"]) == a["y"].size == len(a["emb"])) or a["emb"].ndim != 2:
-            raise InputError(f"{branch} {split}: p, y and emb must have one row per item "
-                             f"(got {len(a['p'])}, {a['y'].size}, {a['emb'].shape})")
-        with atomic_write(path) as f:
-            np.savez(f, **a)
-    files = {}
-    for rel in [p.relative_to(run_dir).as_posix() for p in arrays.values()] + list(model_files):
-        if not (run_dir / rel).is_file():
-            raise InputError(f"{run_dir / rel} is missing; cannot record the {branch} branch's cache")
-        files[rel] = {"sha256": sha256(run_dir / rel, cached=False), "size": (run_dir / rel).stat().st_size}
-    return write_json(rec_path, {"format": PART_FORMAT, "branch": branch, "key": key, **record, "files": files})
-
-
-def read_branch_record(run_dir, branch: str) -> dict | None:
-    """`branch`'s record when it and every file it lists are intact (sha256 as recorded); else None."""
-    rec_path, _ = _part_paths(run_dir, branch)
-    if not rec_path.is_file():
-        return None
-    try:
-        rec = json.loads(rec_path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
-        return None
-    if (not isinstance(rec, dict) or rec.get("format") != PART_FORMAT or not isinstance(rec.get("files"), dict)
-            or not all(isinstance(v, dict) for v in rec["files"].values())):
-        return None
-    for rel, entry in rec["files"].items():
-        f = Path(run_dir) / rel
-        if not f.is_file() or f.stat().st_size != entry.get("size") or sha256(f) != entry.get("sha256"):
-            return None
-    return rec
-
-
-def load_branch_items(run_dir, branch: str, split: str) -> dict[str, np.ndarray]:
-    """The per-item arrays of `branch`'s cached part for `split` (unverified: check the record or the
-    manifest first)."""
-    _, arrays = _part_paths(run_dir, branch)
-    if split not in arrays:
-        raise InputError(f"unknown split {split!r}; choose one of: {', '.join(SPLITS)}")
-    path = arrays[split]
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            return {k: z[k] for k in z.files}
-    except (OSError, ValueError, zipfile.BadZipFile) as e:
-        raise InputError(f"{path} is not a readable npz ({e}); {rerun(Path(run_dir))}") from None
-
-
-def load_embeddings(run_dir, split: str = "test", verified: bool = False) -> dict[str, np.ndarray]:
-    """Per-item embeddings of `split` after checking the run dir against its manifest: `image` (faces x
-    2048, ResNet-50's pooled features) and `text` (texts x D, the text encoder's sentence embedding), both
-    float16, with `y_image` / `y_text`; rows in the order of outputs/{split}.npz's p_image / p_text_items."""
-    run_dir = run_dir_path(run_dir)
-    if not verified:
-        verify(run_dir)
-    out = {}
-    for branch in BRANCHES:
-        if not _part_paths(run_dir, branch)[1].get(split, run_dir).is_file():
-            raise InputError(f"{run_dir} has no cached {branch} embeddings for {split!r} (a dir made by `evaluate`, "
-                             f"or by a version before per-branch caches); {rerun(run_dir)}")
-        a = load_branch_items(run_dir, branch, split)
-        out[branch], out[f"y_{branch}"] = a["emb"], a["y"]
-    return out

@@ -11,7 +11,7 @@ import shutil
 import numpy as np
 import pytest
 
-from emotion_fusion import pipeline, runs
+from emotion_fusion import parts, pipeline, runs
 from emotion_fusion.branches import image as image_mod
 from emotion_fusion.branches import text as text_mod
 from emotion_fusion.config import SETTING_GROUPS, Config, branch_settings, setting_group
@@ -98,7 +98,7 @@ def _again(run_dir, data, **kw):
 
 @pytest.mark.slow     # trains a ResNet-50 on tiny data
 def test_a_text_only_change_does_not_fit_the_image_branch(run_copy, data, spies, capsys):
-    before = runs.read_branch_record(run_copy, "image")
+    before = parts.read_branch_record(run_copy, "image")
     res = _again(run_copy, data, text_head="zeroshot", progress=True)
     assert spies["image_fit"] == 0 and spies["text_fit"] == 1
     printed = capsys.readouterr().out
@@ -107,7 +107,7 @@ def test_a_text_only_change_does_not_fit_the_image_branch(run_copy, data, spies,
     cache = runs.read_json(run_copy / runs.INFO)["cache"]
     assert cache["image"]["reused"] is True and cache["text"]["reused"] is False
     assert res.results["cache"] == cache
-    assert runs.read_branch_record(run_copy, "image") == before          # the image part is untouched
+    assert parts.read_branch_record(run_copy, "image") == before          # the image part is untouched
     assert [h["kind"] for h in res.text_heads["scores"]] == ["zeroshot"]     # the only head it built
     runs.verify(run_copy)                                                # one manifest over both parts
 
@@ -165,7 +165,7 @@ def test_an_older_run_dir_is_recomputed_once_with_one_line(run_copy, data, spies
 @pytest.mark.slow     # trains a ResNet-50 on tiny data
 def test_an_edited_branch_file_is_caught_by_verify_and_recomputes_that_branch(run_copy, data, spies):
     part = run_copy / runs.BRANCH_DIR / "text_test.npz"
-    a = runs.load_branch_items(run_copy, "text", "test")
+    a = parts.load_branch_items(run_copy, "text", "test")
     a["p"] = a["p"][:, ::-1].copy()
     with open(part, "wb") as f:
         np.savez(f, **a)
@@ -187,8 +187,8 @@ def test_an_interrupted_recomputation_leaves_the_dir_incomplete_not_mixed(run_co
             _again(run_copy, data, text_head="zeroshot")
     with pytest.raises(InputError, match="is incomplete"):
         runs.load_outputs(run_copy, "test")
-    assert runs.read_branch_record(run_copy, "text") is None          # no record vouches for a half part
-    assert runs.read_branch_record(run_copy, "image") is not None     # the image part survives
+    assert parts.read_branch_record(run_copy, "text") is None          # no record vouches for a half part
+    assert parts.read_branch_record(run_copy, "image") is not None     # the image part survives
     res = _again(run_copy, data, text_head="zeroshot")
     assert res.results["cache"]["image"]["reused"] is True and res.results["cache"]["text"]["reused"] is False
     runs.verify(run_copy)
@@ -196,7 +196,7 @@ def test_an_interrupted_recomputation_leaves_the_dir_incomplete_not_mixed(run_co
 
 @pytest.mark.slow     # trains a ResNet-50 on tiny data
 def test_embeddings_are_what_each_head_classifies(base, toy_encoder_module):
-    emb = runs.load_embeddings(base.dir, "test")
+    emb = parts.load_embeddings(base.dir, "test")
     out = runs.load_outputs(base.dir, "test")
     assert emb["image"].dtype == emb["text"].dtype == np.float16
     assert emb["image"].shape == (len(out["p_image"]), 2048)
@@ -213,7 +213,7 @@ def test_embeddings_are_what_each_head_classifies(base, toy_encoder_module):
     import torch
     with torch.no_grad():
         logits = net.fc.eval()(torch.from_numpy(emb["image"].astype(np.float32)))
-    raw = runs.load_branch_items(base.dir, "image", "test")["p"]
+    raw = parts.load_branch_items(base.dir, "image", "test")["p"]
     assert np.abs(torch.softmax(logits, 1).numpy() - raw).max() < 2e-3
     shuffled = net.fc(torch.from_numpy(emb["image"][::-1].astype(np.float32))).softmax(1).detach().numpy()
     assert np.abs(shuffled - raw).max() > 10 * np.abs(torch.softmax(logits, 1).numpy() - raw).max()
@@ -221,4 +221,4 @@ def test_embeddings_are_what_each_head_classifies(base, toy_encoder_module):
 
 def test_load_embeddings_of_a_dir_without_them_says_what_to_do(run_dir):
     with pytest.raises(InputError, match=r"has no cached image embeddings for 'test'.*re-run"):
-        runs.load_embeddings(run_dir, "test")
+        parts.load_embeddings(run_dir, "test")
