@@ -6,7 +6,7 @@ from typing import Any
 from emotion_fusion.errors import InputError
 
 # Which part of a run each setting changes (the run dir's cache, pipeline.py). Every setting is in
-# exactly one group; tests/test_config.py fails on a setting in none, so a new one must be placed here.
+# exactly one group; tests/test_branch_cache.py fails on a setting in none, so a new one must be placed here.
 #   shared   - the data, the split and the protocol: both branches' items, so both branches' caches
 #   image    - the image branch's cache only (its model, per-face probabilities and embeddings)
 #   text     - the text branch's cache only (its head, per-text probabilities and embeddings)
@@ -33,7 +33,7 @@ def setting_group(name: str) -> str:
     for group, names in SETTING_GROUPS.items():
         if name in names:
             return group
-    raise InputError(f"setting {name!r} is in no group of config.SETTING_GROUPS; add it to the group it changes")
+    raise InputError(f"setting {name!r} is in no group of groups.SETTING_GROUPS; add it to the group it changes")
 
 
 def branch_settings(cfg, branch: str) -> dict[str, Any]:

@@ -3,7 +3,7 @@
 The evaluation protocol lives in data/holdout.py (holdout) and original/protocol.py (the original's),
 the branches in branches/image.py / text.py, the run directory in runs.py and the scoring in report.py. Each
 branch's outputs (model, per-item probabilities and embeddings) are cached in the run dir under a key of
-their own (config.SETTING_GROUPS: the shared settings, that branch's settings, the datasets' and its weight
+their own (groups.SETTING_GROUPS: the shared settings, that branch's settings, the datasets' and its weight
 file's signatures): re-running with another fusion weight rebuilds nothing, another text head refits the
 text branch only.
 """
@@ -27,8 +27,6 @@ from emotion_fusion.errors import InputError
 from emotion_fusion.data import holdout as _holdout
 from emotion_fusion.report import results_table, score_run, write_results
 
-# Settings that only change how cached branch outputs are fused and scored: in no cache key.
-SCORING_ONLY = SETTING_GROUPS["scoring"]
 CACHE_FORMAT = 4    # bump when a code change alters branch outputs: older run dirs are recomputed
 
 
@@ -124,14 +122,14 @@ def run(config: Config | None = None, *, fer2013: str | Path | None = None,
 
 
 def branch_keys(cfg: Config, fer_path: Path, go_path: Path) -> dict[str, str]:
-    """The cache keys: per branch (`image`, `text`) its settings (config.branch_settings), the datasets'
+    """The cache keys: per branch (`image`, `text`) its settings (groups.branch_settings), the datasets'
     signatures, its weight file, the code version; `run` joins both with the assembly settings. Scoring
     knobs are in none of them. Raises the missing-weights error in seconds, before any data."""
     data = [_runs.file_signature(fer_path), _runs.file_signature(go_path)]
     weights = _weight_files(cfg)
     keys = {}
     for b in _runs.BRANCHES:
-        # protocol=seed: each branch's items depend on the other's settings (config.SETTING_GROUPS)
+        # protocol=seed: each branch's items depend on the other's settings (groups.SETTING_GROUPS)
         own = weights if cfg.protocol == "seed" else weights[b]
         keys[b] = _runs.fingerprint(b, branch_settings(cfg, b), data, own, __version__, CACHE_FORMAT)
     assembly = {k: getattr(cfg, k) for k in SETTING_GROUPS["assembly"]}

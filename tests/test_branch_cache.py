@@ -28,7 +28,7 @@ def test_every_setting_is_in_exactly_one_group():
 
 
 def test_a_setting_in_no_group_is_an_error():
-    with pytest.raises(InputError, match=r"setting 'brand_new' is in no group of config.SETTING_GROUPS"):
+    with pytest.raises(InputError, match=r"setting 'brand_new' is in no group of groups.SETTING_GROUPS"):
         setting_group("brand_new")
 
 
