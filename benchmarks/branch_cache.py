@@ -1,6 +1,6 @@
 """Benchmark: changing one branch of a finished run, against a full run, side by side in one process.
 
-    python benchmarks/branch_cache.py [--profile offline] [--fer2013 P --goemotions P] [--json]
+    python benchmarks/branch_cache.py [--profile offline] [--fer2013 P --goemotions P] [--keep DIR] [--json]
 
 Runs, one after another, each as the real CLI in a subprocess (`python -m emotion_fusion run ...`):
 (0) a full run of the profile into a fresh folder (both branches trained and encoded),
@@ -10,6 +10,7 @@ Runs, one after another, each as the real CLI in a subprocess (`python -m emotio
 Each run's wall time is given as a ratio to (0). What each branch did is read from run_info.json's
 `cache` and `timings` (a `<branch>_branch_s` only for a branch that was computed: a reused text branch
 builds no encoder and encodes no text); the size of the cached embeddings is read from the run dir. Time it alone: another busy process on two cores slows training 8-10x.
+`--keep DIR` copies the full run's dir (0) to DIR before (1) starts, outside every timing.
 Results: benchmarks/results/branch_cache.json.
 """
 from __future__ import annotations
@@ -60,6 +61,7 @@ def main() -> None:
     ap.add_argument("--profile", default="offline")
     ap.add_argument("--fer2013")
     ap.add_argument("--goemotions")
+    ap.add_argument("--keep", help="copy the full run's dir here (it must not exist)")
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args()
     fer, go = resolve_paths(a.fer2013, a.goemotions)
@@ -79,6 +81,8 @@ def main() -> None:
                            "branch_lines": [ln for ln in text.replace("\r", "\n").splitlines()
                                             if ln.startswith(("image branch:", "text branch:"))]}
             print(f"{name}: {seconds:.1f} s  " + " | ".join(steps[name]["cache"].values()), file=sys.stderr)
+            if name == "full_run" and a.keep:
+                shutil.copytree(run_dir, a.keep, ignore=shutil.ignore_patterns(".lock"))
         embeddings = _embedding_bytes(run_dir)
     finally:
         shutil.rmtree(work, ignore_errors=True)

@@ -32,6 +32,7 @@ _WHERE = {
     "per_class_table": "scoring.metrics", "confusion": "scoring.metrics", "mcnemar": "scoring.metrics",
     "score_run": "report", "results_table": "report", "format_results": "report", "as_table": "report",
     "comparison_table": "report", "text_reuse_table": "report", "dependence_curve": "report",
+    "compare_fusion": "comparison", "register_fusion": "scoring.registry", "available_fusion_methods": "scoring.catalog",
     "original_bug": "original.bugs", "original_epoch_bug": "original.bugs", "pool_comparison": "original.reference",
     "config_table": "config", "per_class_report": "report", "mcnemar_table": "report", "sizes_table": "report",
     "text_heads_table": "report", "Table": "tables",

@@ -112,21 +112,12 @@ def _cmd_fuse(a: argparse.Namespace, out) -> int:
 
 
 def _cmd_sweep(a: argparse.Namespace, out) -> int:
-    import matplotlib.pyplot as plt
-
     from emotion_fusion import report
-    from emotion_fusion.data.files import atomic_write
     from emotion_fusion.scoring.plots import plot_sweep
     res = report.score_run(a.run_dir)
     fig = plot_sweep(res["sweep"], chosen=res.get("weight"))
-    plot_path, note = Path(a.run_dir) / "sweep.png", None
-    try:    # atomically: a symlink planted at sweep.png is replaced, never written through
-        with atomic_write(plot_path) as f:
-            fig.savefig(f, format="png", dpi=120, bbox_inches="tight")
-    except OSError as e:   # a read-only run dir: the scores are still worth printing
-        note = f"plot not written: {plot_path} ({e.strerror}); the scores above are complete"
-    finally:
-        plt.close(fig)
+    plot_path = Path(a.run_dir) / "sweep.png"
+    note = _save_plot(fig, plot_path, "the scores above are")
     summary = {"best_weight": res["best_weight"], "sweep": res["sweep"], "plot": None if note else str(plot_path),
                "rows": [r for r in res["rows"] if r["model"] == "fusion_best_val"]}
     if note:
@@ -137,10 +128,23 @@ def _cmd_sweep(a: argparse.Namespace, out) -> int:
     return 0
 
 
-def _cmd_dependence(a: argparse.Namespace, out) -> int:
+def _save_plot(fig, path: Path, what: str) -> str | None:
+    """Write `fig` to `path` atomically (a symlink planted there is replaced, never written through) and
+    close it; None, or the note that says why not (a read-only run dir): `what` is still complete."""
     import matplotlib.pyplot as plt
 
     from emotion_fusion.data.files import atomic_write
+    try:
+        with atomic_write(path) as f:
+            fig.savefig(f, format="png", dpi=120, bbox_inches="tight")
+    except OSError as e:
+        return f"plot not written: {path} ({e.strerror}); {what} complete"
+    finally:
+        plt.close(fig)
+    return None
+
+
+def _cmd_dependence(a: argparse.Namespace, out) -> int:
     from emotion_fusion.report import dependence_curve
     dep = dependence_curve(a.run_dir, draws=a.draws)
     plot_path, note = Path(a.run_dir) / "dependence.png", None
@@ -149,15 +153,21 @@ def _cmd_dependence(a: argparse.Namespace, out) -> int:
     except InputError as e:      # phi undefined in every setting: nothing to draw against
         fig, note = None, f"plot not drawn: {e}; the table above is complete"
     if fig is not None:
-        try:    # atomically, as sweep.png: a symlink planted at dependence.png is replaced, never written through
-            with atomic_write(plot_path) as f:
-                fig.savefig(f, format="png", dpi=120, bbox_inches="tight")
-        except OSError as e:     # a read-only run dir
-            note = f"plot not written: {plot_path} ({e.strerror}); the table above is complete"
-        finally:
-            plt.close(fig)
+        note = _save_plot(fig, plot_path, "the table above is")
     summary = {**dep.results, "plot": None if note else str(plot_path), **({"plot_error": note} if note else {})}
     _print(summary, a.json, dep.text() + f"\n{note or f'plot: {plot_path}'}", out)
+    return 0
+
+
+def _cmd_compare(a: argparse.Namespace, out) -> int:
+    from emotion_fusion.comparison import compare_fusion
+    methods = None if a.methods is None else [m for s in a.methods for m in s.split(",") if m]
+    cmp = compare_fusion(a.run_dir, methods, weight=_weight(a.weight) if a.weight is not None else None,
+                         draws=a.draws, dependence=not a.no_dependence)
+    plot_path = Path(a.run_dir) / "compare.png"
+    note = _save_plot(cmp.plot(), plot_path, "the tables above are")
+    summary = {**cmp.results, "plot": None if note else str(plot_path), **({"plot_error": note} if note else {})}
+    _print(summary, a.json, cmp.text() + f"\n{note or f'plot: {plot_path}'}", out)
     return 0
 
 
@@ -263,6 +273,16 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--draws", type=int, help="seeded pairing draws per setting (default 20)")
     sp.add_argument("--json", action="store_true")
     sp.set_defaults(func=_cmd_dependence)
+
+    sp = sub.add_parser("compare", help="fusion methods fitted on validation, compared on test with intervals (no torch)")
+    sp.add_argument("--run-dir", required=True)
+    sp.add_argument("--methods", nargs="+", metavar="NAME",
+                    help="fusion methods to compare (names, or comma-separated; default: every registered one)")
+    sp.add_argument("--draws", type=int, help="validation pairings to fit on (default: config.json's pairing_draws)")
+    sp.add_argument("--weight", help="linear and loglinear at this visual weight in [0, 1] (default: chosen on validation)")
+    sp.add_argument("--no-dependence", action="store_true", help="skip the dependence rows")
+    sp.add_argument("--json", action="store_true")
+    sp.set_defaults(func=_cmd_compare)
 
     sp = sub.add_parser("evaluate", help="score RUN_DIR's trained branches on another test set")
     sp.add_argument("--run-dir", required=True)

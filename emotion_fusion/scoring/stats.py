@@ -170,14 +170,25 @@ def all_pairs(s: dict, models: dict, rule: str, B: int = 0, rng: np.random.Gener
             raise InputError(f"class {CLASSES[c]!r} has {f.size} faces but no texts to pair with; "
                              "add texts of that class or drop those faces")
     labels = _grid(s, blocks, models, rule)
-    ones = [np.ones((1, f.size)) for _, f, _ in blocks], [np.ones((1, t.size)) for *_, t in blocks]
-    point = {m: _scores(crossed_counts(blocks, lab, *ones)) for m, lab in labels.items()}
+    point = {m: _scores(crossed_counts(blocks, lab, *unit_weights(blocks))) for m, lab in labels.items()}
     if not B:
         return point, None
-    wf = multiplicities([f for _, f, _ in blocks], s["y"].size, B, rng)
-    wt = multiplicities([t for *_, t in blocks], s["yt"].size, B, rng)
-    wf, wt = [wf[:, f] for _, f, _ in blocks], [wt[:, t] for *_, t in blocks]
+    wf, wt = crossed_resamples(blocks, s["y"].size, s["yt"].size, B, rng)
     return point, {m: _scores(crossed_counts(blocks, lab, wf, wt)) for m, lab in labels.items()}
+
+
+def unit_weights(blocks: list) -> tuple[list, list]:
+    """Face and text weights of one for every block: `crossed_counts` then gives the point value."""
+    return [np.ones((1, f.size)) for _, f, _ in blocks], [np.ones((1, t.size)) for *_, t in blocks]
+
+
+def crossed_resamples(blocks: list, n_images: int, n_texts: int, B: int, rng: np.random.Generator) -> tuple[list, list]:
+    """Per block, B crossed two-way resamples: face multiplicities (B, n_c) and text multiplicities (B, m_c),
+    faces and texts each resampled within class (one draw from `rng`, faces first: every model scored with
+    the same resamples gets paired differences)."""
+    wf = multiplicities([f for _, f, _ in blocks], n_images, B, rng)
+    wt = multiplicities([t for *_, t in blocks], n_texts, B, rng)
+    return [wf[:, f] for _, f, _ in blocks], [wt[:, t] for *_, t in blocks]
 
 
 def _fixed_pairs(s: dict, pairs: np.ndarray, weights: list[float], rule: str, B: int,
