@@ -63,6 +63,17 @@ def compare_fusion(run_dir, methods=None, *, weight: float | None = None, n_boot
     return FusionComparison({"title": info.get("title") or "Late fusion results", **res})
 
 
+_SUPER = str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹")
+
+
+def _value(v) -> str:
+    """A setting as written in a table: small numbers as 3×10⁻³ (a raw 0.003 reads as a measurement)."""
+    if isinstance(v, float) and 0 < abs(v) < 0.01:
+        m, e = f"{v:.0e}".split("e")
+        return f"{m}×10{str(int(e)).translate(_SUPER)}"
+    return f"{v:g}" if isinstance(v, float) else str(v)
+
+
 def _gain(d: dict, resamples: int) -> tuple[str, str]:
     p = d.get("p_holm", d["p_value"])
     if d["p_value"] <= 2 / (resamples + 1) * (1 + 1e-9) and p < 1:   # adjusted from the bootstrap's floor: a bound
@@ -90,7 +101,7 @@ class FusionComparison:
             if r["vs_reference"] is not None:
                 ref, pr = _gain(r["vs_reference"][metric], res["n_boot"])
                 rec.update({f"{m} - {res['reference']} (points)": ref, "p (Holm) ": pr})
-            rec.update({"settings": ", ".join(f"{k}={v}" for k, v in {**r["settings"], **(
+            rec.update({"settings": ", ".join(f"{k}={_value(v)}" for k, v in {**r["settings"], **(
                 {"w": r["params"]["weight"]} if "weight" in r["params"] else {})}.items()) or "-",
                 "fit s": number(r["fit_s"], 2)})
             recs.append(rec)
@@ -98,12 +109,14 @@ class FusionComparison:
                  f"({res['n_boot']:,} shared resamples), better branch = {res['better_branch']} (on validation)")
         return table(recs, title, note=f"Every method fitted on validation only; p: {res['holm']}.", index="model")
 
-    def dependence_table(self, metric: str = "macro_f1") -> Table:
+    def dependence_table(self, metric: str = "macro_f1", rhos=None) -> Table:
         """Per method, the gain over the better branch (points, mean ± sd over the draws) at each family and
-        rho, fitted on independent pairs and re-fitted on pairs of the same dependence."""
+        rho, fitted on independent pairs and re-fitted on pairs of the same dependence; `rhos` keeps those."""
         dep = self.results["dependence"]
         recs = {}
         for d in dep["rows"]:
+            if rhos is not None and d["rho"] not in [float(r) for r in rhos]:
+                continue
             col = f"{d['family']} rho={d['rho']:g}" + ("" if d["rho"] == 0 else (
                 ", fitted indep." if d["fitted_on"] == "independent" else ", re-fitted"))
             recs.setdefault(d["method"], {"method": d["method"]})[col] = (

@@ -22,8 +22,8 @@ pytestmark = [pytest.mark.data, pytest.mark.slow]
 # compression adds the same bytes to each: the smoke run must leave one headroom for it under both goals,
 # PNG_HEADROOM = 20% of the notebook's goal (60 KB, about 40% of the smoke run's 142 KB of PNG). The HTML
 # page is the outputs plus a fixed ~263 KB of JupyterLab CSS (the template on a one-cell notebook), the
-# same for both profiles. Measured on the smoke run here (with the dependence table and figure): notebook
-# 225,467 bytes, HTML 483,945 bytes.
+# same for both profiles. Measured on the smoke run here (with the dependence and fusion-method sections): notebook
+# 238,953 bytes, HTML 497,451 bytes.
 NOTEBOOK_GOAL, HTML_GOAL, PNG_HEADROOM = 300_000, 600_000, 60_000
 
 
@@ -76,13 +76,18 @@ def test_notebook_smoke_end_to_end(tmp_path, data_root, fer_path, go_path, monke
     assert "ResNet-50 trained from scratch, 1 epoch" in results["title"] and results["weights"]["random_init"] == ["text"]
     # the plots are shown inline, each with alt text: every cell that draws one carries a PNG and its description
     plot_cells = [c for c in nb["cells"] if c["cell_type"] == "code" and
-                  ("ef.plot_" in "".join(c["source"]) or "".join(c["source"]).startswith("dep.plot("))]
-    assert len(plot_cells) == 6                      # five ef.plot_* figures and the dependence curve
+                  ("ef.plot_" in "".join(c["source"]) or "".join(c["source"]).startswith(("dep.plot(", "methods.plot(")))]
+    assert len(plot_cells) == 7          # five ef.plot_* figures, the dependence curve, the fusion methods
     for c in plot_cells:
         pngs = [o for o in c["outputs"] if "image/png" in o.get("data", {})]
         assert pngs and not "".join(pngs[0]["data"]["text/plain"]).startswith("<Figure"), "".join(c["source"])
     # the dependence section: its table under its title, its plot inline
     assert "fusion under dependence, test pairs: mean ± sd" in _cell_text(nb, "dependence-table")
+    # the fusion-method section: every registered method in its table, from the cache
+    methods = _cell_text(nb, "methods-table")
+    assert "fusion methods on test: the all-pairs estimand" in methods
+    for name in ("linear", "loglinear", "product_prior", "stacking", "per_class", "gated", "attention", "early"):
+        assert re.search(rf"^{name}\s", methods, flags=re.M), name
 
     # progress: the run cell keeps one line per training epoch and nothing of the bars or the heartbeat
     run_cell = _cell(nb, "result = ef.run(")
@@ -93,10 +98,11 @@ def test_notebook_smoke_end_to_end(tmp_path, data_root, fer_path, go_path, monke
     # formatted tables: no raw floats (3+ decimals), no dicts, no scientific p-values, no row numbers
     for source in ("ef.comparison_table(", "ef.text_reuse_table(", "ef.mcnemar_table(", "ef.sizes_table(",
                    "ef.text_heads_table(", "ef.config_table(", "ef.per_class_report(", "ef.as_table(result.timings",
-                   "ef.original_bug(", "ef.original_epoch_bug(", DEP_TABLE):
+                   "ef.original_bug(", "ef.original_epoch_bug(", DEP_TABLE, "methods = ef.compare_fusion(",
+                   "methods.dependence_table("):
         out = "".join("".join(o.get("data", {}).get("text/html", "")) for o in _cell(nb, source)["outputs"])
         assert out and not re.search(r"e-\d|\{'", out), (source, out[:300])
-        if source != DEP_TABLE:   # its phi is a correlation to 3 decimals, and rho = 0 is a row label
+        if source not in (DEP_TABLE, "methods.dependence_table("):   # phi to 3 decimals; rho = 0 a label
             assert not re.search(r"\d\.\d{3,}", out) and "<th>0</th>" not in out, (source, out[:300])
 
     # the original's bug, shown: the count of test pairs whose fused label is not the visual one, per head,
