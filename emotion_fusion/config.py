@@ -13,7 +13,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Collection
 
-from emotion_fusion.branches.choices import IMAGE_MODES, LR_SCHEDULES, VAL_LOSS_RULES
+from emotion_fusion.branches.choices import IMAGE_MODES, LR_SCHEDULES, PRECISIONS, VAL_LOSS_RULES
 from emotion_fusion.branches.encoders import ENCODERS
 from emotion_fusion.data.labels import DOMINANT_RULES, MAPPINGS, MULTI_LABEL_RULES, NEUTRAL_RULES
 from emotion_fusion.errors import InputError, json_kind
@@ -56,6 +56,8 @@ class Config:
                                        #   (first of the set of mapped classes in one seeded hash order)
     clip_resize: str = "open_clip"     # protocol=seed pairing embeddings: open_clip's preprocess (bicubic), or
                                        #   the original's (bilinear Resize((224, 224)) + CLIP mean/std)
+    seed_random_state: int | None = None  # protocol=seed: seeds mapped_bernoulli's legacy np.random stream and the
+                                       #   70/15/15 split's random_state; None = the run's seed (the original: 42)
     # --- image branch ---------------------------------------------------------------------------
     image_weights: str | None = "imagenet"  # imagenet, imagenet_v2, a .pth path, or None (random init)
     image_mode: str = "finetune"       # finetune everything, or frozen backbone + head
@@ -76,6 +78,8 @@ class Config:
     augment_style: str = "ours"        # ours (48 px input) or seed (the original's, at the model's resolution)
     tta: bool = False                  # average each face's prediction with its mirror image
     fast: bool = True                  # channels_last (+ bf16 autocast where the CPU has it natively), AMP on GPU
+    image_precision: str = "auto"      # auto: what `fast` picks; fp32: the image branch without autocast or
+                                       #   GradScaler, TF32 off, on every device (the original's, on its T4)
     cpu_replicas: int | None = None    # image training on CPU: the batch split over N model replicas on N
                                        #   threads; None = one per usable core, >= 16 faces each (1: one model)
     # --- text branch ----------------------------------------------------------------------------
@@ -108,7 +112,7 @@ class Config:
                              f"text_model=ViT-B/32 (got {self.text_model!r})")
         ints = ("seed", "epochs", "batch_size", "image_size", "patience", "n_boot", "pairing_draws", "seed_pairs_rare",
                 "seed_pairs_common", "lr_patience", "train_per_class", "text_train_per_class", "val_per_class", "test_per_class",
-                "cpu_replicas")
+                "cpu_replicas", "seed_random_state")
         for name in ints:
             v = getattr(self, name)
             if v is not None and (isinstance(v, bool) or not isinstance(v, int)):
@@ -119,6 +123,9 @@ class Config:
                 raise InputError(f"{name} must be a finite number, got {v!r}")
         if self.seed < 0:
             raise InputError(f"seed must be >= 0, got {self.seed}")
+        if self.seed_random_state is not None and not 0 <= self.seed_random_state < 2**32:
+            raise InputError(f"seed_random_state must be in [0, 2**32) (np.random.seed's range) or None (the "
+                             f"run's seed), got {self.seed_random_state}")
         if (isinstance(self.fusion_weight, bool) or not isinstance(self.fusion_weight, (int, float))
                 or not 0.0 <= self.fusion_weight <= 1.0):
             raise InputError(f"fusion_weight {self.fusion_weight!r} is outside [0, 1]; use a value "
@@ -232,7 +239,7 @@ _CHOICES: dict[str, Collection[str]] = {
     "image_mode": IMAGE_MODES, "lr_schedule": LR_SCHEDULES, "text_head": TEXT_HEADS, "fusion_rule": FUSION_RULES,
     "augment_style": AUGMENT_STYLES, "text_model": ENCODERS, "neutral_rule": NEUTRAL_RULES,
     "dominant_label": DOMINANT_RULES, "clip_resize": CLIP_RESIZE, "class_weights": CLASS_WEIGHTS,
-    "val_loss": VAL_LOSS_RULES, "raw_head_words": RAW_HEAD_WORDS}
+    "val_loss": VAL_LOSS_RULES, "raw_head_words": RAW_HEAD_WORDS, "image_precision": PRECISIONS}
 
 
 def _choice(name: str, value: Any, valid: Collection[str]) -> None:
@@ -279,11 +286,13 @@ _PROFILE_OVERRIDES: dict[str, dict[str, Any]] = {
     # text head with its noun prompts and uncalibrated linear fusion. Needs the ImageNet and OpenAI
     # weights, like `full`. Each rule is a setting: `--set restore_best=true` etc. switches one off.
     # One model on a CPU too (cpu_replicas=1): batch norm sees the whole batch of 32, as on its GPU.
+    # Its fixed seed 42 for the neutral thinning's legacy stream and the split (seed_random_state); its
+    # image branch in fp32 (a T4, no autocast), on every device here (image_precision).
     "seed": dict(protocol="seed", label_map="seed", multi_label="first", batch_size=32, patience=5,
                  lr_patience=3, augment_style="seed", text_head="seed_raw", calibrate=False, fusion_rule="linear",
                  restore_best=False, class_weights="seed_text_counts", val_loss="batch_mean",
                  neutral_rule="mapped_bernoulli", dominant_label="random_mapped", raw_head_words="original",
-                 clip_resize="original", cpu_replicas=1),
+                 clip_resize="original", cpu_replicas=1, seed_random_state=42, image_precision="fp32"),
     # Minutes on CPU, for tests: tiny subsets, random-init ResNet-50 and random-init CLIP ViT-B/32.
     "smoke": dict(image_weights=None, image_size=48, epochs=1, batch_size=32, text_weights=None,
                   train_per_class=24, text_train_per_class=24, val_per_class=10, test_per_class=10,
@@ -291,7 +300,8 @@ _PROFILE_OVERRIDES: dict[str, dict[str, Any]] = {
 }
 
 
-_NONE_WORDS = {"image_weights": "none (random init)", "text_weights": "none (random init)", "device": "auto"}   # None in words (the *_per_class caps: "all")
+_NONE_WORDS = {"image_weights": "none (random init)", "text_weights": "none (random init)", "device": "auto",
+               "seed_random_state": "none (the run's seed)"}   # None in words (the *_per_class caps: "all")
 
 
 def _setting_words(name: str, value: Any) -> str:

@@ -17,10 +17,10 @@ from emotion_fusion.errors import InputError
 SETTING_GROUPS: dict[str, tuple[str, ...]] = {
     "shared": ("profile", "seed", "protocol", "val_fraction", "drop_train_duplicates", "val_per_class",
                "test_per_class", "seed_pairs_rare", "seed_pairs_common", "seed_min_similarity", "neutral_rule",
-               "dominant_label", "clip_resize", "fast", "device", "allow_empty_classes"),
+               "dominant_label", "clip_resize", "seed_random_state", "fast", "device", "allow_empty_classes"),
     "image": ("image_weights", "image_mode", "image_size", "epochs", "batch_size", "lr", "weight_decay",
               "patience", "restore_best", "class_weights", "val_loss", "lr_patience", "lr_schedule", "augment",
-              "augment_style", "tta", "cpu_replicas", "train_per_class"),
+              "augment_style", "tta", "cpu_replicas", "train_per_class", "image_precision"),
     "text": ("text_model", "text_weights", "text_head", "raw_head_words", "label_map", "multi_label",
              "text_train_per_class"),
     "assembly": ("calibrate", "weights_declared_random"),

@@ -54,11 +54,12 @@ class ImageBranch:
             mode=c.image_mode, patience=c.patience, augment=c.augment, fast=c.fast, seed=c.seed,
             device=c.device, progress=c.progress, lr_schedule=c.lr_schedule, lr_patience=c.lr_patience,
             augment_style=c.augment_style, restore_best=c.restore_best, class_weights=self.class_weights,
-            val_loss=c.val_loss, states=self.states, cpu_replicas=c.cpu_replicas)
+            val_loss=c.val_loss, states=self.states, cpu_replicas=c.cpu_replicas, precision=c.image_precision)
         if c.tta:   # the evidence for mirror TTA, on validation: each view scored once, both kept
             from emotion_fusion.scoring.metrics import macro_f1
             x, y = _pixels(val), val.y.to_numpy()
-            kw = dict(fast=c.fast, device=c.device, progress=c.progress, features=True)
+            kw = dict(fast=c.fast, device=c.device, progress=c.progress, features=True,
+                      precision=c.image_precision)
             plain, f_plain = predict_proba(self.model, self.preprocess, x, **kw)
             mirror, f_mirror = predict_proba(self.model, self.preprocess, x[:, :, ::-1], **kw)
             both = (plain + mirror) / 2
@@ -78,7 +79,8 @@ class ImageBranch:
             return self._val[1], self._val[2]
         x = _pixels(items)
         return predict_proba(self.model, self.preprocess, x, fast=self.cfg.fast, device=self.cfg.device,
-                             progress=self.cfg.progress and len(x) > 1, tta=self.cfg.tta, features=True)
+                             progress=self.cfg.progress and len(x) > 1, tta=self.cfg.tta, features=True,
+                             precision=self.cfg.image_precision)
 
     def proba_with(self, which: str, items) -> np.ndarray:
         """`predict_proba` with the "best" (val-loss) or "last" epoch's weights of the same fit; the
@@ -90,7 +92,7 @@ class ImageBranch:
         try:
             x = _pixels(items)
             return predict_proba(self.model, self.preprocess, x, fast=self.cfg.fast, device=self.cfg.device,
-                                 progress=False, tta=self.cfg.tta)
+                                 progress=False, tta=self.cfg.tta, precision=self.cfg.image_precision)
         finally:
             self.model.load_state_dict(own)
 

@@ -6,9 +6,12 @@ EMOTION_FUSION_BF16 after `import emotion_fusion`). Imports no torch at module i
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 
 from emotion_fusion.errors import InputError
+
+from .choices import PRECISIONS
 
 BF16_ENV = "EMOTION_FUSION_BF16"   # "1" forces bf16 autocast on CPU, "0" forbids it; unset = detect
 DEVICE_TYPES = ("cpu", "cuda", "mps")
@@ -54,12 +57,18 @@ def cpu_native_bf16() -> bool:
     return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
 
 
-def autocast_dtype(device_type: str, fast: bool):
+def _check_precision(precision: str) -> None:
+    if precision not in PRECISIONS:
+        raise InputError(f"unknown image_precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
+
+
+def autocast_dtype(device_type: str, fast: bool, precision: str = "auto"):
     """The autocast dtype for `fast` on this device (None = plain fp32): fp16 AMP on CUDA, bf16 on a
-    CPU with native bf16."""
+    CPU with native bf16; `precision="fp32"` is None on every device."""
     import torch
 
-    if not fast:
+    _check_precision(precision)
+    if not fast or precision == "fp32":
         return None
     if device_type == "cuda":
         return torch.float16
@@ -68,15 +77,45 @@ def autocast_dtype(device_type: str, fast: bool):
     return None
 
 
-def autocast(device_type: str, fast: bool):
+def autocast(device_type: str, fast: bool, precision: str = "auto"):
     """A context manager: autocast at `autocast_dtype`, or nothing."""
     import torch
 
-    dtype = autocast_dtype(device_type, fast)
+    dtype = autocast_dtype(device_type, fast, precision)
     return contextlib.nullcontext() if dtype is None else torch.autocast(device_type, dtype=dtype)
 
 
-def precision_label(device_type: str, fast: bool) -> str:
-    """For tables and histories: e.g. 'fp32', 'bf16 autocast', 'fp16 AMP'."""
-    dtype = autocast_dtype(device_type, fast)
-    return {None: "fp32"}.get(dtype, "fp16 AMP" if device_type == "cuda" else "bf16 autocast")
+@contextlib.contextmanager
+def strict_fp32(enabled: bool = True):
+    """With `enabled`, CUDA convolutions and matmuls in full fp32: TF32 off for cuDNN and cuBLAS (PyTorch
+    lets cuDNN convolutions use TF32 by default on Ampere and later GPUs; the original's T4 has no TF32).
+    The flags are put back afterwards; they change nothing on a CPU."""
+    if not enabled:
+        yield
+        return
+    import torch
+
+    before = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = before
+
+
+def honours_fp32(fn):
+    """Decorate a function with a keyword-only `precision`: called with precision="fp32", it runs under
+    `strict_fp32`."""
+    @functools.wraps(fn)
+    def run(*args, **kwargs):
+        with strict_fp32(kwargs.get("precision", "auto") == "fp32"):
+            return fn(*args, **kwargs)
+    return run
+
+
+def precision_label(device_type: str, fast: bool, precision: str = "auto") -> str:
+    """For tables and histories: e.g. 'fp32', 'fp32 (TF32 off)', 'bf16 autocast', 'fp16 AMP'."""
+    dtype = autocast_dtype(device_type, fast, precision)
+    if dtype is None:
+        return "fp32 (TF32 off)" if precision == "fp32" and device_type == "cuda" else "fp32"
+    return "fp16 AMP" if device_type == "cuda" else "bf16 autocast"

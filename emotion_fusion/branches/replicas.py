@@ -112,14 +112,14 @@ class Replicas:
         torch.set_num_threads(self._before)
 
     def backward(self, xb: torch.Tensor, yb: torch.Tensor, weight: torch.Tensor, fast: bool,
-                 params: list[torch.Tensor]) -> tuple[float, torch.Tensor]:
+                 params: list[torch.Tensor], precision: str = "auto") -> tuple[float, torch.Tensor]:
         """Forward and backward of the batch split over the replicas; sets each param's `.grad` to the
         sum of the replicas' gradients. Returns (the batch's weighted mean loss, its logits)."""
         n = min(len(self.models), max(1, len(yb) // 2))   # a short last batch: every slice >= 2 faces, so
         #                                                   batch norm has 2 values per channel even at 1x1
         total = weight[yb].sum()
         parts = zip(range(n), torch.tensor_split(xb, n), torch.tensor_split(yb, n))
-        out = list(self._pool.map(lambda a: self._one(*a, weight, total, fast, params), parts))
+        out = list(self._pool.map(lambda a: self._one(*a, weight, total, fast, params, precision), parts))
         for i, p in enumerate(params):
             g = out[0][2][i]
             for r in out[1:]:
@@ -129,8 +129,8 @@ class Replicas:
             p.grad = g
         return sum(r[0] for r in out), torch.cat([r[1] for r in out])
 
-    def _one(self, k, x, y, weight, total, fast, params):
-        with autocast(x.device.type, fast):
+    def _one(self, k, x, y, weight, total, fast, params, precision):
+        with autocast(x.device.type, fast, precision):
             logits = self.models[k](x)
         loss = F.cross_entropy(logits.float(), y, weight=weight, reduction="sum") / total
         grads = torch.autograd.grad(loss, params)

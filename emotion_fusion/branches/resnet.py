@@ -5,7 +5,8 @@
 
 `fast=True` uses channels_last, plus bf16 autocast on a CPU with native bf16 (AVX512-BF16/AMX) and
 fp16 AMP on CUDA. On CPUs without native bf16 it stays fp32: emulated bf16 was 3-15x slower there
-(see precision.cpu_native_bf16); the history's `precision` says which path ran. Training: train.py; the branch protocol: image.py.
+(see precision.cpu_native_bf16); the history's `precision` says which path ran. `precision="fp32"`
+(the `seed` profile's `image_precision`) turns autocast off on every device, TF32 too. Training: train.py; the branch protocol: image.py.
 """
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ from emotion_fusion.data.labels import NUM_CLASSES
 from emotion_fusion.errors import InputError, useful_line
 from emotion_fusion.progress import bar_iter
 
-from .precision import autocast, choose_device
+from .precision import autocast, choose_device, honours_fp32
 from .weights import is_online, missing_weights_error, torch_hub_checkpoints
 
 # --- defaults -------------------------------------------------------------------------------------
@@ -205,20 +206,22 @@ def save_image_model(model: nn.Module, path: str | os.PathLike, **meta) -> Path:
 
 
 
-def batch_logits(model, preprocess, x, batch_size, dev, fast, progress, desc):
+def batch_logits(model, preprocess, x, batch_size, dev, fast, progress, desc, precision="auto"):
     """Yield (slice, logits in float32) over x in eval mode, no grad."""
     fmt = torch.channels_last if fast else torch.contiguous_format
     for start in bar_iter(range(0, len(x), batch_size), desc, enabled=progress):
         sl = slice(start, start + batch_size)
         xb = preprocess(x[sl]).to(dev, memory_format=fmt)
-        with torch.inference_mode(), autocast(dev.type, fast):
+        with torch.inference_mode(), autocast(dev.type, fast, precision):
             yield sl, model(xb).float()
 
 
+@honours_fp32
 def predict_proba(model: nn.Module, preprocess: ImagePreprocess, x, *, batch_size: int = 256,
                   fast: bool = True, device=None, progress: bool = True, tta: bool = False,
-                  features: bool = False):
-    """Class probabilities (N, num_classes) float32, canonical order; eval mode, no grad.
+                  features: bool = False, precision: str = "auto"):
+    """Class probabilities (N, num_classes) float32, canonical order; eval mode, no grad; `precision`
+    as in train_image_model.
 
     `tta=True` averages the probabilities of each face and its mirror image (faces are left-right
     symmetric, so the mirror is a second honest look at the same input). `features=True` returns
@@ -237,7 +240,8 @@ def predict_proba(model: nn.Module, preprocess: ImagePreprocess, x, *, batch_siz
     views = (x, x[:, :, ::-1]) if tta else (x,)
     try:
         for view in views:
-            for sl, logits in batch_logits(model, preprocess, view, batch_size, dev, fast, progress, "predict"):
+            for sl, logits in batch_logits(model, preprocess, view, batch_size, dev, fast, progress, "predict",
+                                           precision):
                 out[sl] += torch.softmax(logits, dim=1).cpu().numpy() / len(views)
                 if features:
                     f = seen.pop().flatten(1).float().cpu().numpy()

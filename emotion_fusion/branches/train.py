@@ -28,8 +28,8 @@ from emotion_fusion.errors import InputError
 from emotion_fusion.progress import Bar, note
 
 from . import distributed as _dist
-from .choices import IMAGE_MODES, LR_SCHEDULES, VAL_LOSS_RULES
-from .precision import autocast, choose_device, precision_label
+from .choices import IMAGE_MODES, LR_SCHEDULES, PRECISIONS, VAL_LOSS_RULES
+from .precision import autocast, autocast_dtype, choose_device, honours_fp32, precision_label
 from .replicas import Replicas, choose_replicas, usable_cores
 from .resnet import ImagePreprocess, batch_logits
 
@@ -111,13 +111,15 @@ def _set_mode(model: nn.Module, mode: str) -> None:
         model.train()
 
 
+@honours_fp32
 def train_image_model(model: nn.Module, preprocess: ImagePreprocess, x_train, y_train, x_val, y_val, *,
                       epochs: int = 10, batch_size: int = 64, lr: float = 1e-4,
                       weight_decay: float = 1e-4, mode: str = "finetune", patience: int = 3,
                       augment: bool = True, fast: bool = True, seed: int = 0, device=None,
                       progress: bool = True, lr_schedule: str = "plateau", lr_patience: int = LR_PATIENCE,
                       augment_style: str = "ours", restore_best: bool = True, class_weights=None,
-                      val_loss: str = "item_mean", states: dict | None = None, cpu_replicas: int | None = 1) -> dict:
+                      val_loss: str = "item_mean", states: dict | None = None, cpu_replicas: int | None = 1,
+                      precision: str = "auto") -> dict:
     """Train in place with class-weighted CE, Adam, LR-on-plateau and early stopping on val loss.
 
     `lr_schedule="onecycle"` replaces the plateau rule (which needs many epochs to act) by a per-step
@@ -132,7 +134,9 @@ def train_image_model(model: nn.Module, preprocess: ImagePreprocess, x_train, y_
     `val_loss="batch_mean"` averages per-batch weighted means over batches of `batch_size`, as the
     original did. `cpu_replicas=N` > 1 (CPU, one process) splits each batch over N model replicas on N
     threads with usable_cores() // N intra-op threads each (replicas.py); None picks N for the machine
-    (replicas.choose_replicas). A dict passed as `states` receives CPU copies of both candidates' weights, "best"
+    (replicas.choose_replicas). `precision="fp32"` trains and validates without autocast or GradScaler
+    and with TF32 off (precision.strict_fp32) on any device, as the original did on its T4; "auto" takes
+    `fast`'s choice (fp16 AMP on CUDA, bf16 autocast on a CPU with native bf16). A dict passed as `states` receives CPU copies of both candidates' weights, "best"
     and "last", so a caller can score each. Returns the history: lists per epoch
     (`train_loss`, `train_acc`, `val_loss`, `val_acc`, `lr`, `seconds`) plus `best_epoch` (1-based),
     `epochs_run`, `stopped_early`, `img_per_s` (training throughput) and `scored_epoch` (the epoch
@@ -146,6 +150,8 @@ def train_image_model(model: nn.Module, preprocess: ImagePreprocess, x_train, y_
         raise InputError(f"epochs={epochs}, batch_size={batch_size}, patience={patience} must all be >= 1")
     if val_loss not in VAL_LOSS_RULES:
         raise InputError(f"unknown val_loss rule {val_loss!r}; choose one of {', '.join(VAL_LOSS_RULES)}")
+    if precision not in PRECISIONS:
+        raise InputError(f"unknown image_precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
     k = model.num_classes
     x_train, x_val = np.asarray(x_train), np.asarray(x_val)
     y_train, y_val = _check_xy(x_train, y_train, "train", k), _check_xy(x_val, y_val, "val", k)
@@ -177,7 +183,7 @@ def train_image_model(model: nn.Module, preprocess: ImagePreprocess, x_train, y_
     steps = epochs * -(-len(_dist.shard(np.arange(len(x_train)), rank, world)) // batch_size)
     step_sched = (torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=ONECYCLE_WARMUP)
                   if lr_schedule == "onecycle" else None)
-    scaler = torch.amp.GradScaler("cuda", enabled=fast and dev.type == "cuda")
+    scaler = torch.amp.GradScaler("cuda", enabled=autocast_dtype(dev.type, fast, precision) == torch.float16)
 
     hist = {key: [] for key in ("train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds")}
     best = (float("inf"), 0, None)                 # (val loss, epoch, state)
@@ -202,10 +208,10 @@ def train_image_model(model: nn.Module, preprocess: ImagePreprocess, x_train, y_
                 yb = torch.from_numpy(y_train[idx]).to(dev)
                 opt.zero_grad(set_to_none=True)
                 if reps is not None:
-                    loss_v, logits = reps.backward(xb, yb, criterion.weight, fast, params)
+                    loss_v, logits = reps.backward(xb, yb, criterion.weight, fast, params, precision)
                     opt.step()
                 else:
-                    with autocast(dev.type, fast):
+                    with autocast(dev.type, fast, precision):
                         logits = net(xb)
                     loss = criterion(logits.float(), yb)
                     scaler.scale(loss).backward()
@@ -225,7 +231,7 @@ def train_image_model(model: nn.Module, preprocess: ImagePreprocess, x_train, y_
         seen += n_seen
         _dist.sync_buffers(model, acc)
         v_loss, val_acc = _evaluate(model, preprocess, x_val, y_val, w, dev, fast, acc,
-                                    batch_size if val_loss == "batch_mean" else None)
+                                    batch_size if val_loss == "batch_mean" else None, precision)
         epoch_lr = opt.param_groups[0]["lr"]      # the rate this epoch trained at (its end, for onecycle)
         if step_sched is None:
             sched.step(v_loss)
@@ -254,14 +260,15 @@ def train_image_model(model: nn.Module, preprocess: ImagePreprocess, x_train, y_
     return {**hist, "best_epoch": best[1], "scored_epoch": best[1] if restore_best else last_epoch,
             "restore_best": bool(restore_best), "epochs_run": last_epoch,
             "stopped_early": len(hist["val_loss"]) < epochs, "img_per_s": seen / train_time,
-            "mode": mode, "fast": fast, "precision": precision_label(dev.type, fast), "processes": world,
+            "mode": mode, "fast": fast, "precision": precision_label(dev.type, fast, precision), "processes": world,
             # numerics depend on these (batch norm per replica slice; oneDNN splits reductions by thread),
             # and so does speed on a shared CPU
             "replicas": n_rep, "intra_op_threads": reps.threads if reps else torch.get_num_threads(),
             "optimizer": "Adam (fused)" if reps else "Adam"}
 
 
-def _evaluate(model, preprocess, x, y, w, dev, fast, acc, batch_mean_of: int | None = None) -> tuple[float, float]:
+def _evaluate(model, preprocess, x, y, w, dev, fast, acc, batch_mean_of: int | None = None,
+              precision: str = "auto") -> tuple[float, float]:
     """Class-weighted mean CE (same weighting as training) and accuracy on a held-out set; each rank
     scores every N-th item and the sums are reduced (one process: all items, in order).
 
@@ -271,7 +278,7 @@ def _evaluate(model, preprocess, x, y, w, dev, fast, acc, batch_mean_of: int | N
     x, y = x[acc.process_index::acc.num_processes], y[acc.process_index::acc.num_processes]
     nll_sum, w_sum, correct, batch_means, n_batches = 0.0, 0.0, 0, 0.0, 0
     wt = torch.from_numpy(w).to(dev)
-    for sl, logits in batch_logits(model, preprocess, x, batch_mean_of or 256, dev, fast, False, "val"):
+    for sl, logits in batch_logits(model, preprocess, x, batch_mean_of or 256, dev, fast, False, "val", precision):
         yb = torch.from_numpy(y[sl]).to(dev)
         nll = F.cross_entropy(logits.float(), yb, weight=wt, reduction="sum").item()
         bw = wt[yb].sum().item()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from emotion_fusion.data.pairing import label_array, stratified_split
+from emotion_fusion.data.pairing import label_array
 from emotion_fusion.errors import InputError
 
 SEED_SPLIT = (0.70, 0.15, 0.15)     # the original protocol's train / val / test shares of the pairs
@@ -45,12 +45,33 @@ def hungarian_pairs(image_emb, text_emb, image_y, text_y) -> tuple[np.ndarray, n
     return img[order], txt[order]
 
 
-def seed_protocol_split(n_pairs_y, seed: int) -> dict[str, np.ndarray]:
-    """The original protocol's 70/15/15 stratified train/val/test split of the pairs (sorted indices).
+def _original_split(idx: np.ndarray, y: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(kept, held out) of `idx`, as sklearn's `train_test_split(..., stratify=y, random_state=seed)`
+    returns them: in its order, not sorted. A class with one member cannot be split (the original would
+    stop there) and stays in `kept`, at its end."""
+    from sklearn.model_selection import train_test_split
+    classes, counts = np.unique(y, return_counts=True)
+    single = np.isin(y, classes[counts == 1])
+    if single.all():
+        return idx, np.zeros(0, dtype=np.int64)
+    try:
+        kept, held = train_test_split(idx[~single], test_size=fraction, stratify=y[~single], random_state=seed)
+    except ValueError as e:   # too few rows for a stratified split of this size
+        raise InputError(f"cannot hold out {fraction} of {int((~single).sum())} pairs stratified by class: {e}") from None
+    return np.concatenate([kept, idx[single]]).astype(np.int64), np.asarray(held, dtype=np.int64)
 
-    30% is held out stratified, then halved stratified into val and test.
+
+def seed_protocol_split(n_pairs_y, seed: int) -> dict[str, np.ndarray]:
+    """The original protocol's 70/15/15 stratified train/val/test split of the pairs (cell 26), `seed`
+    as sklearn's random_state (the original's: 42).
+
+    30% is held out stratified, then halved stratified into val and test, as the original called it: the
+    second split takes the held-out pairs in the order the first returned them, and each part keeps its
+    returned order (the original's val and test loaders did not shuffle, so its batches of 32, and a
+    mean of per-batch losses over them, follow that order). Same pairs in, same random_state: the
+    original's parts, in its order.
     """
     y = label_array(n_pairs_y, "pair labels")
-    train, rest = stratified_split(y, SEED_SPLIT[1] + SEED_SPLIT[2], seed)
-    val_pos, test_pos = stratified_split(y[rest], SEED_SPLIT[2] / (SEED_SPLIT[1] + SEED_SPLIT[2]), seed)
-    return {"train": train, "val": np.sort(rest[val_pos]), "test": np.sort(rest[test_pos])}
+    train, rest = _original_split(np.arange(y.size), y, SEED_SPLIT[1] + SEED_SPLIT[2], seed)
+    val, test = _original_split(rest, y[rest], SEED_SPLIT[2] / (SEED_SPLIT[1] + SEED_SPLIT[2]), seed)
+    return {"train": train, "val": val, "test": test}

@@ -8,7 +8,10 @@
    assignment maximising cosine similarity, the matches sorted by similarity and the top `target`
    kept among those with similarity >= 0.15.
 3. Pairs whose text fails the post-pairing filters (word count, unique-word ratio, spam) are dropped.
-4. 70/15/15 split of the pairs, stratified by class. The original reported 8,472 pairs.
+4. 70/15/15 split of the pairs, stratified by class, as the original called sklearn (the second split on
+   the first's held-out pairs in the order it returned them; every part kept in its returned order), with
+   the original's `random_state` in the `seed` profile (`seed_random_state=42`, which also seeds the
+   neutral thinning). The original reported 8,472 pairs.
 
 Dedup: the original deleted files whose bytes (md5) repeated an earlier file's, over train and test
 (cell 11: 1,853 files). `dedup=True` drops train faces whose decoded pixels repeat another train
@@ -41,7 +44,7 @@ MIN_SIMILARITY = 0.15                    # cosine similarity a kept pair must re
 EmbedFn = Callable[..., np.ndarray]
 
 __all__ = ["pair_targets", "image_pool", "pair_class", "seed_pairs", "split_pairs", "pairing_summary_table",
-           "seed_split", "clip_image_embeddings"]
+           "random_state", "seed_split", "clip_image_embeddings"]
 
 
 def pair_targets(small: int = SMALL_TARGET, large: int = LARGE_TARGET) -> dict[int, int]:
@@ -122,19 +125,19 @@ def pair_class(images: pd.DataFrame, texts: pd.DataFrame, target: int, embed_ima
 def seed_pairs(fer: pd.DataFrame, go: pd.DataFrame, embed_images: EmbedFn, embed_texts: EmbedFn, *,
                seed: int, targets: dict[int, int] | None = None, min_similarity: float = MIN_SIMILARITY,
                dedup: bool = True, aug_target: int = AUG_TARGET, neutral_rule: str = "mapped_bernoulli",
-               dominant: str = "random_mapped") -> dict:
+               dominant: str = "random_mapped", neutral_seed: int | None = None) -> dict:
     """The seed protocol's pairs: {"images", "texts"} (frames aligned row by row, class by class),
     "similarity" (per pair) and "summary" (pool counts; per class, pairs after each step).
 
     `fer`/`go` are `load_fer2013`/`load_goemotions` frames (any label map: texts are relabelled);
-    `neutral_rule`/`dominant` are `text_pool`'s rules. The summary's "label_counts" are the text
-    pool's mapped-label counts, from which the original computed its loss weights.
+    `neutral_rule`/`dominant`/`neutral_seed` are `text_pool`'s. The summary's "label_counts" are the
+    text pool's mapped-label counts, from which the original computed its loss weights.
     """
     targets = pair_targets() if targets is None else targets
     if not -1.0 <= float(min_similarity) <= 1.0:
         raise InputError(f"min_similarity {min_similarity!r} must be a cosine similarity in [-1, 1]")
     images, img_counts = image_pool(fer, seed, dedup=dedup, aug_target=aug_target)
-    texts, txt_counts = text_pool(go, seed, neutral_rule=neutral_rule, dominant=dominant)
+    texts, txt_counts = text_pool(go, seed, neutral_rule=neutral_rule, dominant=dominant, neutral_seed=neutral_seed)
     rows, img_parts, txt_parts, sim_parts = [], [], [], []
     for c, name in enumerate(CLASSES):
         img_c, txt_c = images[images.y == c], texts[texts.y == c]
@@ -163,9 +166,11 @@ def seed_pairs(fer: pd.DataFrame, go: pd.DataFrame, embed_images: EmbedFn, embed
 
 
 def split_pairs(pairs: dict, seed: int) -> dict[str, np.ndarray]:
-    """70/15/15 split of `seed_pairs`' pairs, stratified by class; adds per-class split sizes to its summary."""
+    """70/15/15 split of `seed_pairs`' pairs, stratified by class, `seed` as sklearn's random_state (the
+    original's: 42); adds per-class split sizes and the random_state to its summary."""
     y = pairs["images"].y.to_numpy()
     parts = _pairing.seed_protocol_split(y, seed)
+    pairs["summary"]["split_random_state"] = int(seed)
     for row in pairs["summary"]["classes"]:
         c = CLASS_INDEX[row["class"]]
         row.update({p: int((y[idx] == c).sum()) for p, idx in parts.items()})
@@ -188,11 +193,22 @@ def pairing_summary_table(summary: dict) -> pd.DataFrame:
     return pd.concat([df, total]).astype({c: "Int64" for c in counts})
 
 
+def random_state(cfg) -> int:
+    """The seed of two of the original's steps seeded with 42, the neutral thinning's legacy stream (cell 19)
+    and the 70/15/15 split's random_state (cell 26): `cfg.seed_random_state` (42 in the `seed` profile), or
+    the run's seed when None. Its third, cell 24's seeded sample of faces and texts per class, is not
+    replayed (it drew from `os.listdir` order and from text buckets set by an unknown hash order): the
+    pairing sample draws from `cfg.seed`."""
+    return int(cfg.seed if cfg.seed_random_state is None else cfg.seed_random_state)
+
+
 def seed_split(cfg, fer, go, *, dedup: bool = True) -> dict:
     """Train/val/test frames for both modalities and the val/test pairs, the seed protocol's way.
 
     Pair targets come from `cfg.seed_pairs_rare` (disgust, fear; 650) and `cfg.seed_pairs_common`
-    (the other five; 1,500); the similarity threshold from `cfg.seed_min_similarity` (0.15).
+    (the other five; 1,500); the similarity threshold from `cfg.seed_min_similarity` (0.15); the
+    neutral thinning's stream and the split's random_state from `random_state(cfg)`, the rest from
+    `cfg.seed`.
     The pairing summary is returned under "pairing_summary"; with `cfg.class_weights="seed_text_counts"`
     the original's loss weights (from the text pool's label counts) under "image_class_weights".
     """
@@ -205,8 +221,8 @@ def seed_split(cfg, fer, go, *, dedup: bool = True) -> dict:
         lambda t: _text.encode_texts(model, tokenize, t, fast=cfg.fast, progress=cfg.progress),
         seed=cfg.seed, targets=pair_targets(cfg.seed_pairs_rare, cfg.seed_pairs_common),
         min_similarity=cfg.seed_min_similarity, dedup=dedup, neutral_rule=cfg.neutral_rule,
-        dominant=cfg.dominant_label)
-    parts = split_pairs(pairs, cfg.seed)
+        dominant=cfg.dominant_label, neutral_seed=random_state(cfg))
+    parts = split_pairs(pairs, random_state(cfg))
     weights = (seed_text_class_weights(pairs["summary"]["label_counts"])
                if cfg.class_weights == "seed_text_counts" else None)
     images, texts = pairs["images"], pairs["texts"]

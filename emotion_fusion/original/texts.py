@@ -6,8 +6,11 @@ word characters, whitespace and ? ! . , ' replaced by spaces, spaces collapsed, 
 fewer than 3 or more than 50 words dropped; neutral thinned to about 20%; one class per text.
 Two of these rules have two forms (`NEUTRAL_RULES`, `DOMINANT_RULES`); the original's (cells 18, 19, 21):
 - neutral `mapped_bernoulli`: a text whose *mapped* label set is exactly {neutral} (raw neutral, caring,
-  desire, alone or together) is kept with probability 0.2, one seeded draw per text. The project's
-  earlier `raw_exact`: exactly 20% of the texts whose raw labels are exactly ("neutral",).
+  desire, alone or together) is kept with probability 0.2, one draw per text: the original's own stream,
+  NumPy's legacy `np.random.seed(42)` then one `np.random.random()` per such text in file order, the text
+  dropped when the draw exceeds 0.2 (replayed with `RandomState(neutral_seed)`; on GoEmotions train.tsv
+  with 42 it gives cell 19's printed counts exactly). The project's earlier `raw_exact`: exactly 20% of
+  the texts whose raw labels are exactly ("neutral",), drawn from the run's seed.
 - class `random_mapped`: the original took `list(set(mapped labels))[0]`, the element that Python's
   per-process string hashing puts first: one process ranks the classes at random, the same for every
   text. Emulated exactly for a seeded draw of the hashes (setorder.py). The earlier `first_raw`: the
@@ -73,13 +76,16 @@ def _require(df: pd.DataFrame, columns: Sequence[str], what: str) -> None:
 
 
 def text_pool(go: pd.DataFrame, seed: int, neutral_keep: float = NEUTRAL_KEEP, *,
-              neutral_rule: str = "mapped_bernoulli", dominant: str = "random_mapped") -> tuple[pd.DataFrame, dict]:
+              neutral_rule: str = "mapped_bernoulli", dominant: str = "random_mapped",
+              neutral_seed: int | None = None) -> tuple[pd.DataFrame, dict]:
     """The seed protocol's text pool from a `load_goemotions` frame, and its counts at each step.
 
-    Uses the `train` split only; `text` becomes the cleaned text (the original is kept in `raw_text`);
-    `mapped` holds each text's seed-map classes (sorted, distinct), `label`/`y` its one class by the
-    `dominant` rule, whatever map the frame was loaded with. `neutral_rule` picks the neutral thinning
-    (module docstring); both rules draw from a generator seeded by `seed`.
+    Uses the `train` split only, in the frame's row order (the file's); `text` becomes the cleaned text
+    (the original is kept in `raw_text`); `mapped` holds each text's seed-map classes (sorted, distinct),
+    `label`/`y` its one class by the `dominant` rule, whatever map the frame was loaded with.
+    `neutral_rule` picks the neutral thinning (module docstring): `mapped_bernoulli` replays the legacy
+    NumPy stream of `neutral_seed` (None: `seed`; the original's is 42), `raw_exact` draws from `seed`.
+    The class rule's hash draw uses `seed`.
     """
     _require(go, ("split", "text", "go_labels"), "the GoEmotions frame")
     if not 0.0 <= neutral_keep <= 1.0:
@@ -87,10 +93,15 @@ def text_pool(go: pd.DataFrame, seed: int, neutral_keep: float = NEUTRAL_KEEP, *
     for name, value, valid in (("neutral_rule", neutral_rule, NEUTRAL_RULES), ("dominant_label", dominant, DOMINANT_RULES)):
         if value not in valid:
             raise InputError(f"unknown {name} {value!r}; choose one of {', '.join(valid)}")
+    neutral_seed = int(seed) if neutral_seed is None else neutral_seed
+    if (isinstance(neutral_seed, bool) or not isinstance(neutral_seed, (int, np.integer))
+            or not 0 <= neutral_seed < 2**32):
+        raise InputError(f"neutral_seed {neutral_seed!r} must be an integer in [0, 2**32) (np.random.seed's range)")
     train = go[go.split == "train"]
     if train.empty:
         raise InputError("GoEmotions has no train rows; the seed protocol pools GoEmotions train.tsv only")
-    counts = {"train_rows": int(len(train)), "neutral_rule": neutral_rule, "dominant_label": dominant}
+    counts = {"train_rows": int(len(train)), "neutral_rule": neutral_rule, "dominant_label": dominant,
+              **({"neutral_seed": int(neutral_seed)} if neutral_rule == "mapped_bernoulli" else {})}
     cleaned = train.text.map(clean_text)
     words = cleaned.map(word_count)
     keep = ((words >= POOL_WORDS[0]) & (words <= POOL_WORDS[1])).to_numpy()
@@ -99,11 +110,14 @@ def text_pool(go: pd.DataFrame, seed: int, neutral_keep: float = NEUTRAL_KEEP, *
     mapping = goemotions_map("seed")
     mapped = [tuple(sorted({mapping[n] for n in names})) for names in pool.go_labels]
     pool = pool.assign(mapped=pd.Series(mapped, index=pool.index, dtype=object))
-    rng = np.random.default_rng([int(seed), 2])
     if neutral_rule == "mapped_bernoulli":
         candidates = np.flatnonzero([m == ("neutral",) for m in mapped])
-        dropped = candidates[rng.random(candidates.size) >= neutral_keep]   # kept with probability neutral_keep
+        # cell 19: NumPy's global legacy stream seeded once, one draw per candidate in file order, the text
+        # skipped when its draw exceeds the keep ratio (so a draw equal to it keeps the text)
+        draws = np.random.RandomState(int(neutral_seed)).random_sample(candidates.size)
+        dropped = candidates[draws > neutral_keep]                          # kept with probability neutral_keep
     else:
+        rng = np.random.default_rng([int(seed), 2])
         candidates = np.flatnonzero([tuple(n) == ("neutral",) for n in pool.go_labels])
         n_keep = int(round(neutral_keep * candidates.size))
         dropped = np.setdiff1d(candidates, rng.choice(candidates, size=n_keep, replace=False))
