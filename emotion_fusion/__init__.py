@@ -34,7 +34,7 @@ _WHERE = {
     "comparison_table": "report", "text_reuse_table": "report", "dependence_curve": "report",
     "compare_fusion": "comparison", "register_fusion": "scoring.registry", "available_fusion_methods": "scoring.catalog",
     "original_bug": "original.bugs", "original_epoch_bug": "original.bugs", "pool_comparison": "original.reference",
-    "config_table": "config", "per_class_report": "report", "mcnemar_table": "report", "sizes_table": "report",
+    "config_table": "settings_table", "per_class_report": "report", "mcnemar_table": "report", "sizes_table": "report",
     "text_heads_table": "report", "Table": "tables",
     # plots
     "plot_history": "scoring.plots", "plot_sweep": "scoring.plots", "plot_confusions": "scoring.plots",

@@ -8,7 +8,8 @@ import re
 import pytest
 
 from emotion_fusion import report, tables
-from emotion_fusion.config import Config, config_table
+from emotion_fusion.config import Config
+from emotion_fusion.settings_table import config_table
 
 
 def test_numbers_read_as_in_a_paper():

@@ -14,7 +14,8 @@ from torch import nn
 from emotion_fusion.branches import precision as prec
 from emotion_fusion.branches import train
 from emotion_fusion.branches.resnet import ImagePreprocess, predict_proba
-from emotion_fusion.config import Config, config_table
+from emotion_fusion.config import Config
+from emotion_fusion.settings_table import config_table
 from emotion_fusion.data.labels import CLASSES, GOEMOTIONS_LABELS, goemotions_map
 from emotion_fusion.errors import InputError
 from emotion_fusion.original import protocol as sp
