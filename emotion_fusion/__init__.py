@@ -36,9 +36,12 @@ _WHERE = {
     "original_bug": "original.bugs", "original_epoch_bug": "original.bugs", "pool_comparison": "original.reference",
     "config_table": "settings_table", "per_class_report": "report", "mcnemar_table": "report", "sizes_table": "report",
     "text_heads_table": "report", "Table": "tables",
+    # the results section in words (the report's opening, the setup, per class side by side)
+    "answer": "writeup", "answer_markdown": "writeup", "headline_table": "writeup", "setup_table": "writeup",
+    "per_class_table_side_by_side": "writeup",
     # plots
     "plot_history": "scoring.plots", "plot_sweep": "scoring.plots", "plot_confusions": "scoring.plots",
-    "plot_face_grid": "scoring.plots", "plot_example_pairs": "scoring.plots",
+    "plot_face_grid": "scoring.plots", "plot_example_pairs": "scoring.plots", "plot_headline": "scoring.headline",
     # the interactive page
     "demo": "app.demo",
 }
