@@ -8,7 +8,10 @@
 
 In Jupyter the bar is one HTML `<progress>` bar in a display updated in place (at most every UPDATE_S
 seconds); when the loop ends the display becomes the summary line, so the saved notebook and its HTML
-export keep that line and nothing of the bar. It is not an ipywidgets bar (tqdm.notebook): papermill saves
+export keep that line and nothing of the bar. The bar is first shown as HTML only: papermill echoes a
+display's text/plain to its terminal when it appears (and never its updates), which printed a start line
+with zeros for every loop; now the terminal gets the loop's end line instead (the summary, or for a loop
+of at least SHORT_S seconds without one, its final count, time and rate), and nothing for short loops. It is not an ipywidgets bar (tqdm.notebook): papermill saves
 every widget model's state into the executed notebook, and nbconvert then loads the widget manager from a
 CDN into the report. Under papermill the in-place updates are not echoed, so the summary and the `note`
 lines go to the kernel's own stderr: papermill's terminal (or the Jupyter server's log), never into the
@@ -22,6 +25,7 @@ import sys
 import time
 
 UPDATE_S = 0.5      # seconds between redraws of a notebook bar: live enough, few messages
+SHORT_S = 3.0       # a loop without a summary that ends sooner leaves no line in papermill's terminal
 
 
 def in_kernel() -> bool:
@@ -57,7 +61,7 @@ class Bar:
             return
         if in_kernel():
             from IPython.display import display
-            self._handle = display(self._bundle(), raw=True, display_id=True)
+            self._handle = display({"text/html": self._bundle()["text/html"]}, raw=True, display_id=True)
         else:
             from tqdm import tqdm
             self._bar = tqdm(total=total, desc=desc, unit=unit, leave=False, mininterval=2, file=sys.stderr)
@@ -94,9 +98,12 @@ class Bar:
     def close(self) -> None:
         """Remove the bar; keep `summary` (the notebook display becomes that line, else it is printed)."""
         if self._handle is not None:
+            end = self._bundle()["text/plain"]
             self._handle.update({"text/plain": self.summary or ""}, raw=True)
             if self.summary:
                 note(self.summary)
+            elif time.perf_counter() - self._start >= SHORT_S:
+                note(end)
         elif self._bar is not None:
             self._bar.close()
             if self.summary:

@@ -4,6 +4,7 @@ keeps only the summary line while papermill's terminal sees the live lines."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 
@@ -60,6 +61,31 @@ def test_under_papermill_the_notebook_keeps_one_line_and_the_terminal_sees_progr
     shown = [("".join(o["data"]["text/plain"]) if "data" in o else "".join(o["text"])) for o in outputs]
     assert shown == ["epoch 1/1: train loss 1.0 | val acc 0.300", "after the loop\n"]
     assert not any("application/vnd.jupyter.widget-view+json" in o.get("data", {}) for o in outputs)
+
+
+_LOOPS = """import time
+from emotion_fusion import progress
+progress.SHORT_S = 0.5
+for _ in progress.bar_iter(range(12), "predict"):      # short: nothing in the terminal
+    pass
+for _ in progress.bar_iter(range(4), "encode"):        # longer than SHORT_S: its end line only
+    time.sleep(0.2)
+"""
+
+
+def test_under_papermill_the_terminal_gets_end_lines_not_start_lines(tmp_path, repo):
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(_LOOPS)])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    src, out = tmp_path / "in.ipynb", tmp_path / "out.ipynb"
+    nbformat.write(nb, src)
+    proc = subprocess.run([sys.executable, "-m", "papermill", "--log-output", "--no-progress-bar", str(src), str(out),
+                           "--cwd", str(repo)], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    terminal = proc.stdout + proc.stderr
+    assert "predict:" not in terminal and "0/4" not in terminal and "0/12" not in terminal
+    assert len(re.findall(r"encode: 4/4 it, \d+ s, [\d,]+ it/s", terminal)) == 1, terminal[-2000:]
+    outputs = json.loads(out.read_text())["cells"][0]["outputs"]
+    assert all("".join(o.get("data", {}).get("text/plain", "")) == "" for o in outputs)   # nothing kept
 
 
 def test_the_notebook_display_is_an_html_progress_bar_with_a_plain_line():
