@@ -92,7 +92,7 @@ def plot_confusions(y, preds: Mapping[str, np.ndarray], normalize: bool = True) 
     recalls = []
     for ax, (name, pred) in zip(axes, preds.items()):
         cm = confusion(y, pred, normalize=normalize)
-        ax.imshow(cm, cmap=CMAP, vmin=0, vmax=1 if normalize else None)
+        im = ax.imshow(cm, cmap=CMAP, vmin=0, vmax=1 if normalize else None)
         fmt = "{:.2f}" if normalize else "{:d}"
         recalls.append(f"{name} {100 * np.mean(np.diag(confusion(y, pred, normalize=True))):.1f}%")
         top = cm.max() or 1
@@ -102,42 +102,43 @@ def plot_confusions(y, preds: Mapping[str, np.ndarray], normalize: bool = True) 
                         color="white" if cm[i, j] > 0.6 * (1 if normalize else top) else "black")
         ax.set_xticks(range(NUM_CLASSES), CLASSES, rotation=45, ha="right")
         ax.set_yticks(range(NUM_CLASSES), CLASSES)
-        ax.set_xlabel("predicted")
-        ax.set_title(name)
+        ax.set(xlabel="predicted", title=name)
     axes[0].set_ylabel("true")
+    fig.colorbar(im, ax=list(axes), shrink=0.8, label="share of the true class's pairs" if normalize else "pairs")
+    fig.suptitle("Confusion matrices, test pairs" + (", row-normalised (each row sums to 1)" if normalize else ""))
     alt = (f"Confusion matrices, one per model ({', '.join(preds)}): true class in rows, predicted in columns, "
            f"{'each row as shares' if normalize else 'counts'}. Mean of the diagonal shares (balanced "
            f"accuracy): {', '.join(recalls)}.")
     return _finish(fig, alt)
 
 
-def plot_sweep(sweep: dict, chosen: float | None = None) -> Figure:
-    """Macro-F1 and accuracy vs fusion weight (val, and test when swept); best val and chosen marked."""
+def plot_sweep(sweep: dict, chosen: float | None = None, validation_weight: float | None = None) -> Figure:
+    """Macro-F1 and accuracy in % vs fusion weight (val, and test when swept). Marked: the default pairing's
+    own best validation weight, `chosen` (the default weight) and `validation_weight` (the headline's)."""
     missing = [k for k in ("weights", "val_macro_f1", "val_accuracy", "best_weight") if k not in sweep]
     if missing:
         raise InputError(f"sweep result lacks {missing}; pass the dict returned by fusion.sweep")
     w = np.asarray(sweep["weights"])
     fig = _figure(2 * PANEL + 1.6, PANEL + 0.3)
     axes = fig.subplots(1, 2)
-    for ax, metric, label in zip(axes, ("macro_f1", "accuracy"), ("macro-F1", "accuracy")):
-        ax.plot(w, sweep[f"val_{metric}"], label="validation")
+    marks = [(sweep["best_weight"], "tab:green", "--", "default pairing's own best"), (chosen, "tab:red", ":", "default"),
+             (validation_weight, "tab:purple", "-.", "validation weight")]
+    for ax, metric, label in zip(axes, ("macro_f1", "accuracy"), ("macro-F1, %", "accuracy, %")):
+        ax.plot(w, 100 * np.asarray(sweep[f"val_{metric}"]), label="validation")
         if f"test_{metric}" in sweep:
-            ax.plot(w, sweep[f"test_{metric}"], label="test", alpha=0.8)
-        ax.axvline(sweep["best_weight"], color="tab:green", linestyle="--",
-                   label=f"best val w = {sweep['best_weight']:.2f}")
-        if chosen is not None:
-            ax.axvline(chosen, color="tab:red", linestyle=":", label=f"chosen w = {chosen:.2f}")
-        ax.set_xlabel("visual weight w (0 text only, 1 visual only)")
-        ax.set_ylabel(label)
-        ax.set_xlim(0, 1)
+            ax.plot(w, 100 * np.asarray(sweep[f"test_{metric}"]), label="test", alpha=0.8)
+        for x, colour, style, name in [m for m in marks if m[0] is not None]:
+            ax.axvline(x, color=colour, linestyle=style, label=f"{name} w = {x:.2f}")
+        ax.set(xlabel="visual weight w (0 text only, 1 visual only)", ylabel=label, xlim=(0, 1))
         ax.grid(alpha=0.3)
     axes[0].legend()
-    fig.suptitle(f"{sweep.get('rule', 'linear')} fusion: weight sweep")
+    fig.suptitle(f"{sweep.get('rule', 'linear')} fusion: weight sweep on the default pairing")
     f1 = np.asarray(sweep["val_macro_f1"], dtype=float)
     alt = (f"Weight sweep of {sweep.get('rule', 'linear')} fusion: validation macro-F1 {100 * f1[0]:.1f}% at "
            f"w = {w[0]:.2f} (text only) and {100 * f1[-1]:.1f}% at w = {w[-1]:.2f} (visual only), best "
-           f"{100 * f1.max():.1f}% at the best validation weight {sweep['best_weight']:.2f}"
-           + (f"; chosen weight {chosen:.2f}" if chosen is not None else "")
+           f"{100 * f1.max():.1f}% at the default pairing's own best weight {sweep['best_weight']:.2f}"
+           + (f"; default weight {chosen:.2f}" if chosen is not None else "")
+           + (f"; validation weight {validation_weight:.2f}" if validation_weight is not None else "")
            + ("; test curves drawn beside them." if "test_macro_f1" in sweep else "."))
     return _finish(fig, alt)
 

@@ -60,8 +60,9 @@ def test_plot_confusions_one_panel_per_model(tmp_path):
     y = rng.integers(0, 7, 100)
     preds = {"visual": rng.integers(0, 7, 100), "text": _probs(100, 1), "fusion": y}
     fig = plot_confusions(y, preds)
-    assert isinstance(fig, Figure) and len(fig.axes) == 3
-    assert [a.get_title() for a in fig.axes] == ["visual", "text", "fusion"]
+    assert isinstance(fig, Figure) and len(fig.axes) == 4          # three panels and one colour bar
+    assert [a.get_title() for a in fig.axes[:3]] == ["visual", "text", "fusion"]
+    assert fig.axes[3].get_ylabel() == "share of the true class's pairs" and "row-normalised" in fig._suptitle.get_text()
     assert fig.axes[0].get_yticklabels()[0].get_text() == "angry"
     # a perfect predictor: the diagonal cells are the darkest blue, off-diagonal cells white
     fig = plot_confusions(y, {"v": y}, normalize=False)
@@ -77,11 +78,13 @@ def test_plot_sweep_marks_best_and_chosen(tmp_path):
     y = np.random.default_rng(2).integers(0, 7, 200)
     val = {"p_visual": _probs(200, 3), "p_text": _probs(200, 4), "y": y}
     sw = sweep(val, val, n_boot=50)
-    fig = plot_sweep(sw, chosen=0.3)
+    fig = plot_sweep(sw, chosen=0.3, validation_weight=0.45)
     assert isinstance(fig, Figure) and len(fig.axes) == 2
-    assert len(fig.axes[0].lines) == 4  # val, test, best, chosen
-    assert fig.axes[0].lines[2].get_xdata()[0] == sw["best_weight"] and fig.axes[0].lines[3].get_xdata()[0] == 0.3
-    np.testing.assert_array_equal(fig.axes[0].lines[0].get_ydata(), sw["val_macro_f1"])
+    assert len(fig.axes[0].lines) == 5  # val, test, the default pairing's own best, the default, the validation weight
+    assert [ln.get_xdata()[0] for ln in fig.axes[0].lines[2:]] == [sw["best_weight"], 0.3, 0.45]
+    assert fig.axes[0].get_legend().get_texts()[4].get_text() == "validation weight w = 0.45"
+    np.testing.assert_allclose(fig.axes[0].lines[0].get_ydata(), 100 * np.asarray(sw["val_macro_f1"]))   # in %
+    assert fig.axes[0].get_ylabel() == "macro-F1, %"
     assert _colour(_render(fig, tmp_path)) > 500
     with pytest.raises(InputError, match="sweep result lacks"):
         plot_sweep({"weights": [0, 1]})
@@ -199,7 +202,7 @@ def test_every_figure_has_alt_text_that_describes_it():
     for name, fig in figs.items():
         assert len(repr(fig)) > 40 and not repr(fig).startswith("<Figure"), name   # Jupyter's text/plain
     assert "visual" in repr(figs["confusions"]) and "balanced accuracy" in repr(figs["confusions"])
-    assert "best validation weight" in repr(figs["sweep"]) and "chosen weight 0.60" in repr(figs["sweep"])
+    assert "the default pairing's own best weight" in repr(figs["sweep"]) and "default weight 0.60" in repr(figs["sweep"])
     assert repr(figs["history"]).startswith("Training curves over 2 epochs: train loss 2.000 to 1.500")
     assert all(c in repr(figs["faces"]) for c in CLASSES)
     assert repr(figs["pairs"]).startswith("4 test pairs") and "number 3" in repr(figs["pairs"])
