@@ -15,8 +15,8 @@ from emotion_fusion.runs import CONFIG, INFO, RESULTS
 from emotion_fusion.tables import Table, count, interval, pct, table
 
 NAMES = {"visual": "Visual only", "text": "Text only", "fusion": "Fusion", "fusion_best_val": "Fusion"}
-FAMILIES = {"copula": "the hardest faces meeting the hardest texts (Gaussian copula)",
-            "wrong": "faces and texts that favour the same wrong class meeting"}
+FAMILIES = {"copula": "when the hardest faces meet the hardest texts (Gaussian copula)",
+            "wrong": "when faces and texts that favour the same wrong class meet"}
 
 
 def weight_name(model: str, weight: float) -> str:
@@ -41,7 +41,7 @@ def _zero(cross: dict) -> str:
     if not cross["crosses"]:
         return f"never reaches zero (smallest {100 * cross['smallest']:+.1f} points, at ρ = {cross['at_rho']:.2f})"
     if cross["rho"] == 0:
-        return "is already at or below zero for independent pairs"
+        return "is at or below zero already for independent pairs"
     phi = "" if cross.get("phi_within") is None else f", φ within class {cross['phi_within']:.2f}"
     return f"reaches zero at ρ = {cross['rho']:.2f}{phi}"
 
@@ -64,8 +64,8 @@ def answer(results: dict, dependence: dict | None = None) -> str:
         return " ".join([first, second])
     cross = dependence["crossing"]
     third = ("Re-paired so that the branches' errors depend on each other, the macro-F1 gain at the validation "
-             "weight " + "; ".join(f"{_zero(cross[f]['gain_fusion_best_val_macro_f1'])} with {FAMILIES.get(f, f)}"
-                                   for f in cross) + ".")
+             "weight " + "; and it ".join(f"{_zero(cross[f]['gain_fusion_best_val_macro_f1'])} {FAMILIES.get(f, f)}"
+                                          for f in cross) + ".")
     return " ".join([first, second, third])
 
 

@@ -10,7 +10,7 @@ import sys
 import numpy as np
 import pytest
 
-from emotion_fusion.report import results_table
+from emotion_fusion.writeup import headline_records
 
 pytestmark = [pytest.mark.data, pytest.mark.slow]
 
@@ -27,7 +27,7 @@ pytestmark = [pytest.mark.data, pytest.mark.slow]
 NOTEBOOK_GOAL, HTML_GOAL, PNG_HEADROOM = 300_000, 600_000, 60_000
 
 
-DEP_TABLE = "dep = ef.dependence_curve(RUN_DIR)"     # the dependence table cell starts so
+DEP_TABLE = "dep.table("     # the dependence table cell starts so
 
 def _cell_text(nb: dict, tag: str) -> str:
     for cell in nb["cells"]:
@@ -58,6 +58,30 @@ def _original_bug_counts(run_dir) -> list[int]:
         return [int(((0.6 * pv + 0.4 * pt).argmax(1) != pv.argmax(1)).sum()) for pt in heads]
 
 
+def _check_shared_page(page: str, results: dict, run_dir, tmp_path) -> None:
+    """The shared page is a results section: the answer and the headline figure first (alt text with its
+    numbers), no code input, no run log, no machine path, no empty cell."""
+    import html as html_lib
+    body = page[page.index("<body"):]
+    assert "jp-CodeMirrorEditor" not in body and "In&nbsp;[" not in body and "Out[" not in body   # no code input
+    assert "# Parameters" not in body and "reused cached branch outputs" not in body and "build_models_s" not in body
+    for path in {str(run_dir), str(tmp_path), "/work/", "/tmp/", "/home/"}:       # no machine path
+        assert path not in body, path
+    text = html_lib.unescape(re.sub(r"<[^>]+>", " ", body))
+    first = text[text.index("The answer"):text.index("The main table")]           # the first section
+    d = results["draws"]
+    gain = d["comparison"]["fusion_best_val"]["macro_f1"]
+    assert f"{100 * gain['mean_diff']:+.1f} [{100 * gain['ci'][0]:+.1f}, {100 * gain['ci'][1]:+.1f}]" in first
+    assert "independent by construction" in first and f"w = {d['best_weight']['weight']:.2f}" in first
+    alts = [html_lib.unescape(a) for a in re.findall(r'alt="([^"]*)"', body)]
+    assert alts[0].startswith("Headline, dot and whisker")                       # the first figure is the headline
+    for r in d["rows"]:
+        assert f"macro-F1 {100 * r['macro_f1']:.1f}% [{100 * r['macro_f1_ci'][0]:.1f}, {100 * r['macro_f1_ci'][1]:.1f}]" in alts[0]
+    assert body.index('alt="Headline') < body.index("The main table")
+    cells = [c for c in body.split('class="jp-Cell ')[1:] if c.startswith("jp-CodeCell")]
+    assert cells and all("<img" in c or re.sub(r"<[^>]+>|\s", "", c.split(">", 1)[1]) for c in cells)   # none empty
+
+
 def test_notebook_smoke_end_to_end(tmp_path, data_root, fer_path, go_path, monkeypatch, repo):
     import papermill as pm
     monkeypatch.delenv("MPLBACKEND", raising=False)     # the kernel must use Jupyter's inline backend
@@ -68,16 +92,16 @@ def test_notebook_smoke_end_to_end(tmp_path, data_root, fer_path, go_path, monke
                              parameters=params, cwd=str(repo), progress_bar=False, kernel_name="python3")
     results = json.loads((run_dir / "results.json").read_text())
     table = _cell_text(nb, "results-table")
-    shown = results_table(results).df
-    for value in shown.astype(str).to_numpy().ravel():   # every figure of the table is shown as is
-        assert value in table, value
+    for rec in headline_records(results):                 # every figure of the table is shown as is
+        for value in rec.values():
+            assert value in table, value
     # smoke: the ResNet-50 trained 1 epoch from scratch, the CLIP encoder is random and untrained
     assert "RANDOM-INIT" in results["title"] and results["title"] in table   # the title shows in the cell
     assert "ResNet-50 trained from scratch, 1 epoch" in results["title"] and results["weights"]["random_init"] == ["text"]
     # the plots are shown inline, each with alt text: every cell that draws one carries a PNG and its description
     plot_cells = [c for c in nb["cells"] if c["cell_type"] == "code" and
                   ("ef.plot_" in "".join(c["source"]) or "".join(c["source"]).startswith(("dep.plot(", "methods.plot(")))]
-    assert len(plot_cells) == 7          # five ef.plot_* figures, the dependence curve, the fusion methods
+    assert len(plot_cells) == 8     # six ef.plot_* figures (the headline first), the dependence curve, the methods
     for c in plot_cells:
         pngs = [o for o in c["outputs"] if "image/png" in o.get("data", {})]
         assert pngs and not "".join(pngs[0]["data"]["text/plain"]).startswith("<Figure"), "".join(c["source"])
@@ -97,7 +121,8 @@ def test_notebook_smoke_end_to_end(tmp_path, data_root, fer_path, go_path, monke
     assert len(re.findall(r"^epoch \d+/\d+", text, flags=re.M)) == 1 and "img/s" not in text and "%|" not in text
     # formatted tables: no raw floats (3+ decimals), no dicts, no scientific p-values, no row numbers
     for source in ("ef.comparison_table(", "ef.text_reuse_table(", "ef.mcnemar_table(", "ef.sizes_table(",
-                   "ef.text_heads_table(", "ef.config_table(", "ef.per_class_report(", "ef.as_table(result.timings",
+                   "ef.text_heads_table(", "ef.config_table(", "ef.per_class_table_side_by_side(", "ef.as_table(result.timings",
+                   "ef.setup_table(", "ef.headline_table(",
                    "ef.original_bug(", "ef.original_epoch_bug(", DEP_TABLE, "methods = ef.compare_fusion(",
                    "methods.dependence_table("):
         out = "".join("".join(o.get("data", {}).get("text/html", "")) for o in _cell(nb, source)["outputs"])
@@ -131,6 +156,7 @@ def test_notebook_smoke_end_to_end(tmp_path, data_root, fer_path, go_path, monke
     pngs = sum("image/png" in o.get("data", {}) for c in nb["cells"] for o in c.get("outputs", []))
     assert pngs == len(plot_cells) and page.count("<img") == pngs       # every figure, and only once
     assert "widget-view" not in page and "img/s" not in page
+    _check_shared_page(page, results, run_dir, tmp_path)
     sizes = {"notebook": executed.stat().st_size, "report": report.stat().st_size}
     print("smoke sizes (bytes):", sizes)
     assert sizes["notebook"] <= NOTEBOOK_GOAL - PNG_HEADROOM, sizes
