@@ -94,3 +94,23 @@ def test_the_one_pairing_column_is_computed_at_its_own_weight_and_says_so():
     assert recs[3]["macro-F1 %, one pairing, pair bootstrap"].endswith("(at that draw's own best w = 0.45)")
     assert "own best" not in recs[2]["macro-F1 %, one pairing, pair bootstrap"]
     assert "own best" not in headline_records(_results(0.07, weight0=0.48))[3]["macro-F1 %, one pairing, pair bootstrap"]
+
+
+def test_setup_facts_come_from_the_run_config_and_info():
+    from emotion_fusion.writeup import setup_facts
+    cfg = {"profile": "offline", "seed": 0, "val_fraction": 0.1, "train_per_class": 3200, "text_train_per_class": 2500,
+           "epochs": 2, "image_size": 48, "image_weights": None, "batch_size": 128, "lr": 1e-3, "lr_schedule": "onecycle",
+           "augment": False, "class_weights": "balanced", "tta": True}
+    info = {"sizes": {"images": {"train": 18987, "val": 2849, "test": 3589}, "texts": {"train": 9000, "val": 900, "test": 2000}},
+            "summary": {"fer2013": {"rows": {"train": 28709}}, "goemotions": {"rows": {"train": 43410}}},
+            "dropped": {"images": 604}, "text_test_split": "dev",
+            "history": {"epochs_run": 2, "scored_epoch": 2, "precision": "bf16 autocast", "replicas": 2, "intra_op_threads": 1}}
+    facts = {f["setting"]: f["value"] for f in setup_facts(cfg, info)}
+    assert facts["train faces"].startswith("18,987 of FER2013's 28,709 train faces")
+    assert "at most 3,200 per class" in facts["train faces"] and "604 train/validation faces" in facts["train faces"]
+    assert facts["validation / test faces"] == "2,849 / 3,589 (test: the FER2013 test folder)"
+    assert facts["test-time augmentation"].startswith("mirror") and facts["class weights"].startswith("balanced")
+    assert facts["precision"] == "bf16 autocast, 2 replica(s) × 1 intra-op thread(s) each"
+    assert facts["training seed"] == "0 (one training run)" and "not the training" in facts["what the intervals include"]
+    assert facts["image training"] == ("2 epoch(s) of at most 2 at 48 px, from scratch, batch 128, lr 0.001 (onecycle), "
+                                       "no augmentation, epoch 2 scored")
