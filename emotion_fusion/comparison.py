@@ -11,7 +11,7 @@ from emotion_fusion.errors import InputError
 from emotion_fusion.parts import load_embeddings
 from emotion_fusion.report import _setting
 from emotion_fusion.runs import CONFIG, read_run, rerun
-from emotion_fusion.tables import Table, _decimals, interval, number, pvalue, table
+from emotion_fusion.tables import Table, _decimals, interval, number, pvalue, setting, table
 
 METRIC_WORDS = {"accuracy": "accuracy", "macro_f1": "macro-F1"}
 
@@ -63,17 +63,6 @@ def compare_fusion(run_dir, methods=None, *, weight: float | None = None, n_boot
     return FusionComparison({"title": info.get("title") or "Late fusion results", **res})
 
 
-_SUPER = str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹")
-
-
-def _value(v) -> str:
-    """A setting as written in a table: small numbers as 3×10⁻³ (a raw 0.003 reads as a measurement)."""
-    if isinstance(v, float) and 0 < abs(v) < 0.01:
-        m, e = f"{v:.0e}".split("e")
-        return f"{m}×10{str(int(e)).translate(_SUPER)}"
-    return f"{v:g}" if isinstance(v, float) else str(v)
-
-
 def _gain(d: dict, resamples: int) -> tuple[str, str]:
     p = d.get("p_holm", d["p_value"])
     if d["p_value"] <= 2 / (resamples + 1) * (1 + 1e-9) and p < 1:   # adjusted from the bootstrap's floor: a bound
@@ -101,7 +90,7 @@ class FusionComparison:
             if r["vs_reference"] is not None:
                 ref, pr = _gain(r["vs_reference"][metric], res["n_boot"])
                 rec.update({f"{m} - {res['reference']} (points)": ref, "p (Holm) ": pr})
-            rec.update({"settings": ", ".join(f"{k}={_value(v)}" for k, v in {**r["settings"], **(
+            rec.update({"settings": ", ".join(f"{k}={setting(v)}" for k, v in {**r["settings"], **(
                 {"w": r["params"]["weight"]} if "weight" in r["params"] else {})}.items()) or "-",
                 "fit s": number(r["fit_s"], 2)})
             recs.append(rec)

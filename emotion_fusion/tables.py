@@ -68,6 +68,18 @@ def _decimals(p: float, up: bool = False) -> str:
     return f"{math.ceil(p * 10 ** digits - 1e-9) / 10 ** digits if up else p:.{digits}f}"
 
 
+_SUPER = str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹")
+
+
+def setting(v) -> str:
+    """A setting's value as written in a table or sentence: small numbers as 3×10⁻³ (a raw 0.003 reads as
+    a measurement, and 3e-03 as code), other floats in %g."""
+    if isinstance(v, float) and 0 < abs(v) < 0.01:
+        m, e = f"{v:.0e}".split("e")
+        return f"{m}×10{str(int(e)).translate(_SUPER)}"
+    return f"{v:g}" if isinstance(v, float) else str(v)
+
+
 def number(x: float, digits: int = 1) -> str:
     """A plain measurement (seconds, a weight) with `digits` decimals and thousands separators."""
     return f"{x:,.{digits}f}"

@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 
 from emotion_fusion.runs import CONFIG, INFO, RESULTS
-from emotion_fusion.tables import Table, count, interval, pct, table
+from emotion_fusion.tables import Table, count, interval, pct, setting, table
 
 NAMES = {"visual": "Visual only", "text": "Text only", "fusion": "Fusion", "fusion_best_val": "Fusion"}
 FAMILIES = {"copula": "when the hardest faces meet the hardest texts (Gaussian copula)",
@@ -121,7 +121,7 @@ def setup_facts(cfg: dict, info: dict) -> list[dict]:
         ("image training", f"{hist.get('epochs_run', cfg.get('epochs'))} epoch(s) of at most {cfg.get('epochs')} at "
                            f"{cfg.get('image_size')} px, "
                            + ("from scratch" if cfg.get("image_weights") is None else f"from {cfg['image_weights']}")
-                           + f", batch {cfg.get('batch_size')}, lr {cfg.get('lr'):g} ({cfg.get('lr_schedule')}), "
+                           + f", batch {cfg.get('batch_size')}, lr {setting(cfg.get('lr'))} ({cfg.get('lr_schedule')}), "
                            f"{'augmentation' if cfg.get('augment') else 'no augmentation'}, epoch "
                            f"{hist.get('scored_epoch', '?')} scored"),
         ("class weights", "balanced on the train faces (inverse class frequency)"

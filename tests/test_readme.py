@@ -112,5 +112,5 @@ def test_setup_facts_come_from_the_run_config_and_info():
     assert facts["test-time augmentation"].startswith("mirror") and facts["class weights"].startswith("balanced")
     assert facts["precision"] == "bf16 autocast, 2 replica(s) × 1 intra-op thread(s) each"
     assert facts["training seed"] == "0 (one training run)" and "not the training" in facts["what the intervals include"]
-    assert facts["image training"] == ("2 epoch(s) of at most 2 at 48 px, from scratch, batch 128, lr 0.001 (onecycle), "
+    assert facts["image training"] == ("2 epoch(s) of at most 2 at 48 px, from scratch, batch 128, lr 1×10⁻³ (onecycle), "
                                        "no augmentation, epoch 2 scored")
