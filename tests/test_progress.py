@@ -45,15 +45,21 @@ print("after the loop")
 """
 
 
-def test_under_papermill_the_notebook_keeps_one_line_and_the_terminal_sees_progress(tmp_path, repo):
-    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(_CELL)])
+def _papermill(tmp_path, repo, cell: str):
+    """Run one code cell as a notebook under papermill (terminal logging on): (its terminal text, the
+    executed notebook's path)."""
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(cell)])
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     src, out = tmp_path / "in.ipynb", tmp_path / "out.ipynb"
     nbformat.write(nb, src)
     proc = subprocess.run([sys.executable, "-m", "papermill", "--log-output", "--no-progress-bar", str(src), str(out),
                            "--cwd", str(repo)], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
-    terminal = proc.stdout + proc.stderr
+    return proc.stdout + proc.stderr, out
+
+
+def test_under_papermill_the_notebook_keeps_one_line_and_the_terminal_sees_progress(tmp_path, repo):
+    terminal, out = _papermill(tmp_path, repo, _CELL)
     assert "HEARTBEAT 10/20 images" in terminal and "epoch 1/1: train loss 1.0 | val acc 0.300" in terminal
     executed = json.loads(out.read_text())
     assert "widgets" not in executed["metadata"]            # no widget state saved (no CDN script in the report)
@@ -74,14 +80,7 @@ for _ in progress.bar_iter(range(4), "encode"):        # longer than SHORT_S: it
 
 
 def test_under_papermill_the_terminal_gets_end_lines_not_start_lines(tmp_path, repo):
-    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(_LOOPS)])
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    src, out = tmp_path / "in.ipynb", tmp_path / "out.ipynb"
-    nbformat.write(nb, src)
-    proc = subprocess.run([sys.executable, "-m", "papermill", "--log-output", "--no-progress-bar", str(src), str(out),
-                           "--cwd", str(repo)], capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr
-    terminal = proc.stdout + proc.stderr
+    terminal, out = _papermill(tmp_path, repo, _LOOPS)
     assert "predict:" not in terminal and "0/4" not in terminal and "0/12" not in terminal
     assert len(re.findall(r"encode: 4/4 it, \d+ s, [\d,]+ it/s", terminal)) == 1, terminal[-2000:]
     outputs = json.loads(out.read_text())["cells"][0]["outputs"]
